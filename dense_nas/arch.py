@@ -122,9 +122,10 @@ class DenseNetConfig:
             >>> preset("densenet-bc-100-12").replace(num_classes=100).num_classes
             100
         """
-        if "growth_rate" in changes and "init_channels" not in changes:
-            if self.init_channels == 2 * self.growth_rate:
-                changes["init_channels"] = None
+        # A default stem width (2k) follows a new k; an explicit one (e.g. 16) stays.
+        follows_k = self.init_channels == 2 * self.growth_rate
+        if "growth_rate" in changes and "init_channels" not in changes and follows_k:
+            changes["init_channels"] = None
         return dataclasses.replace(self, **changes)
 
     # ----------------------------------------------------------------- derived values

@@ -67,8 +67,10 @@ class DenseLayer(nn.Module):
         return self.first(torch.cat(features, dim=1))  # type: ignore[no-any-return]
 
     def forward(self, features: list[Tensor]) -> Tensor:
-        if self.memory_efficient and torch.is_grad_enabled() and any(
-            f.requires_grad for f in features
+        if (
+            self.memory_efficient
+            and torch.is_grad_enabled()
+            and any(f.requires_grad for f in features)
         ):
             hidden = checkpoint(self._first, *features, use_reentrant=False)
         else:

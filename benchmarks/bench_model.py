@@ -1,0 +1,187 @@
+"""Training-step speed and memory of our DenseNet against torchvision's, in one process.
+
+Runs, on the same architecture (DenseNet-BC L=100 k=12 by default, CIFAR stem), batch and
+device, the way each library is used out of the box:
+
+* ``ours``: :class:`dense_nas.DenseNet` as :class:`dense_nas.DenseNetModule` trains it
+  (channels_last; bf16 autocast on a GPU);
+* ``torchvision``: ``torchvision.models.DenseNet`` with its stem swapped for the CIFAR
+  3x3 conv (its default NCHW layout; bf16 autocast on a GPU too);
+
+and prints images/s per training step (forward, backward, SGD step) and the ratio. Then
+it compares our memory-efficient mode with our plain mode: bytes autograd saves for
+backward (CPU and GPU) and peak allocated memory (GPU only), and the ratio.
+
+Usage (torchvision does not import beside the 2.13 CPU torch; tox has an env for it)::
+
+    tox -e bench -- --runs 3
+    python benchmarks/bench_model.py --device cuda --batch-size 64 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from dense_nas.arch import DenseNetConfig, preset
+from dense_nas.measure import saved_tensor_bytes
+from dense_nas.model import DenseNet
+
+
+def torchvision_densenet(cfg: DenseNetConfig) -> nn.Module:
+    """torchvision's DenseNet with the same blocks, growth, width and CIFAR stem."""
+    from torchvision.models import DenseNet as TVDenseNet
+
+    if not cfg.bottleneck or cfg.compression != 0.5:
+        raise SystemExit("torchvision's DenseNet is always BC with theta=0.5; pick such a config")
+    model = TVDenseNet(
+        growth_rate=cfg.growth_rate,
+        block_config=cfg.block_layers,
+        num_init_features=cfg.init_channels,
+        bn_size=cfg.bottleneck_width,
+        num_classes=cfg.num_classes,
+    )
+    features = model.features
+    features.conv0 = nn.Conv2d(cfg.in_channels, cfg.init_channels, 3, padding=1, bias=False)
+    for name in ("norm0", "relu0", "pool0"):
+        delattr(features, name)
+    return model
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_step(model: nn.Module, x: Tensor, y: Tensor, channels_last: bool) -> Callable[[], None]:
+    """One SGD training step of ``model`` on a fixed batch, as a closure."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4
+    )
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with _autocast(x.device):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def images_per_second(
+    step: Callable[[], None], batch: int, steps: int, device: torch.device
+) -> float:
+    """Throughput of ``steps`` training steps after two warm-up steps."""
+    for _ in range(2):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return batch * steps / (time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _peak_cuda(device: torch.device) -> Iterator[list[int]]:
+    box = [0]
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    yield box
+    if device.type == "cuda":
+        box[0] = torch.cuda.max_memory_allocated(device) - base
+
+
+def memory_figures(cfg: DenseNetConfig, x: Tensor, y: Tensor) -> tuple[int, int]:
+    """(saved-for-backward bytes, peak GPU bytes of one step or 0 on CPU) for ``cfg``."""
+    model = DenseNet(cfg).to(x.device).to(memory_format=torch.channels_last).train()
+    xs = x.contiguous(memory_format=torch.channels_last)
+    with _autocast(x.device):
+        saved = saved_tensor_bytes(model, xs)
+    step = make_step(model, x, y, channels_last=True)
+    step()
+    with _peak_cuda(x.device) as peak:
+        step()
+    return saved, peak[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="densenet-bc-100-12")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per model; the median is kept")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    cfg = preset(args.preset)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch_size, cfg.in_channels, args.image_size, args.image_size, generator=g)
+    y = torch.randint(0, cfg.num_classes, (args.batch_size,), generator=g)
+    x, y = x.to(device), y.to(device)
+
+    torch.manual_seed(0)
+    steps = {
+        "ours (channels_last)": make_step(DenseNet(cfg).to(device), x, y, channels_last=True),
+        "torchvision (NCHW)": make_step(
+            torchvision_densenet(cfg).to(device), x, y, channels_last=False
+        ),
+    }
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    print(
+        f"{args.preset}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
+        f"{device.type} ({name or platform.machine()}), {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, precision {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, "
+        f"{args.runs} runs x {args.steps} steps (median)"
+    )
+    results: dict[str, list[float]] = {label: [] for label in steps}
+    for _ in range(args.runs):  # interleaved, so drift in machine load hits both alike
+        for label, step in steps.items():
+            results[label].append(images_per_second(step, args.batch_size, args.steps, device))
+    medians = {label: statistics.median(values) for label, values in results.items()}
+    for label, value in medians.items():
+        print(
+            f"  {label:24s} {value:9.1f} images/s  (runs: {', '.join(f'{v:.1f}' for v in results[label])})"
+        )
+    ours, theirs = medians.values()
+    print(f"speed ratio ours / torchvision: {ours / theirs:.2f}")
+
+    plain_saved, plain_peak = memory_figures(cfg, x, y)
+    lean_saved, lean_peak = memory_figures(cfg.replace(memory_efficient=True), x, y)
+    print(f"  plain             saved for backward {plain_saved / 2**20:8.1f} MiB")
+    print(f"  memory-efficient  saved for backward {lean_saved / 2**20:8.1f} MiB")
+    print(f"activation memory ratio memory-efficient / plain: {lean_saved / plain_saved:.2f}")
+    if device.type == "cuda":
+        print(
+            f"  peak step memory plain {plain_peak / 2**20:.1f} MiB, "
+            f"memory-efficient {lean_peak / 2**20:.1f} MiB, "
+            f"ratio {lean_peak / plain_peak:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""dense-nas: neural architecture search over DenseNet with Optuna and PyTorch Lightning.
+
+Example:
+    >>> from dense_nas import DenseNetConfig, DenseNet
+    >>> cfg = DenseNetConfig.from_depth(100, growth_rate=12, bottleneck=True, compression=0.5)
+    >>> sum(p.numel() for p in DenseNet(cfg).parameters())
+    769162
+"""
+
+from dense_nas.arch import DenseNetConfig, list_presets, preset
+from dense_nas.errors import UserInputError
+from dense_nas.model import DenseNet
+from dense_nas.module import DenseNetModule
+from dense_nas.recipe import TrainingConfig
+
+__all__ = [
+    "DenseNet",
+    "DenseNetConfig",
+    "DenseNetModule",
+    "TrainingConfig",
+    "UserInputError",
+    "list_presets",
+    "preset",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,109 @@
+"""Where studies and checkpoints live: Optuna storages and the artifact store.
+
+A storage is given as a URL (``sqlite:///s.db``, ``postgresql://user@host/db``,
+``mysql+pymysql://...``) or as a journal file path ending in ``.log``, ``.journal`` or
+``.jsonl`` (fastest for many workers on one machine). With none, the study lives in
+``<out>/dense-nas.db``. Trial checkpoints go to a file-system artifact store whose root
+is recorded on the study, so any machine that mounts it can load them.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> storage_url(None, out).startswith("sqlite:///")
+    True
+    >>> type(make_storage(str(out / "s.journal"), out)).__name__
+    'JournalStorage'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from dense_nas.errors import UserInputError
+
+JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+ARTIFACT_ATTR = "dense_nas:artifact_store"
+
+
+def storage_url(storage: str | None, out: Path) -> str:
+    """The storage URL or path to use: the given one, or SQLite in ``out``."""
+    if storage:
+        return storage
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(out / 'dense-nas.db').resolve()}"
+
+
+def make_storage(storage: str | None, out: Path) -> BaseStorage:
+    """An Optuna storage for a URL or journal path; bad input is one :class:`UserInputError` line.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> make_storage("mongodb://x", pathlib.Path(tempfile.mkdtemp()))
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: --storage: cannot open 'mongodb://x' (Can't load plugin: sqlalchemy.dialects:mongodb); use sqlite:///FILE, postgresql://..., or a journal file ending in .log
+    """
+    url = storage_url(storage, out)
+    if url.endswith(JOURNAL_SUFFIXES) and "://" not in url:
+        path = Path(url)
+        if not path.parent.is_dir():
+            raise UserInputError(
+                f"--storage: directory {path.parent} does not exist; create it first"
+            )
+        return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except Exception as err:  # SQLAlchemy raises many types for a bad URL or a dead server
+        reason = str(err).splitlines()[0]
+        raise UserInputError(
+            f"--storage: cannot open {url!r} ({reason}); use sqlite:///FILE, postgresql://..., "
+            "or a journal file ending in .log"
+        ) from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Several local workers write to one file: wait for the lock instead of failing.
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
+
+
+def open_study(
+    storage: str | None, study_name: str, out: Path = Path("dense-nas-runs")
+) -> optuna.Study:
+    """Load an existing study, or stop with one line naming the studies that do exist."""
+    backend = make_storage(storage, out)
+    names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    if study_name not in names:
+        where = storage_url(storage, out)
+        known = ", ".join(sorted(names)) or "none"
+        raise UserInputError(
+            f"--study: no study named {study_name!r} in {where} (studies there: {known}); "
+            "check --study and --storage"
+        )
+    return optuna.load_study(study_name=study_name, storage=backend)
+
+
+def artifact_store(study: optuna.Study) -> FileSystemArtifactStore:
+    """The artifact store recorded on the study (where trial checkpoints are)."""
+    root = study.user_attrs.get(ARTIFACT_ATTR)
+    if root is None:
+        raise UserInputError(
+            f"--study: study {study.study_name!r} has no checkpoint store; was it made by dense-nas?"
+        )
+    return FileSystemArtifactStore(root)
+
+
+def set_artifact_root(study: optuna.Study, root: Path) -> None:
+    """Record the artifact store's root on a study (first writer wins)."""
+    if ARTIFACT_ATTR not in study.user_attrs:
+        root.mkdir(parents=True, exist_ok=True)
+        study.set_user_attr(ARTIFACT_ATTR, str(root.resolve()))
+    else:
+        Path(study.user_attrs[ARTIFACT_ATTR]).mkdir(parents=True, exist_ok=True)
