@@ -184,7 +184,7 @@ class DenseNetConfig:
 
         Example:
             >>> DenseNetConfig.from_dict({"growth_rate": 12, "block_layers": [2]}).depth
-            8
+            6
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)

@@ -121,7 +121,7 @@ class DenseNet(nn.Module):
         ...                      in_channels=1)
         >>> net = DenseNet(cfg)
         >>> net.forward_features(torch.randn(1, 1, 8, 8)).shape
-        torch.Size([1, 12, 4, 4])
+        torch.Size([1, 16, 4, 4])
         >>> net(torch.randn(1, 1, 8, 8)).shape
         torch.Size([1, 3])
     """
