@@ -1,0 +1,196 @@
+"""Finding spaces: built-in names, YAML files, ``module:Class`` and plugin entry points.
+
+Example:
+    >>> load_space("digits-tiny").name
+    'digits-tiny'
+    >>> [info.source for info in list_spaces() if info.name == "digits-tiny"]
+    ['built-in']
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+from dense_nas._space_base import Constraints, SearchSpace
+from dense_nas._space_yaml import YamlSearchSpace
+from dense_nas.errors import UserInputError
+from search_spaces import builtin_names, builtin_path
+
+ENTRY_POINT_GROUP = "dense_nas.search_spaces"
+"""Plugin packages register spaces in this entry-point group."""
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    """One space that :func:`load_space` can find by name.
+
+    Attributes:
+        name: what to pass to :func:`load_space` (and ``--space``).
+        description: one line about the space.
+        source: ``"built-in"``, or ``"plugin <distribution name>"``.
+
+    Example:
+        >>> SpaceInfo("digits-tiny", "CPU-sized DenseNets", "built-in").source
+        'built-in'
+    """
+
+    name: str
+    description: str
+    source: str
+
+
+def load_space(spec: str | Path) -> SearchSpace:
+    """The space named by ``spec``, checked.
+
+    ``spec`` is one of: a YAML file path (a :class:`~pathlib.Path`, or a string ending in
+    ``.yaml``/``.yml`` or holding a ``/``); ``package.module:ClassName`` naming a
+    :class:`SearchSpace` subclass (built with no arguments); a built-in space name; the
+    name of an entry point in the group ``dense_nas.search_spaces``.
+
+    Raises:
+        UserInputError: one line naming the space, the problem and the fix.
+
+    Example:
+        >>> load_space("densenet-bc-cifar").seeds[0]
+        {'growth_rate': 12, 'depth': 100, 'lr': 0.1}
+        >>> load_space("no-such-space")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: space 'no-such-space': not a built-in name, ...
+    """
+    if isinstance(spec, Path) or _looks_like_path(spec):
+        return YamlSearchSpace.from_file(spec)
+    if ":" in spec:
+        return _from_class(spec)
+    if spec in builtin_names():
+        return YamlSearchSpace.from_file(builtin_path(spec))
+    found = [ep for ep in _entry_points() if ep.name == spec]
+    if len(found) > 1:
+        owners = " and ".join(_owner(ep) for ep in found)
+        raise UserInputError(f"space {spec!r}: registered by both {owners}; uninstall one of them")
+    if found:
+        return _from_entry_point(found[0])
+    raise UserInputError(
+        f"space {spec!r}: not a built-in name, an installed plugin space, a YAML file or "
+        f"module:Class; built-in spaces: {', '.join(builtin_names())}"
+    )
+
+
+def list_spaces() -> list[SpaceInfo]:
+    """The built-in spaces, then the installed plugins' spaces.
+
+    A plugin space that fails to load is listed with the reason as its description, so
+    that one broken plugin does not hide the others.
+
+    Example:
+        >>> for info in list_spaces()[:2]:
+        ...     print(f"{info.name:20} {info.source}")
+        densenet-bc-cifar    built-in
+        densenet-cifar-full  built-in
+    """
+    infos = [SpaceInfo(name, load_space(name).description, "built-in") for name in builtin_names()]
+    for ep in _entry_points():
+        if ep.name in builtin_names():
+            description = "(hidden: a built-in space has this name)"
+        else:
+            try:
+                description = _from_entry_point(ep).description
+            except UserInputError as err:
+                description = f"(broken: {err})"
+        infos.append(SpaceInfo(ep.name, description, _owner(ep)))
+    return infos
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.endswith((".yaml", ".yml")) or "/" in spec or "\\" in spec
+
+
+def _entry_points() -> list[EntryPoint]:
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _owner(ep: EntryPoint) -> str:
+    return f"plugin {ep.dist.name}" if ep.dist is not None else "plugin (unknown distribution)"
+
+
+def _from_class(spec: str) -> SearchSpace:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UserInputError(f"space {spec!r}: write a class as package.module:ClassName")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise UserInputError(
+            f"space {spec!r}: cannot import {module_name} ({err}); install it or add it to "
+            "PYTHONPATH"
+        ) from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise UserInputError(
+                f"space {spec!r}: {module_name} has no {attribute}; check the name"
+            )
+        target = getattr(target, part)
+    return _instantiate(target, f"space {spec!r}")
+
+
+def _from_entry_point(ep: EntryPoint) -> SearchSpace:
+    origin = f"{_owner(ep)}: entry point {ep.name!r} ({ep.value})"
+    try:
+        target = ep.load()
+    except Exception as err:  # plugin code may fail in any way; report it in one line
+        raise UserInputError(
+            f"{origin}: cannot load it ({type(err).__name__}: {err}); fix or reinstall the plugin"
+        ) from None
+    if isinstance(target, (str, Path)):
+        path = Path(target)
+        if not path.is_absolute():  # relative to the module that names it
+            module_file = getattr(sys.modules.get(ep.module), "__file__", None) or "."
+            path = Path(module_file).parent / path
+        space: SearchSpace = YamlSearchSpace.from_file(path)
+    else:
+        space = _instantiate(target, origin)
+    if space.name != ep.name:
+        raise UserInputError(
+            f"{origin}: loads a space named {space.name!r}; make the entry point name and the "
+            "space name equal"
+        )
+    return space
+
+
+def _instantiate(target: Any, origin: str) -> SearchSpace:
+    """A space from a SearchSpace subclass (built with no arguments) or instance."""
+    if isinstance(target, type) and issubclass(target, SearchSpace):
+        try:
+            target = target()
+        except TypeError as err:
+            raise UserInputError(
+                f"{origin}: cannot build it with no arguments ({err}); give every __init__ "
+                "argument a default and implement suggest()"
+            ) from None
+    if not isinstance(target, SearchSpace):
+        raise UserInputError(
+            f"{origin}: {target!r} is not a SearchSpace subclass; subclass "
+            "dense_nas.space.SearchSpace"
+        )
+    _check_attributes(target, origin)
+    return target
+
+
+def _check_attributes(space: SearchSpace, origin: str) -> None:
+    if not isinstance(space.name, str) or not space.name:
+        raise UserInputError(f"{origin}: has no name; set the class attribute name = 'my-space'")
+    if not isinstance(space.description, str):
+        raise UserInputError(f"{origin}: description must be a string; set description = '...'")
+    if not isinstance(space.constraints, Constraints):
+        raise UserInputError(f"{origin}: constraints must be a dense_nas.space.Constraints")
+    seeds_ok = isinstance(space.seeds, Sequence) and all(
+        isinstance(seed, Mapping) for seed in space.seeds
+    )
+    if not seeds_ok:
+        raise UserInputError(f"{origin}: seeds must be a list of Optuna parameter dicts")
