@@ -1,0 +1,108 @@
+"""What pruning buys a search, and what a trial costs beyond its training steps.
+
+Runs, in one process and on the same machine, two studies over the ``digits-tiny``
+space with the same seed and the same number of trials: one with the Hyperband pruner
+(the default) and one without pruning. Prints each study's best validation accuracy and
+the epochs it trained in total, the ratios, and the per-trial overhead: the share of a
+trial's wall time spent outside training and validation steps (trial process hand-off,
+Trainer set-up, data hand-over, checkpoint upload, storage writes).
+
+The space's seed architectures are left out by default, so that both studies start from
+the sampler alone and the comparison is about pruning (``--with-seeds`` keeps them).
+
+Usage::
+
+    python benchmarks/bench_search.py --trials 30 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from dense_nas.space import load_space
+from dense_nas.study import search
+
+
+def _trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that really trained (not rejected by a constraint, not a reused duplicate)."""
+    return [
+        t
+        for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if "epochs" in t.user_attrs and "duplicate_of" not in t.user_attrs
+    ]
+
+
+def run(pruner: str, trials: int, seed: int, with_seeds: bool, out: Path) -> dict[str, float]:
+    space = load_space("digits-tiny")
+    if not with_seeds:
+        space.seeds = ()
+    started = time.perf_counter()
+    study = search(
+        space=space,
+        n_trials=trials,
+        pruner=pruner,
+        seed=seed,
+        out=out / pruner,
+        accelerator="cpu",
+        study_name=f"bench-{pruner}",
+    )
+    wall = time.perf_counter() - started
+    trained = _trained(study)
+    overheads = [
+        (t.user_attrs["seconds"] - t.user_attrs["step_seconds"]) / t.user_attrs["seconds"]
+        for t in trained
+    ]
+    return {
+        "best": study.best_value,
+        "epochs": sum(t.user_attrs["epochs"] for t in trained),
+        "pruned": len(study.get_trials(states=(TrialState.PRUNED,))),
+        "overhead": statistics.median(overheads),
+        "trial_seconds": statistics.median(t.user_attrs["seconds"] for t in trained),
+        "wall": wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--with-seeds", action="store_true", help="keep the space's seed trials")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    print(
+        f"digits-tiny, {args.trials} trials, seed {args.seed}, TPE, cpu "
+        f"({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}, "
+        f"optuna {optuna.__version__}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {
+            p: run(p, args.trials, args.seed, args.with_seeds, Path(tmp))
+            for p in ("hyperband", "none")
+        }
+    for pruner, r in results.items():
+        print(
+            f"  {pruner:10s} best {r['best']:.4f}  epochs {r['epochs']:4.0f}  pruned {r['pruned']:3.0f}  "
+            f"median trial {r['trial_seconds']:.2f} s  overhead {r['overhead']:.1%}  wall {r['wall']:.0f} s"
+        )
+    pruned, full = results["hyperband"], results["none"]
+    print(
+        f"best accuracy difference (hyperband - none): {100 * (pruned['best'] - full['best']):+.2f} points"
+    )
+    print(f"epochs ratio hyperband / none: {pruned['epochs'] / full['epochs']:.2f}")
+    print(
+        f"per-trial overhead (median share of trial time outside steps): {pruned['overhead']:.1%}"
+    )
+
+
+if __name__ == "__main__":
+    main()

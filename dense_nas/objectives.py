@@ -1,0 +1,97 @@
+"""What a study optimises, and how it stops weak trials early under each objective.
+
+``accuracy`` maximises validation accuracy, and Optuna's pruner decides after each
+epoch. ``accuracy,params`` and ``accuracy,macs`` are multi-objective (maximise
+accuracy, minimise size); Optuna cannot prune those, so dense-nas applies its own rule,
+*dominated at equal budget*: after a warm-up, a trial stops when some completed trial
+that is no larger already had clearly higher accuracy (by ``margin``) at the same epoch.
+Such a trial is very unlikely to reach the Pareto front, and it costs nothing to know the
+size, which is fixed before training. Each trial keeps its per-epoch accuracies in the
+user attribute ``intermediate`` so the rule (and plots) can read them.
+
+Example:
+    >>> parse_objective("accuracy,params").names
+    ('accuracy', 'params')
+    >>> parse_objective("loss")
+    Traceback (most recent call last):
+    ...
+    dense_nas.errors.UserInputError: --objective: must be accuracy, accuracy,params or accuracy,macs; got 'loss'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from dense_nas.arch import DenseNetConfig
+from dense_nas.errors import UserInputError
+
+OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,macs")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One of :data:`OBJECTIVES`, with its directions and early-stopping rule."""
+
+    names: tuple[str, ...]
+    startup_trials: int = 4
+    margin: float = 0.01
+
+    @property
+    def name(self) -> str:
+        return ",".join(self.names)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.names) > 1
+
+    @property
+    def directions(self) -> list[StudyDirection]:
+        return [StudyDirection.MAXIMIZE] + [StudyDirection.MINIMIZE] * (len(self.names) - 1)
+
+    def values(self, accuracy: float, user_attrs: dict[str, Any]) -> list[float]:
+        """The values to tell the study for a completed trial."""
+        return [accuracy] + [float(user_attrs[name]) for name in self.names[1:]]
+
+    def pruning_rule(
+        self, study: optuna.Study, trial: optuna.Trial, arch: DenseNetConfig
+    ) -> Callable[[int, float], bool]:
+        """``decide(epoch, accuracy) -> stop?`` for this trial."""
+        if not self.multi:
+
+            def prune(epoch: int, accuracy: float) -> bool:
+                trial.report(accuracy, epoch)
+                return trial.should_prune()
+
+            return prune
+        size = float(trial.user_attrs[self.names[1]])
+        return lambda epoch, accuracy: self.dominated(study, size, epoch, accuracy)
+
+    def dominated(self, study: optuna.Study, size: float, epoch: int, accuracy: float) -> bool:
+        """True when a completed, no larger trial was better by ``margin`` at ``epoch``."""
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(done) < self.startup_trials:
+            return False
+        for other in done:
+            seen = other.user_attrs.get("intermediate", {}).get(str(epoch))
+            other_size = other.user_attrs.get(self.names[1])
+            if seen is None or other_size is None:
+                continue
+            if float(other_size) <= size and float(seen) >= accuracy + self.margin:
+                return True
+        return False
+
+
+def parse_objective(text: str) -> Objective:
+    """An :class:`Objective` from its command-line spelling."""
+    cleaned = ",".join(part.strip() for part in text.split(","))
+    if cleaned not in OBJECTIVES:
+        raise UserInputError(
+            f"--objective: must be accuracy, accuracy,params or accuracy,macs; got {text!r}"
+        )
+    return Objective(tuple(cleaned.split(",")))

@@ -1,0 +1,145 @@
+"""The study worker's side of a trial process: start it, feed it specs, relay reports.
+
+Single-device trials go to one long-lived ``python -m dense_nas.trial`` process per
+worker (imports and the dataset are loaded once, not per trial). Multi-device trials get
+a fresh process per trial, because Lightning's DDP launcher re-runs that command line
+once per rank. Either way a crash of the trial process (out of memory, a segfault, a
+kill) becomes an ``error`` message for that trial, and the worker goes on.
+
+Example:
+    >>> runner = TrialProcess(log_path=None)
+    >>> runner.close()  # nothing started yet: a no-op
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from dense_nas.channel import Channel, ChannelClosed, Message
+from dense_nas.trial import TrialSpec
+
+OnEpoch = Callable[[int, float], bool]
+
+
+class TrialProcess:
+    """Owns the trial process of one worker.
+
+    Args:
+        log_path: where the trial process's own output goes (``None``: this terminal).
+        env: extra environment for the process (e.g. ``CUDA_VISIBLE_DEVICES``).
+    """
+
+    def __init__(self, log_path: Path | None, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._channel: Channel | None = None
+        self._log: IO[bytes] | None = None
+        self._current: subprocess.Popen[bytes] | None = None  # the one training now
+
+    def _start(self, extra_args: list[str]) -> tuple[subprocess.Popen[bytes], Channel]:
+        ours, theirs = socket.socketpair()
+        if self.log_path is not None and self._log is None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("ab")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dense_nas.trial",
+                "--channel-fd",
+                str(theirs.fileno()),
+                *extra_args,
+            ],
+            pass_fds=(theirs.fileno(),),
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+        )
+        theirs.close()
+        return proc, Channel(ours)
+
+    def run(self, spec: TrialSpec, on_epoch: OnEpoch, spec_dir: Path) -> Message:
+        """Train ``spec``; ``on_epoch(epoch, value)`` decides pruning. Returns the last message."""
+        if spec.devices > 1:
+            path = spec_dir / f"trial-{spec.number}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(spec.to_dict()))
+            proc, channel = self._start(["--spec", str(path)])
+            self._current = proc
+            try:
+                return self._converse(channel, proc, on_epoch)
+            finally:
+                channel.close()
+                _reap(proc)
+                self._current = None
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc, self._channel = self._start([])
+        self._current = self._proc
+        assert self._channel is not None
+        try:
+            self._channel.send({"spec": spec.to_dict()})
+        except ChannelClosed:
+            return self._crashed(self._proc)
+        return self._converse(self._channel, self._proc, on_epoch)
+
+    def _converse(
+        self, channel: Channel, proc: subprocess.Popen[bytes], on_epoch: OnEpoch
+    ) -> Message:
+        while True:
+            try:
+                message = channel.receive()
+                if message["type"] != "epoch":
+                    return message
+                channel.send({"prune": on_epoch(int(message["epoch"]), float(message["value"]))})
+            except ChannelClosed:
+                return self._crashed(proc)
+
+    def _crashed(self, proc: subprocess.Popen[bytes]) -> Message:
+        code = _reap(proc)
+        if proc is self._proc:
+            self._proc, self._channel = None, None
+        if code is not None and code < 0:
+            how = f"killed by {signal.Signals(-code).name}"
+            if code == -signal.SIGKILL:
+                how += " (out of memory?)"
+        else:
+            how = f"exited with code {code}"
+        return {"type": "error", "reason": f"trial process {how}"}
+
+    def kill(self) -> None:
+        """Kill the trial process now (Ctrl-C); the trial in flight ends as an error."""
+        proc = self._current
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+    def close(self) -> None:
+        """Stop the trial process (if any) and release its log."""
+        if self._channel is not None:
+            self._channel.close()
+        if self._proc is not None:
+            _reap(self._proc, kill=True)
+        self._proc, self._channel = None, None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _reap(proc: subprocess.Popen[bytes], kill: bool = False) -> int | None:
+    """Wait for a trial process to end (killing it if asked or if it hangs)."""
+    if kill:
+        proc.kill()
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()

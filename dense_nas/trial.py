@@ -1,0 +1,244 @@
+"""Train one trial: the code that runs in the trial process, never in the study worker.
+
+A :class:`TrialSpec` holds plain values only (architecture, recipe, data, devices). The
+worker hands it over; this module builds the DenseNetModule, the datamodule and a
+``lightning.Trainer``, reports validation accuracy after every epoch over the channel,
+stops when told to, and answers with a result. Under DDP (``devices > 1``) Lightning
+re-runs ``python -m dense_nas.trial --spec FILE`` for every rank: each rank reads the same
+spec file, so all build the same model, and only rank 0 talks to the worker.
+
+Run as ``python -m dense_nas.trial --channel-fd N`` it serves specs one after another
+(imports and data loading paid once per worker); with ``--spec FILE`` it runs one.
+
+Example:
+    >>> spec = TrialSpec(number=0, arch={"growth_rate": 4, "block_layers": [1]},
+    ...                  training={"epochs": 2}, data="digits", epochs=2)
+    >>> TrialSpec.from_dict(spec.to_dict()) == spec
+    True
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import dataclasses
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dense_nas.channel import Channel, ChannelClosed, Message
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a trial process needs, as plain values."""
+
+    number: int
+    arch: dict[str, Any]
+    training: dict[str, Any]
+    data: str
+    epochs: int
+    data_dir: str | None = None
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int = 1
+    threads: int = 0
+    checkpoint: str | None = None
+    verbose: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        return cls(**data)
+
+
+def _trainer_options(spec: TrialSpec) -> dict[str, Any]:
+    from dense_nas.hardware import speed_defaults
+
+    options: dict[str, Any] = {
+        "accelerator": spec.accelerator,
+        "devices": spec.devices,
+        "max_epochs": spec.epochs,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": spec.verbose,
+        "enable_model_summary": spec.verbose,
+        "num_sanity_val_steps": 0,
+        **speed_defaults(spec.accelerator),
+    }
+    if spec.devices > 1:
+        options["strategy"] = "ddp"
+    return options
+
+
+_DATA_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def _datamodule(spec: TrialSpec, batch_size: int) -> Any:
+    """The trial's datamodule; a serving process keeps it (and its tensors) between trials."""
+    from dense_nas.data import make_datamodule
+
+    key = (spec.data, spec.data_dir, batch_size, spec.seed)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = make_datamodule(
+            spec.data, spec.data_dir, batch_size=batch_size, seed=spec.seed
+        )
+    return _DATA_CACHE[key]
+
+
+def run(spec: TrialSpec, decide: Any) -> Message:
+    """Train ``spec``; ``decide(epoch, acc)`` is asked on rank 0 after each epoch.
+
+    Returns the ``result`` message (on rank 0; other ranks return it too, unused).
+    """
+    import lightning as L
+    import torch
+
+    from dense_nas.arch import DenseNetConfig
+    from dense_nas.module import DenseNetModule
+    from dense_nas.pruning import EpochReporter
+    from dense_nas.recipe import TrainingConfig
+    from dense_nas.timing import StepTimer
+
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    L.seed_everything(spec.seed + spec.number, workers=True, verbose=False)
+    arch = DenseNetConfig.from_dict(spec.arch)
+    training = TrainingConfig.from_dict(spec.training).replace(epochs=spec.epochs)
+    module = DenseNetModule.from_candidate(arch, training)
+    reporter, timer = EpochReporter(decide), StepTimer()
+    trainer = L.Trainer(callbacks=[reporter, timer], **_trainer_options(spec))
+    with _quiet(spec.verbose):
+        trainer.fit(module, datamodule=_datamodule(spec, training.batch_size))
+    if not reporter.history:
+        raise RuntimeError("training ended before the first validation epoch")
+    if spec.checkpoint and not reporter.pruned:
+        trainer.save_checkpoint(spec.checkpoint)  # collective under DDP; rank 0 writes
+    return {
+        "ranks": _gather({"arch_key": arch.key, "epochs": len(reporter.history)}),
+        "type": "result",
+        "value": reporter.history[-1],
+        "history": reporter.history,
+        "pruned": reporter.pruned,
+        "epochs": len(reporter.history),
+        "step_seconds": timer.step_seconds,
+        "images_per_second": timer.train_images / timer.train_seconds
+        if timer.train_seconds
+        else 0.0,
+        "checkpoint": spec.checkpoint if not reporter.pruned else None,
+    }
+
+
+def _gather(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every rank's record (what it built, how long it trained), for the worker to check."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [record]
+    records: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(records, record)
+    return records
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Iterator[None]:
+    """Keep Lightning's banner and per-batch output off the terminal unless asked."""
+    import logging
+    import warnings
+
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
+def _error(err: BaseException) -> Message:
+    reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+    return {"type": "error", "reason": reason, "traceback": traceback.format_exc()[-4000:]}
+
+
+def _asker(channel: Channel) -> Any:
+    def decide(epoch: int, value: float) -> bool:
+        reply = channel.request({"type": "epoch", "epoch": epoch, "value": value})
+        return bool(reply.get("prune", False))
+
+    return decide
+
+
+def serve(channel: Channel) -> None:
+    """Run specs from the channel one after another until it closes."""
+    while True:
+        try:
+            message = channel.receive()
+        except ChannelClosed:
+            return
+        spec = TrialSpec.from_dict(message["spec"])
+        try:
+            result = run(spec, _asker(channel))
+        except ChannelClosed:
+            return  # the worker is gone: nobody to report to
+        except Exception as err:
+            result = _error(err)
+        channel.send(result)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (a SIGKILLed worker)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the trial process (``python -m dense_nas.trial``)."""
+    parser = argparse.ArgumentParser(prog="python -m dense_nas.trial")
+    parser.add_argument("--channel-fd", type=int, help="socket to the study worker")
+    parser.add_argument("--spec", type=Path, help="run this one spec (JSON) and exit")
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    rank_zero = "LOCAL_RANK" not in os.environ  # Lightning sets it in re-launched ranks
+    channel = (
+        Channel.from_fd(args.channel_fd) if args.channel_fd is not None and rank_zero else None
+    )
+    if args.spec is None:
+        if channel is None:
+            parser.error("--channel-fd is needed to serve")
+        serve(channel)
+        return 0
+    spec = TrialSpec.from_dict(json.loads(args.spec.read_text()))
+    try:
+        result = run(spec, _asker(channel) if channel else (lambda epoch, value: False))
+    except ChannelClosed:
+        return 1
+    except Exception as err:
+        result = _error(err)
+    if channel is not None:
+        channel.send(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""Search studies end to end: real trial processes, real storages, real kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dense_nas.runner import TrialProcess
+from dense_nas.space import Task, load_space
+from dense_nas.storage import make_storage
+from dense_nas.study import search
+from dense_nas.trial import TrialSpec
+from tests.conftest import TINY_SPACE, cli, wait_for
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _states(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def test_trials_record_what_users_need(tmp_path: Path) -> None:
+    lines: list[str] = []
+    study = search(space=TINY_SPACE, n_trials=3, out=tmp_path, accelerator="cpu", echo=lines.append)
+    assert _finished(study) == 3 and len(lines) == 3
+    assert all(line.startswith("trial ") and " best " in line for line in lines)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete
+    for trial in complete:
+        attrs = trial.user_attrs
+        for key in ("arch", "training", "params", "macs", "epochs", "seconds", "images_per_second"):
+            assert key in attrs, key
+        assert 0.0 <= trial.value <= 1.0  # type: ignore[operator]
+        assert attrs["epochs"] == 2 and attrs["images_per_second"] > 0
+        if "duplicate_of" not in attrs:
+            assert "checkpoint" in attrs
+    assert study.user_attrs["data"] == "digits" and study.user_attrs["objective"] == "accuracy"
+
+
+def test_resume_reaches_the_requested_total(tmp_path: Path) -> None:
+    first = search(space=TINY_SPACE, n_trials=2, out=tmp_path, accelerator="cpu", study_name="r")
+    assert _finished(first) == 2
+    again = search(space=TINY_SPACE, n_trials=4, out=tmp_path, accelerator="cpu", study_name="r")
+    assert _finished(again) == 4
+    done = search(space=TINY_SPACE, n_trials=4, out=tmp_path, accelerator="cpu", study_name="r")
+    assert len(done.trials) == len(again.trials)  # already complete: nothing new runs
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_two_workers_finish_exactly_the_budget(tmp_path: Path, storage: str) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}" if storage == "sqlite" else str(tmp_path / "s.journal")
+    study = search(
+        space=TINY_SPACE,
+        n_trials=20,
+        epochs=1,
+        workers=2,
+        storage=url,
+        out=tmp_path,
+        accelerator="cpu",
+        pruner="none",
+    )
+    reloaded = optuna.load_study(study_name=study.study_name, storage=make_storage(url, tmp_path))
+    assert _finished(reloaded) == 20
+    assert _states(reloaded).get("RUNNING", 0) == 0
+
+
+def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: str) -> None:
+    """Two separate `dense-nas search` processes (two machines) fill one budget exactly."""
+    args = [
+        "search",
+        "--space",
+        TINY_SPACE,
+        "--trials",
+        "8",
+        "--epochs",
+        "1",
+        "--storage",
+        postgres_url,
+        "--study",
+        "shared",
+        "--accelerator",
+        "cpu",
+        "--pruner",
+        "none",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dense_nas", *args, "--out", str(tmp_path / f"m{i}")],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    assert _finished(study) == 8
+    assert _states(study).get("RUNNING", 0) == 0
+    workers = {t.user_attrs.get("checkpoint") is not None for t in study.trials}
+    assert workers  # both machines wrote trials into the one study
+    assert len({json.dumps(t.user_attrs.get("arch")) for t in study.trials}) > 1
+
+
+def test_ddp_trial_builds_the_same_model_on_both_ranks(tmp_path: Path) -> None:
+    study = search(
+        space=TINY_SPACE, n_trials=1, out=tmp_path, accelerator="cpu", devices=2, pruner="none"
+    )
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("failure")
+    ranks = trial.user_attrs["ranks"]
+    assert len(ranks) == 2
+    assert ranks[0]["arch_key"] == ranks[1]["arch_key"]
+    assert trial.user_attrs["arch_key"].startswith(ranks[0]["arch_key"])
+
+
+def test_ddp_prune_decision_stops_every_rank(tmp_path: Path) -> None:
+    space = load_space(TINY_SPACE)
+    study = optuna.create_study(direction="maximize")
+    from dense_nas.space import sample
+
+    candidate = sample(space, study.ask(), Task(10, 1, (8, 8)))
+    spec = TrialSpec(
+        number=0,
+        arch=candidate.arch.to_dict(),
+        training=candidate.training.to_dict(),
+        data="digits",
+        epochs=5,
+        accelerator="cpu",
+        devices=2,
+    )
+    asked: list[int] = []
+
+    def prune_after_first(epoch: int, value: float) -> bool:
+        asked.append(epoch)
+        return epoch >= 1
+
+    runner = TrialProcess(log_path=tmp_path / "log")
+    try:
+        result = runner.run(spec, prune_after_first, tmp_path)
+    finally:
+        runner.close()
+    assert result["type"] == "result", result
+    assert result["pruned"] and asked == [1]
+    assert [r["epochs"] for r in result["ranks"]] == [1, 1]
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    diverging = str(Path(TINY_SPACE).with_name("diverging.yaml"))
+    study = search(space=diverging, n_trials=2, out=tmp_path, accelerator="cpu", timeout=120)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed
+    assert all("train/loss" in t.user_attrs["failure"] for t in failed)
+    assert _states(study).get("RUNNING", 0) == 0
+
+
+def test_crashed_trial_process_is_a_failed_trial(tmp_path: Path) -> None:
+    spec = TrialSpec(
+        number=0,
+        arch={"growth_rate": 4, "block_layers": [1], "in_channels": 1},
+        training={"batch_size": 128},
+        data="digits",
+        epochs=3,
+    )
+    runner = TrialProcess(log_path=tmp_path / "log")
+
+    def kill_it(epoch: int, value: float) -> bool:
+        assert runner._proc is not None
+        runner._proc.send_signal(signal.SIGKILL)
+        return False
+
+    try:
+        crashed = runner.run(spec, kill_it, tmp_path)
+        again = runner.run(spec, lambda epoch, value: False, tmp_path)  # a new process serves
+    finally:
+        runner.close()
+    assert crashed == {
+        "type": "error",
+        "reason": "trial process killed by SIGKILL (out of memory?)",
+    }
+    assert again["type"] == "result" and again["epochs"] == 3
+
+
+def test_constraint_violations_are_pruned_before_training(tmp_path: Path) -> None:
+    study = search(space=TINY_SPACE, n_trials=3, out=tmp_path, accelerator="cpu", max_params=600)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    reasons = [t.user_attrs.get("pruned_reason", "") for t in pruned]
+    assert any("max_params" in r for r in reasons)
+    for trial in pruned:
+        if "max_params" in trial.user_attrs.get("pruned_reason", ""):
+            assert "epochs" not in trial.user_attrs  # never trained
+
+
+def test_multi_objective_gives_a_pareto_front(tmp_path: Path) -> None:
+    study = search(
+        space=TINY_SPACE, n_trials=4, out=tmp_path, accelerator="cpu", objective="accuracy,params"
+    )
+    assert len(study.directions) == 2
+    front = study.best_trials
+    assert front and all(t.values[1] == t.user_attrs["params"] for t in front)
+    assert all("intermediate" in t.user_attrs for t in front if "duplicate_of" not in t.user_attrs)
+
+
+def test_dominated_at_equal_budget_rule() -> None:
+    from dense_nas.objectives import parse_objective
+
+    objective = parse_objective("accuracy,params")
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for params, acc in [(100, 0.9), (200, 0.95), (300, 0.97), (400, 0.99)]:
+        study.enqueue_trial({}, user_attrs={"params": params, "intermediate": {"1": acc - 0.2}})
+        trial = study.ask()
+        study.tell(trial, [acc, params])
+    assert objective.dominated(study, size=250, epoch=1, accuracy=0.5)  # the 100/200 ones beat it
+    assert not objective.dominated(study, size=50, epoch=1, accuracy=0.5)  # smaller than all
+    assert not objective.dominated(study, size=500, epoch=1, accuracy=0.9)  # best so far
+    assert not objective.dominated(study, size=250, epoch=2, accuracy=0.1)  # no one at epoch 2
+
+
+def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
+    args = [
+        "search",
+        "--space",
+        TINY_SPACE,
+        "--trials",
+        "3",
+        "--epochs",
+        "30",
+        "--heartbeat",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--pruner",
+        "none",
+        "--study",
+        "k",
+        "--out",
+        str(tmp_path),
+    ]
+    storage = make_storage(None, tmp_path)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dense_nas", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def running_with_params() -> bool:
+        try:
+            study = optuna.load_study(study_name="k", storage=storage)
+        except KeyError:
+            return False
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return any("arch" in t.user_attrs for t in running)
+
+    try:
+        wait_for(running_with_params, 120, "a trial to start training")
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+    args[args.index("30")] = "1"  # the rerun may train briefly; the kill test is the point
+    rerun = cli(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    study = optuna.load_study(study_name="k", storage=storage)
+    assert _states(study).get("RUNNING", 0) == 0
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and "heartbeat" in failed[0].user_attrs["failure"]
+    retries = [t for t in study.trials if t.user_attrs.get("retry_of") == failed[0].number]
+    assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retries[0].params == failed[0].params
+    assert _finished(study) == 3
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+    args = [
+        "search",
+        "--space",
+        TINY_SPACE,
+        "--trials",
+        "2",
+        "--epochs",
+        "40",
+        "--accelerator",
+        "cpu",
+        "--pruner",
+        "none",
+        "--study",
+        "c",
+        "--out",
+        str(tmp_path),
+    ]
+    storage = make_storage(None, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dense_nas", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def training() -> bool:
+        try:
+            study = optuna.load_study(study_name="c", storage=storage)
+        except KeyError:
+            return False
+        return any("arch" in t.user_attrs for t in study.get_trials(states=(TrialState.RUNNING,)))
+
+    wait_for(training, 120, "a trial to start training")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "run the same command again to resume" in err
+    study = optuna.load_study(study_name="c", storage=storage)
+    assert _states(study).get("RUNNING", 0) == 0
+    (interrupted,) = study.get_trials(states=(TrialState.FAIL,))
+    assert "interrupted" in interrupted.user_attrs["failure"]
+    args[args.index("40")] = "1"
+    assert cli(*args, cwd=tmp_path).returncode == 0
+    assert _finished(optuna.load_study(study_name="c", storage=storage)) == 2
+
+
+def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
+    search(space=TINY_SPACE, n_trials=2, out=tmp_path, accelerator="cpu", study_name="b")
+    table = cli("best", "--study", "b", "--out", str(tmp_path), cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "val acc" in table.stdout and "params" in table.stdout
+    as_json = cli("best", "--study", "b", "--out", str(tmp_path), "--json", cwd=tmp_path)
+    best = json.loads(as_json.stdout)["best"]
+    assert best and {"trial", "accuracy", "params", "macs", "epochs", "arch"} <= set(best[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["search", "--objective", "loss"], "--objective"),
+        (["search", "--sampler", "bayes"], "--sampler"),
+        (["search", "--pruner", "early"], "--pruner"),
+        (["search", "--trials", "0"], "--trials"),
+        (["search", "--storage", "mongodb://localhost/x"], "--storage"),
+        (["search", "--data", "imagenet22k"], "data"),
+        (["search", "--space", "no-such-space"], "no-such-space"),
+        (["best", "--study", "missing"], "--study"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], field: str) -> None:
+    result = cli(*args, "--out", str(tmp_path), cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_default_search_finds_a_good_digits_model(tmp_path: Path) -> None:
+    """`dense-nas search` with no flags: digits, within 5 minutes on 2 cores, >= 97%."""
+    result = cli("search", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(
+        study_name="digits-tiny-digits", storage=make_storage(None, tmp_path / "dense-nas-runs")
+    )
+    assert study.best_value >= 0.97
+    assert study.get_trials(states=(TrialState.PRUNED,))
+    assert "best trials" in result.stdout
