@@ -12,14 +12,20 @@ from dense_nas.errors import UserInputError
 from dense_nas.model import DenseNet
 from dense_nas.module import DenseNetModule
 from dense_nas.recipe import TrainingConfig
+from dense_nas.results import load_best
+from dense_nas.space import SearchSpace
+from dense_nas.study import search
 
 __all__ = [
     "DenseNet",
     "DenseNetConfig",
     "DenseNetModule",
+    "SearchSpace",
     "TrainingConfig",
     "UserInputError",
     "list_presets",
+    "load_best",
     "preset",
+    "search",
 ]
 __version__ = "0.1.0"

@@ -110,6 +110,8 @@ def _search_parser(sub: Any) -> None:
         default=30.0,
         help="seconds after which a silent RUNNING trial counts as dead and is retried",
     )
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch threads per trial on the CPU (default: cores / (workers x devices))")
     p.add_argument("--verbose", action="store_true", help="show Lightning's own output")
     p.set_defaults(handler=_run_search)
 
@@ -136,6 +138,7 @@ def _run_search(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
         heartbeat=args.heartbeat,
+        threads=args.threads or 0,
         verbose=args.verbose,
         echo=print,
     )

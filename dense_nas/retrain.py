@@ -1,0 +1,193 @@
+"""Retrain the best architecture from scratch and measure it on the test set.
+
+The paper's protocol: the search selects on a validation split held out of the training
+data; the chosen architecture is then trained from scratch with its full recipe on
+training *and* validation images, and only that model touches the test set.
+
+Checkpoints go to ``<out>/retrain/<study>/`` (``last.ckpt`` after every epoch); running
+the same retrain again resumes from ``last.ckpt``, provided it was made with the same
+architecture and recipe. The test accuracy is printed and recorded on the study as user
+attr ``"retrain"``.
+
+Example:
+    >>> result = retrain("sqlite:///runs/dense-nas.db", "demo", epochs=30)  # doctest: +SKIP
+    >>> print(f"{result.test_accuracy:.2%}")  # doctest: +SKIP
+    98.61%
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from dense_nas.data import make_datamodule
+from dense_nas.errors import UserInputError
+from dense_nas.module import DenseNetModule
+from dense_nas.results import (
+    DEFAULT_OUT,
+    differing_hparams,
+    find_trial,
+    read_checkpoint,
+    trial_arch,
+    trial_training,
+)
+
+RETRAIN_ATTR = "retrain"
+LAST = "last.ckpt"
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """What a retraining run gave.
+
+    Attributes:
+        trial: number of the trial whose architecture and recipe were retrained.
+        arch_key: the architecture's canonical key.
+        epochs: epochs of the schedule.
+        resumed_from_epoch: epochs already done when this run started (0: from scratch).
+        test_accuracy: accuracy on the test set (a fraction 0..1).
+        checkpoint: the final ``last.ckpt``.
+    """
+
+    trial: int
+    arch_key: str
+    epochs: int
+    resumed_from_epoch: int
+    test_accuracy: float
+    checkpoint: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, as recorded on the study.
+
+        Example:
+            >>> RetrainResult(3, "k=8", 12, 0, 0.98, Path("last.ckpt")).to_dict()["checkpoint"]
+            'last.ckpt'
+        """
+        return {**asdict(self), "checkpoint": str(self.checkpoint)}
+
+
+def run_dir(out: Path, study_name: str) -> Path:
+    """Where a study's retraining keeps its checkpoints.
+
+    Example:
+        >>> run_dir(Path("runs"), "demo").as_posix()
+        'runs/retrain/demo'
+    """
+    return out / "retrain" / study_name
+
+
+def _resume_point(last: Path, module: DenseNetModule) -> int:
+    """Epochs done by ``last.ckpt`` (0 without one); refuse one of another run."""
+    if not last.exists():
+        return 0
+    checkpoint = read_checkpoint(last)
+    changed = differing_hparams(checkpoint, module.hparams)
+    if changed:
+        raise UserInputError(
+            f"retrain: {last} belongs to another run ({', '.join(changed)} differ); "
+            f"retrain the same trial with the same --epochs, or delete {last.parent} "
+            "to start over"
+        )
+    # Saved at the end of each epoch, before Lightning counts it: "epoch" is its 0-based index.
+    return int(checkpoint["epoch"]) + 1
+
+
+def _trainer(directory: Path, epochs: int, accelerator: str, verbose: bool) -> L.Trainer:
+    # Validation images are training images here: validating would measure nothing.
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        max_epochs=epochs,
+        default_root_dir=directory,
+        # One file, rewritten after every epoch (a version counter would add last-v1.ckpt).
+        callbacks=[ModelCheckpoint(dirpath=directory, filename=LAST.removesuffix(".ckpt"),
+                                   enable_version_counter=False)],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=verbose,
+        enable_model_summary=verbose,
+    )
+
+
+def retrain(
+    storage: str | None,
+    study_name: str,
+    *,
+    epochs: int | None = None,
+    trial: int | None = None,
+    pick: str = "accuracy",
+    max_params: int | None = None,
+    out: Path = DEFAULT_OUT,
+    accelerator: str = "auto",
+    verbose: bool = False,
+) -> RetrainResult:
+    """Train the chosen trial's architecture from scratch on train + validation; test it.
+
+    Args:
+        storage: the study's storage URL or journal path (``None``: SQLite in ``out``).
+        study_name: the study.
+        epochs: length of the schedule; ``None``: the trial's recipe's epochs.
+        trial, pick, max_params: which trial (see :func:`dense_nas.results.select_trial`).
+        out: base directory; checkpoints go to ``<out>/retrain/<study>/``.
+        accelerator: Lightning accelerator (``cpu``, ``gpu``, ``auto``).
+        verbose: show Lightning's progress bar and model summary.
+
+    Returns:
+        The test accuracy and where the checkpoint is; also recorded on the study.
+
+    Raises:
+        UserInputError: a missing or empty study, no such trial, or a ``last.ckpt`` of
+            another architecture or recipe in the run directory.
+    """
+    study, chosen = find_trial(
+        storage, study_name, trial, pick=pick, max_params=max_params, out=out
+    )
+    arch, training = trial_arch(chosen), trial_training(chosen)
+    if epochs is not None:
+        training = training.replace(epochs=epochs)
+    seed = int(study.user_attrs.get("seed", 0))
+    L.seed_everything(seed, verbose=False)  # before the module: its initial weights too
+    directory = run_dir(out, study_name)
+    module = DenseNetModule.from_candidate(arch, training)
+    done = _resume_point(directory / LAST, module)
+    datamodule = make_datamodule(
+        study.user_attrs.get("data", "digits"),
+        study.user_attrs.get("data_dir"),
+        batch_size=training.batch_size,
+        seed=seed,
+        full_train=True,
+    )
+    trainer = _trainer(directory, training.epochs, accelerator, verbose)
+    _fit(trainer, module, datamodule, directory / LAST if done else None)
+    (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    result = RetrainResult(
+        trial=chosen.number,
+        arch_key=arch.key,
+        epochs=training.epochs,
+        resumed_from_epoch=done,
+        test_accuracy=float(metrics["test/acc"]),
+        checkpoint=directory / LAST,
+    )
+    study.set_user_attr(RETRAIN_ATTR, result.to_dict())
+    return result
+
+
+def _fit(
+    trainer: L.Trainer, module: DenseNetModule, datamodule: L.LightningDataModule,
+    resume: Path | None,
+) -> None:
+    try:
+        with warnings.catch_warnings():
+            # Expected when resuming: the directory holds the last.ckpt being resumed.
+            warnings.filterwarnings("ignore", "Checkpoint directory .* is not empty")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1); the CLI says resume
+            raise KeyboardInterrupt from None
+        raise

@@ -1,0 +1,152 @@
+"""``dense-nas export``: every format is written, runs, and computes what the module does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from _study_fixtures import BuiltStudy, digits_batch, empty_study, one_thread, shared_study
+
+from dense_nas import commands
+from dense_nas.arch import DenseNetConfig
+from dense_nas.cli import main
+from dense_nas.export import FORMATS, ExportMismatch, check_export, export_network
+from dense_nas.model import DenseNet
+from dense_nas.module import DenseNetModule
+from dense_nas.results import PICKS, load_best
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
+
+@pytest.fixture
+def single(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
+    return shared_study(tmp_path_factory.getbasetemp(), "single")
+
+
+def _export_args(built: BuiltStudy, fmt: str, output: Path) -> list[str]:
+    return ["export", "--study", built.name, "--storage", built.storage,
+            "--format", fmt, "--output", str(output)]
+
+
+def _run_file(fmt: str, path: Path, config: DenseNetConfig, images: torch.Tensor) -> torch.Tensor:
+    """Run an exported file with its format's own runtime (the test's oracle)."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (logits,) = session.run(["logits"], {"images": images.numpy()})
+        return torch.from_numpy(np.asarray(logits))
+    if fmt == "torchscript":
+        return torch.jit.load(str(path))(images)  # type: ignore[no-untyped-call,no-any-return]
+    if fmt == "exported-program":
+        return torch.export.load(path).module()(images)  # type: ignore[no-any-return]
+    network = DenseNet(config)
+    network.load_state_dict(torch.load(path, weights_only=True))
+    return network.eval()(images)  # type: ignore[no-any-return]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_export_writes_a_file_that_matches_the_module(
+    fmt: str, single: BuiltStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / f"best.{fmt}"
+    assert main(_export_args(single, fmt, output)) == 0
+    assert output.is_file() and output.stat().st_size > 0
+    assert f"wrote {output} ({fmt})" in capsys.readouterr().out
+    module = load_best(single.storage, single.name)
+    images = digits_batch(13)  # real data, and a batch size the file was not traced with
+    with torch.no_grad():
+        torch.testing.assert_close(
+            _run_file(fmt, output, module.config, images), module(images), atol=1e-4, rtol=1e-3
+        )
+
+
+def test_export_of_another_network_is_caught(tmp_path: Path) -> None:
+    config = DenseNetConfig(4, (1, 1), in_channels=1)
+    path = tmp_path / "other.pt2"
+    images = torch.randn(4, 1, 8, 8)
+    export_network(DenseNetModule(config), path, "exported-program", images[:2])
+    torch.manual_seed(1)
+    with pytest.raises(ExportMismatch, match=r"exported-program file .* differs from the module"):
+        check_export(DenseNetModule(config), path, "exported-program", images)
+
+
+def test_a_wrong_export_exits_1_with_one_line(
+    single: BuiltStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dense_nas import export
+
+    def broken_writer(network: torch.nn.Module, path: Path, example: torch.Tensor) -> None:
+        torch.save(DenseNet(network.config).state_dict(), path)  # fresh weights: an exporter bug
+
+    original = export._FORMATS["state-dict"]
+    monkeypatch.setitem(export._FORMATS, "state-dict",
+                        export._Format(broken_writer, original.run))
+    assert main(_export_args(single, "state-dict", tmp_path / "bad.pt")) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dense-nas: error: export check failed: state-dict file")
+    assert "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing", "--study: no study named 'nope'"),
+        ("empty", "--study: study 'empty' has no completed trials yet"),
+        ("mixed-up", "checkpoint: holds another architecture"),
+    ],
+)
+def test_bad_studies_exit_2_with_one_line(
+    case: str, expected: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = tmp_path_factory.getbasetemp()
+    built = empty_study(tmp_path) if case == "empty" else shared_study(
+        base, "single" if case == "missing" else case)
+    output = tmp_path / "m.onnx"
+    args = _export_args(built, "onnx", output)
+    if case == "missing":
+        args[2] = "nope"
+    if case == "mixed-up":
+        args += ["--trial", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dense-nas: error: {expected}") and err.count("\n") == 1
+    assert not output.exists()
+
+
+def test_missing_study_through_python_dash_m(single: BuiltStudy, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dense_nas", "export", "--study", "nope", "--storage",
+         single.storage, "--format", "onnx", "--output", str(tmp_path / "m.onnx")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("dense-nas: error: --study: no study named 'nope'")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_unknown_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--study", "x", "--format", "pickle", "--output", "m"]) == 2
+    assert "invalid choice: 'pickle'" in capsys.readouterr().err
+
+
+def test_cli_choices_match_the_implementation() -> None:
+    assert commands.FORMAT_CHOICES == FORMATS
+    assert commands.PICK_CHOICES == PICKS

@@ -1,0 +1,140 @@
+"""``dense-nas report``: every plot as HTML and PNG, a summary, graceful gaps, any storage."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from _study_fixtures import BuiltStudy, Spec, build_study, empty_study, one_thread, shared_study
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from PIL import Image
+
+from dense_nas.cli import main
+from dense_nas.report import write_report
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PLOTS = ("history", "intermediate", "importances", "pareto", "scatter")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
+
+def assert_real_plot(path: Path) -> None:
+    """A PNG that shows data: many colours, ink on the page, and coloured marks.
+
+    Axes, ticks and text are black or grey; only the data series are in colour, so
+    saturated pixels prove that something was plotted.
+    """
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    height, width, _ = pixels.shape
+    flat = pixels.reshape(-1, 3)
+    colours = len(np.unique(flat, axis=0))
+    ink = float((flat.min(axis=1) < 200).mean())
+    coloured = int((flat.max(axis=1) - flat.min(axis=1) > 80).sum())
+    assert width >= 400 and height >= 300, path
+    assert colours >= 20, f"{path.name}: {colours} colours"
+    assert ink >= 0.01, f"{path.name}: only {ink:.2%} of the image is drawn on"
+    assert coloured >= 50, f"{path.name}: {coloured} coloured pixels: no data drawn"
+
+
+def assert_report(output: Path, plots: tuple[str, ...] = PLOTS) -> str:
+    """Every plot as a non-blank PNG and an HTML page; returns summary.md's text."""
+    for name in plots:
+        assert_real_plot(output / f"{name}.png")
+        html = (output / f"{name}.html").read_text(encoding="utf-8")
+        assert 'src="plotly.min.js"' in html and "Plotly.newPlot" in html
+    assert (output / "plotly.min.js").stat().st_size > 1_000_000  # offline: no CDN needed
+    return (output / "summary.md").read_text(encoding="utf-8")
+
+
+def _report_args(built: BuiltStudy, output: Path) -> list[str]:
+    return ["report", "--study", built.name, "--storage", built.storage, "--output", str(output)]
+
+
+def test_report_of_a_single_objective_study(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    built = shared_study(tmp_path_factory.getbasetemp(), "single")
+    assert main(_report_args(built, tmp_path)) == 0
+    assert f"start with {tmp_path / 'summary.md'}" in capsys.readouterr().out
+    summary = assert_report(tmp_path)
+    study = built.load()
+    best = max(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)),
+               key=lambda t: t.values[0])
+    top = summary.split("## Top")[1].split("##")[0]
+    rows = [line for line in top.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert rows[0].startswith(f"| {best.number} | {best.values[0]:.4f} |")
+    assert "same as trial 0" in summary  # the duplicate is marked
+    assert "## Pareto front: accuracy vs parameters" in summary
+    assert "| parameter | importance |" in summary
+    assert "(4 complete, 1 fail, 1 pruned)" in summary
+
+
+def test_report_of_a_multi_objective_study_in_a_journal_file(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    built = shared_study(tmp_path_factory.getbasetemp(), "multi")
+    journal = str(tmp_path / "copy.journal")
+    optuna.copy_study(from_study_name=built.name, from_storage=built.storage,
+                      to_storage=JournalStorage(JournalFileBackend(journal)))
+    output = tmp_path / "report"
+    assert main(["report", "--study", built.name, "--storage", journal,
+                 "--output", str(output)]) == 0
+    summary = assert_report(output)
+    front = summary.split("## Pareto front")[1].split("##")[0]
+    completed = built.load().get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    for trial in completed:  # sizes and accuracies both rise here: all on the front
+        assert f"| {trial.number} | {trial.values[0]:.4f} |" in front
+
+
+@pytest.mark.parametrize(
+    ("specs", "why"),
+    [
+        ((Spec(),), "needs at least 2 completed trials, the study has 1"),
+        ((Spec(), Spec(duplicate_of=0)), "no parameter takes more than one value"),
+    ],
+    ids=["one trial", "no varying parameter"],
+)
+def test_importances_are_skipped_with_a_note(
+    specs: tuple[Spec, ...], why: str, tmp_path: Path
+) -> None:
+    built = build_study(tmp_path / "study", "few", specs)
+    files = write_report(built.load(), tmp_path / "report")
+    assert {f.name for f in files} == {
+        f"{name}.{ext}" for name in PLOTS if name != "importances" for ext in ("html", "png")
+    } | {"summary.md"}
+    summary = assert_report(tmp_path / "report", tuple(p for p in PLOTS if p != "importances"))
+    assert f"Parameter importances skipped: {why}" in summary
+
+
+@pytest.mark.parametrize("case", ["missing", "empty"])
+def test_missing_or_empty_study_exits_2(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = empty_study(tmp_path)
+    args = _report_args(built, tmp_path / "report")
+    if case == "missing":
+        args[2] = "nope"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert ("no study named 'nope'" if case == "missing" else "no completed trials") in err
+    assert not (tmp_path / "report").exists()
+
+
+def test_blank_image_fails_the_plot_check(tmp_path: Path) -> None:
+    """The PNG check itself: a white page, or one with only black axes, is not a plot."""
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (800, 500), "white").save(blank)
+    with pytest.raises(AssertionError):
+        assert_real_plot(blank)
