@@ -7,11 +7,13 @@ Needs the example plugin installed:
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
 
 import optuna
 import pytest
 
 from dense_nas.space import Task, YamlSearchSpace, enqueue_seeds, list_spaces, load_space, sample
+from tests.conftest import cli
 
 try:
     distribution("dense-nas-example-plugin")
@@ -46,3 +48,32 @@ def test_a_plugin_yaml_file_loads_by_name_and_samples() -> None:
     assert space.source.endswith("example_yaml.yaml")
     candidate = sample(space, optuna.create_study().ask(), CIFAR)
     assert len(candidate.arch.block_layers) == 2
+
+
+def test_a_study_runs_on_a_plugin_space(tmp_path: Path) -> None:
+    """`dense-nas spaces` lists the plugin's space and `dense-nas search` trains on it."""
+    listed = cli("spaces", cwd=tmp_path)
+    assert listed.returncode == 0 and "example-yaml" in listed.stdout and SOURCE in listed.stdout
+    result = cli(
+        "search",
+        "--space",
+        "example-yaml",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--accelerator",
+        "cpu",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(
+        study_name="example-yaml-digits", storage=f"sqlite:///{tmp_path / 'dense-nas.db'}"
+    )
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert study.user_attrs["space"] == "example-yaml"
