@@ -1,0 +1,40 @@
+"""LightningDataModules for DenseNet search: digits, CIFAR-10/100, SVHN and image folders.
+
+Every datamodule offers train, validation and test loaders; validation is held out of
+the training set with a fixed seed, search reads only validation, and the test set is
+for the final retraining. Datasets that fit live in memory as uint8 tensors on the
+training device, and batches are normalised and augmented there as whole batches.
+
+Example:
+    >>> from dense_nas.data import DATASETS, make_datamodule
+    >>> DATASETS
+    ('digits', 'cifar10', 'cifar100', 'svhn', 'folder')
+    >>> dm = make_datamodule("digits")
+    >>> dm.setup("fit")
+    >>> images, labels = next(iter(dm.train_dataloader()))
+    >>> images.dtype, images.shape, labels.dtype
+    (torch.uint8, torch.Size([64, 1, 8, 8]), torch.int64)
+"""
+
+from dense_nas.data._base import DenseNetDataModule
+from dense_nas.data._factory import DATASETS, make_datamodule
+from dense_nas.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+from dense_nas.data.digits import DigitsDataModule
+from dense_nas.data.folder import FolderDataModule, StreamingFolderDataModule
+from dense_nas.data.svhn import SVHNDataModule
+from dense_nas.data.tensor_data import LabelledImages, TensorBatches, TensorDataModule
+
+__all__ = [
+    "DATASETS",
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "DenseNetDataModule",
+    "DigitsDataModule",
+    "FolderDataModule",
+    "LabelledImages",
+    "SVHNDataModule",
+    "StreamingFolderDataModule",
+    "TensorBatches",
+    "TensorDataModule",
+    "make_datamodule",
+]
