@@ -196,6 +196,10 @@ def _extra_parsers() -> list[Callable[[Any], None]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    import optuna
+
+    # Optuna's INFO lines would break "bad input is one line"; search prints its own.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         handler: Handler = args.handler

@@ -49,9 +49,9 @@ SAMPLERS: dict[str, Callable[[int, bool], BaseSampler]] = {
     ),
 }
 
-PRUNERS: dict[str, Callable[[int], BasePruner]] = {
+PRUNERS: dict[str, Callable[[int | None], BasePruner]] = {
     "hyperband": lambda epochs: optuna.pruners.HyperbandPruner(
-        min_resource=1, max_resource=epochs, reduction_factor=3
+        min_resource=1, max_resource=epochs or "auto", reduction_factor=3
     ),
     "asha": lambda epochs: optuna.pruners.SuccessiveHalvingPruner(
         min_resource=1, reduction_factor=3
@@ -78,8 +78,12 @@ def make_sampler(name: str, seed: int, multi_objective: bool = False) -> BaseSam
     return SAMPLERS[name](seed, multi_objective)
 
 
-def make_pruner(name: str, max_epochs: int) -> BasePruner:
-    """A pruner by name, its resources counted in epochs."""
+def make_pruner(name: str, max_epochs: int | None) -> BasePruner:
+    """A pruner by name, its resources counted in epochs.
+
+    With ``max_epochs=None`` (the space decides the epochs) Hyperband reads the maximum
+    from the first trial that trains to the end.
+    """
     if name not in PRUNERS:
         raise UserInputError(f"--pruner: unknown {name!r}; choose {', '.join(PRUNERS)}")
     return PRUNERS[name](max_epochs)

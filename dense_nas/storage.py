@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +59,21 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
                 f"--storage: directory {path.parent} does not exist; create it first"
             )
         return JournalStorage(JournalFileBackend(str(path)))
-    try:
-        return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-    except Exception as err:  # SQLAlchemy raises many types for a bad URL or a dead server
-        reason = str(err).splitlines()[0]
-        raise UserInputError(
-            f"--storage: cannot open {url!r} ({reason}); use sqlite:///FILE, postgresql://..., "
-            "or a journal file ending in .log"
-        ) from None
+    for attempt in range(5):
+        try:
+            return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        except Exception as err:  # SQLAlchemy raises many types for a bad URL or a dead server
+            reason = str(err).splitlines()[0]
+            # Machines joining a fresh database at once race to create Optuna's tables;
+            # the loser sees a duplicate and finds the tables made on its next try.
+            if any(word in reason for word in ("duplicate key", "already exists")) and attempt < 4:
+                time.sleep(0.2 + random.random())
+                continue
+            break
+    raise UserInputError(
+        f"--storage: cannot open {url!r} ({reason}); use sqlite:///FILE, postgresql://..., "
+        "or a journal file ending in .log"
+    ) from None
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

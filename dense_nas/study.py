@@ -44,7 +44,7 @@ from dense_nas.space import (
     sample,
 )
 from dense_nas.staleness import COUNTS_ATTR, Heartbeat, fail_stale_trials, retry
-from dense_nas.storage import make_storage, set_artifact_root
+from dense_nas.storage import make_storage, set_artifact_root, storage_url
 from dense_nas.summary import trial_line
 from dense_nas.trial import TrialSpec
 
@@ -140,6 +140,12 @@ def search(
         The ``optuna.Study``.
     """
     settings = _prepare(**locals())
+    finished, running = _finished_and_running(settings.study)
+    settings.echo(
+        f"study {settings.study.study_name!r} in {storage_url(storage, settings.out)}: "
+        f"{finished} of {n_trials} trials finished"
+        + (f", {running} running elsewhere" if running else "")
+    )
     _run_workers(settings, workers)
     return settings.study
 
@@ -192,14 +198,15 @@ def _prepare(
         study_name=name,
         storage=make_storage(storage, out),
         sampler=make_sampler(sampler, seed, multi_objective=parsed.multi),
-        pruner=make_pruner(pruner, epochs or _space_epochs(chosen)),
+        pruner=make_pruner(pruner, epochs),
         directions=parsed.directions,
         load_if_exists=True,
     )
-    if [d.name for d in study.directions] != [d.name for d in parsed.directions]:
+    recorded = study.user_attrs.get("objective", parsed.name)
+    if recorded != parsed.name or list(study.directions) != parsed.directions:
         raise UserInputError(
             f"--objective: study {name!r} was made with another objective "
-            f"({study.user_attrs.get('objective', '?')}); use that or a new --study"
+            f"({recorded}); use --objective {recorded} or a new --study"
         )
     _describe(study, chosen, parsed, data, data_dir, seed, task, out)
     enqueue_seeds(study, chosen)
@@ -209,7 +216,7 @@ def _prepare(
         task=task,
         objective=parsed,
         data=data,
-        data_dir=None if data_dir is None else str(data_dir),
+        data_dir=None if data_dir is None else str(Path(data_dir).resolve()),
         n_trials=n_trials,
         epochs=epochs,
         deadline=time.monotonic() + timeout if timeout else math.inf,
@@ -222,11 +229,6 @@ def _prepare(
         verbose=verbose,
         echo=echo or (lambda line: None),
     )
-
-
-def _space_epochs(space: SearchSpace) -> int:
-    """The epochs the space trains for (its fixed ``epochs``, or the recipe default)."""
-    return int(getattr(space, "epochs", None) or 30)
 
 
 def _describe(

@@ -13,9 +13,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _study_fixtures import BuiltStudy, one_thread, shared_study
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SPACE = str(ROOT / "tests" / "study_spaces" / "tiny.yaml")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """In-process torch work runs on one thread (see ``one_thread``); trial processes
+    get their threads from ``search(threads=...)``."""
+    with one_thread():
+        yield
+
+
+@pytest.fixture
+def single(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
+    """A shared single-objective study with trained trials and stored checkpoints."""
+    return shared_study(tmp_path_factory.getbasetemp(), "single")
+
+
+@pytest.fixture
+def multi(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
+    """A shared multi-objective (accuracy, params) study, like ``single``."""
+    return shared_study(tmp_path_factory.getbasetemp(), "multi")
 
 
 def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:

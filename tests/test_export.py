@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 import torch
-from _study_fixtures import BuiltStudy, digits_batch, empty_study, one_thread, shared_study
+from _study_fixtures import BuiltStudy, digits_batch, empty_study, shared_study
 
 from dense_nas import commands
 from dense_nas.arch import DenseNetConfig
@@ -25,20 +24,18 @@ from dense_nas.results import PICKS, load_best
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
-
-
-@pytest.fixture
-def single(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
-    return shared_study(tmp_path_factory.getbasetemp(), "single")
-
-
 def _export_args(built: BuiltStudy, fmt: str, output: Path) -> list[str]:
-    return ["export", "--study", built.name, "--storage", built.storage,
-            "--format", fmt, "--output", str(output)]
+    return [
+        "export",
+        "--study",
+        built.name,
+        "--storage",
+        built.storage,
+        "--format",
+        fmt,
+        "--output",
+        str(output),
+    ]
 
 
 def _run_file(fmt: str, path: Path, config: DenseNetConfig, images: torch.Tensor) -> torch.Tensor:
@@ -86,7 +83,9 @@ def test_export_of_another_network_is_caught(tmp_path: Path) -> None:
 
 
 def test_a_wrong_export_exits_1_with_one_line(
-    single: BuiltStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    single: BuiltStudy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from dense_nas import export
@@ -95,8 +94,7 @@ def test_a_wrong_export_exits_1_with_one_line(
         torch.save(DenseNet(network.config).state_dict(), path)  # fresh weights: an exporter bug
 
     original = export._FORMATS["state-dict"]
-    monkeypatch.setitem(export._FORMATS, "state-dict",
-                        export._Format(broken_writer, original.run))
+    monkeypatch.setitem(export._FORMATS, "state-dict", export._Format(broken_writer, original.run))
     assert main(_export_args(single, "state-dict", tmp_path / "bad.pt")) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("dense-nas: error: export check failed: state-dict file")
@@ -112,12 +110,18 @@ def test_a_wrong_export_exits_1_with_one_line(
     ],
 )
 def test_bad_studies_exit_2_with_one_line(
-    case: str, expected: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+    case: str,
+    expected: str,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     base = tmp_path_factory.getbasetemp()
-    built = empty_study(tmp_path) if case == "empty" else shared_study(
-        base, "single" if case == "missing" else case)
+    built = (
+        empty_study(tmp_path)
+        if case == "empty"
+        else shared_study(base, "single" if case == "missing" else case)
+    )
     output = tmp_path / "m.onnx"
     args = _export_args(built, "onnx", output)
     if case == "missing":
@@ -132,9 +136,23 @@ def test_bad_studies_exit_2_with_one_line(
 
 def test_missing_study_through_python_dash_m(single: BuiltStudy, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "dense_nas", "export", "--study", "nope", "--storage",
-         single.storage, "--format", "onnx", "--output", str(tmp_path / "m.onnx")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "dense_nas",
+            "export",
+            "--study",
+            "nope",
+            "--storage",
+            single.storage,
+            "--format",
+            "onnx",
+            "--output",
+            str(tmp_path / "m.onnx"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 2

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-from _study_fixtures import BuiltStudy, Spec, build_study, empty_study, one_thread, shared_study
+from _study_fixtures import BuiltStudy, Spec, build_study, empty_study, shared_study
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from PIL import Image
@@ -20,12 +19,6 @@ from dense_nas.report import write_report
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 PLOTS = ("history", "intermediate", "importances", "pareto", "scatter")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
 
 
 def assert_real_plot(path: Path) -> None:
@@ -61,7 +54,8 @@ def _report_args(built: BuiltStudy, output: Path) -> list[str]:
 
 
 def test_report_of_a_single_objective_study(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     built = shared_study(tmp_path_factory.getbasetemp(), "single")
@@ -69,8 +63,9 @@ def test_report_of_a_single_objective_study(
     assert f"start with {tmp_path / 'summary.md'}" in capsys.readouterr().out
     summary = assert_report(tmp_path)
     study = built.load()
-    best = max(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)),
-               key=lambda t: t.values[0])
+    best = max(
+        study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.values[0]
+    )
     top = summary.split("## Top")[1].split("##")[0]
     rows = [line for line in top.splitlines() if re.match(r"\| \d+ \|", line)]
     assert rows[0].startswith(f"| {best.number} | {best.values[0]:.4f} |")
@@ -85,11 +80,15 @@ def test_report_of_a_multi_objective_study_in_a_journal_file(
 ) -> None:
     built = shared_study(tmp_path_factory.getbasetemp(), "multi")
     journal = str(tmp_path / "copy.journal")
-    optuna.copy_study(from_study_name=built.name, from_storage=built.storage,
-                      to_storage=JournalStorage(JournalFileBackend(journal)))
+    optuna.copy_study(
+        from_study_name=built.name,
+        from_storage=built.storage,
+        to_storage=JournalStorage(JournalFileBackend(journal)),
+    )
     output = tmp_path / "report"
-    assert main(["report", "--study", built.name, "--storage", journal,
-                 "--output", str(output)]) == 0
+    assert (
+        main(["report", "--study", built.name, "--storage", journal, "--output", str(output)]) == 0
+    )
     summary = assert_report(output)
     front = summary.split("## Pareto front")[1].split("##")[0]
     completed = built.load().get_trials(states=(optuna.trial.TrialState.COMPLETE,))

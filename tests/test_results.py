@@ -7,7 +7,6 @@ import random
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -18,7 +17,6 @@ from _study_fixtures import (
     Spec,
     build_study,
     digits_batch,
-    one_thread,
     predictions,
     shared_study,
 )
@@ -43,22 +41,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 MAXIMIZE, MINIMIZE = StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
-
-
-@pytest.fixture
-def single(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
-    return shared_study(tmp_path_factory.getbasetemp(), "single")
-
-
-@pytest.fixture
-def multi(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
-    return shared_study(tmp_path_factory.getbasetemp(), "multi")
-
-
 def _stored_module(built: BuiltStudy, number: int, tmp_path: Path) -> DenseNetModule:
     """The trial's checkpoint, loaded the plain Lightning way (the reference to match)."""
     study = built.load()
@@ -78,8 +60,9 @@ def _synthetic(points: list[tuple[float, int]], objective: str = "accuracy,param
     study.set_user_attr("objective", objective)
     for acc, size in points:
         values = [acc, float(size)] if "," in objective else [acc]
-        study.add_trial(create_trial(values=values,
-                                     user_attrs={"params": size, "macs": 1000 * size}))
+        study.add_trial(
+            create_trial(values=values, user_attrs={"params": size, "macs": 1000 * size})
+        )
     return study
 
 
@@ -94,8 +77,9 @@ def _dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
 @pytest.mark.parametrize("seed", range(5))
 def test_pareto_front_is_exactly_the_non_dominated_set(seed: int) -> None:
     rng = random.Random(seed)
-    points = [(rng.choice([0.5, 0.6, 0.7, 0.8, 0.9]), rng.choice([10, 20, 40, 80]))
-              for _ in range(25)]
+    points = [
+        (rng.choice([0.5, 0.6, 0.7, 0.8, 0.9]), rng.choice([10, 20, 40, 80])) for _ in range(25)
+    ]
     trials = _synthetic(points).trials
     front = pareto_front(trials)
     for trial in trials:
@@ -169,7 +153,8 @@ def test_load_best_gives_the_best_trials_weights_in_eval_mode(
     torch.testing.assert_close(
         predictions(module, images),
         predictions(_stored_module(single, best.number, tmp_path), images),
-        rtol=0, atol=0,
+        rtol=0,
+        atol=0,
     )
 
 
@@ -180,7 +165,8 @@ def test_duplicate_trial_loads_the_weights_it_reused(single: BuiltStudy) -> None
     torch.testing.assert_close(
         predictions(load_best(single.storage, single.name, trial=duplicate.number), images),
         predictions(load_best(single.storage, single.name, trial=original), images),
-        rtol=0, atol=0,
+        rtol=0,
+        atol=0,
     )
 
 
@@ -203,8 +189,12 @@ def _load_best_elsewhere(storage: str, name: str, images: torch.Tensor, tmp: Pat
         with torch.no_grad():
             torch.save(module(torch.load({str(tmp / "images.pt")!r})), {str(tmp / "out.pt")!r})
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     return torch.load(tmp / "out.pt")  # type: ignore[no-any-return]
 
 
@@ -216,7 +206,8 @@ def test_load_best_in_a_fresh_process_matches_the_checkpoint(
     torch.testing.assert_close(
         _load_best_elsewhere(single.storage, single.name, images, tmp_path),
         predictions(_stored_module(single, best.number, tmp_path), images),
-        rtol=0, atol=0,
+        rtol=0,
+        atol=0,
     )
 
 
@@ -268,7 +259,9 @@ def test_tiny_real_search_then_load_best_in_a_fresh_process(tmp_path: Path) -> N
     from dense_nas.study import search
 
     out = tmp_path / "runs"
-    search(n_trials=2, epochs=1, pruner="none", accelerator="cpu", threads=1, study_name="e2e", out=out)
+    search(
+        n_trials=2, epochs=1, pruner="none", accelerator="cpu", threads=1, study_name="e2e", out=out
+    )
     storage = f"sqlite:///{(out / 'dense-nas.db').resolve()}"
     built = BuiltStudy(storage, "e2e", out)
     images = digits_batch()
@@ -276,5 +269,6 @@ def test_tiny_real_search_then_load_best_in_a_fresh_process(tmp_path: Path) -> N
     torch.testing.assert_close(
         _load_best_elsewhere(storage, built.name, images, tmp_path),
         predictions(_stored_module(built, best.number, tmp_path), images),
-        rtol=0, atol=0,
+        rtol=0,
+        atol=0,
     )

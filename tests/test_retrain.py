@@ -8,13 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
-from _study_fixtures import BuiltStudy, Spec, build_study, empty_study, one_thread, shared_study
+from _study_fixtures import BuiltStudy, Spec, build_study, empty_study, shared_study
 from optuna.artifacts import download_artifact
 
 from dense_nas.cli import main
@@ -29,15 +28,19 @@ GOOD = Spec(growth_rate=12, layers=3, lr=0.1, epochs=1)
 EPOCHS = 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
-
-
 def _retrain_args(built: BuiltStudy, *extra: str) -> list[str]:
-    return ["retrain", "--study", built.name, "--storage", built.storage,
-            "--out", str(built.out), "--accelerator", "cpu", *extra]
+    return [
+        "retrain",
+        "--study",
+        built.name,
+        "--storage",
+        built.storage,
+        "--out",
+        str(built.out),
+        "--accelerator",
+        "cpu",
+        *extra,
+    ]
 
 
 def _interrupt_after_first_epoch(built: BuiltStudy) -> subprocess.CompletedProcess[str]:
@@ -45,7 +48,9 @@ def _interrupt_after_first_epoch(built: BuiltStudy) -> subprocess.CompletedProce
     last = run_dir(built.out, built.name) / LAST
     process = subprocess.Popen(
         [sys.executable, "-m", "dense_nas", *_retrain_args(built, "--epochs", str(EPOCHS))],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     deadline = time.monotonic() + 120
@@ -65,8 +70,7 @@ def test_retrain_reaches_97_percent_and_resumes_after_ctrl_c(tmp_path: Path) -> 
     done = torch.load(run_dir(built.out, built.name) / LAST, weights_only=True)["epoch"] + 1
     assert 1 <= done < EPOCHS
 
-    result = retrain(built.storage, built.name, epochs=EPOCHS, out=built.out,
-                     accelerator="cpu")
+    result = retrain(built.storage, built.name, epochs=EPOCHS, out=built.out, accelerator="cpu")
     assert result.resumed_from_epoch == done
     assert result.test_accuracy >= 0.97
     assert result.checkpoint == run_dir(built.out, built.name) / LAST
@@ -91,15 +95,19 @@ def test_retrain_trains_from_scratch_and_prints_test_accuracy(
 
 
 def test_last_checkpoint_of_another_architecture_exits_2(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     built = build_study(tmp_path, "tiny", [Spec(growth_rate=4, layers=1)])
     other = shared_study(tmp_path_factory.getbasetemp(), "single").load()
     directory = run_dir(built.out, built.name)
     directory.mkdir(parents=True)
-    download_artifact(artifact_store=artifact_store(other), file_path=str(directory / LAST),
-                      artifact_id=other.trials[1].user_attrs["checkpoint"])
+    download_artifact(
+        artifact_store=artifact_store(other),
+        file_path=str(directory / LAST),
+        artifact_id=other.trials[1].user_attrs["checkpoint"],
+    )
     assert main(_retrain_args(built)) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"dense-nas: error: retrain: {directory / LAST} belongs to another run")

@@ -36,9 +36,12 @@ def _finished(study: optuna.Study) -> int:
 
 def test_trials_record_what_users_need(tmp_path: Path) -> None:
     lines: list[str] = []
-    study = search(space=TINY_SPACE, n_trials=3, out=tmp_path, accelerator="cpu", threads=1, echo=lines.append)
-    assert _finished(study) == 3 and len(lines) == 3
-    assert all(line.startswith("trial ") and " best " in line for line in lines)
+    study = search(
+        space=TINY_SPACE, n_trials=3, out=tmp_path, accelerator="cpu", threads=1, echo=lines.append
+    )
+    assert _finished(study) == 3 and len(lines) == 4
+    assert lines[0].startswith("study 'test-tiny-digits' in sqlite:///") and "0 of 3" in lines[0]
+    assert all(line.startswith("trial ") and " best " in line for line in lines[1:])
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete
     for trial in complete:
@@ -53,11 +56,17 @@ def test_trials_record_what_users_need(tmp_path: Path) -> None:
 
 
 def test_resume_reaches_the_requested_total(tmp_path: Path) -> None:
-    first = search(space=TINY_SPACE, n_trials=2, out=tmp_path, accelerator="cpu", threads=1, study_name="r")
+    first = search(
+        space=TINY_SPACE, n_trials=2, out=tmp_path, accelerator="cpu", threads=1, study_name="r"
+    )
     assert _finished(first) == 2
-    again = search(space=TINY_SPACE, n_trials=4, out=tmp_path, accelerator="cpu", threads=1, study_name="r")
+    again = search(
+        space=TINY_SPACE, n_trials=4, out=tmp_path, accelerator="cpu", threads=1, study_name="r"
+    )
     assert _finished(again) == 4
-    done = search(space=TINY_SPACE, n_trials=4, out=tmp_path, accelerator="cpu", threads=1, study_name="r")
+    done = search(
+        space=TINY_SPACE, n_trials=4, out=tmp_path, accelerator="cpu", threads=1, study_name="r"
+    )
     assert len(done.trials) == len(again.trials)  # already complete: nothing new runs
 
 
@@ -71,7 +80,8 @@ def test_two_workers_finish_exactly_the_budget(tmp_path: Path, storage: str) -> 
         workers=2,
         storage=url,
         out=tmp_path,
-        accelerator="cpu", threads=1,
+        accelerator="cpu",
+        threads=1,
         pruner="none",
     )
     reloaded = optuna.load_study(study_name=study.study_name, storage=make_storage(url, tmp_path))
@@ -121,7 +131,13 @@ def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: s
 
 def test_ddp_trial_builds_the_same_model_on_both_ranks(tmp_path: Path) -> None:
     study = search(
-        space=TINY_SPACE, n_trials=1, out=tmp_path, accelerator="cpu", threads=1, devices=2, pruner="none"
+        space=TINY_SPACE,
+        n_trials=1,
+        out=tmp_path,
+        accelerator="cpu",
+        threads=1,
+        devices=2,
+        pruner="none",
     )
     (trial,) = study.trials
     assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("failure")
@@ -143,7 +159,8 @@ def test_ddp_prune_decision_stops_every_rank(tmp_path: Path) -> None:
         training=candidate.training.to_dict(),
         data="digits",
         epochs=5,
-        accelerator="cpu", threads=1,
+        accelerator="cpu",
+        threads=1,
         devices=2,
     )
     asked: list[int] = []
@@ -164,7 +181,9 @@ def test_ddp_prune_decision_stops_every_rank(tmp_path: Path) -> None:
 
 def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
     diverging = str(Path(TINY_SPACE).with_name("diverging.yaml"))
-    study = search(space=diverging, n_trials=2, out=tmp_path, accelerator="cpu", threads=1, timeout=120)
+    study = search(
+        space=diverging, n_trials=2, out=tmp_path, accelerator="cpu", threads=1, timeout=120
+    )
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert failed
     assert all("train/loss" in t.user_attrs["failure"] for t in failed)
@@ -199,7 +218,9 @@ def test_crashed_trial_process_is_a_failed_trial(tmp_path: Path) -> None:
 
 
 def test_constraint_violations_are_pruned_before_training(tmp_path: Path) -> None:
-    study = search(space=TINY_SPACE, n_trials=3, out=tmp_path, accelerator="cpu", threads=1, max_params=600)
+    study = search(
+        space=TINY_SPACE, n_trials=3, out=tmp_path, accelerator="cpu", threads=1, max_params=600
+    )
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     reasons = [t.user_attrs.get("pruned_reason", "") for t in pruned]
     assert any("max_params" in r for r in reasons)
@@ -210,7 +231,12 @@ def test_constraint_violations_are_pruned_before_training(tmp_path: Path) -> Non
 
 def test_multi_objective_gives_a_pareto_front(tmp_path: Path) -> None:
     study = search(
-        space=TINY_SPACE, n_trials=4, out=tmp_path, accelerator="cpu", threads=1, objective="accuracy,params"
+        space=TINY_SPACE,
+        n_trials=4,
+        out=tmp_path,
+        accelerator="cpu",
+        threads=1,
+        objective="accuracy,params",
     )
     assert len(study.directions) == 2
     front = study.best_trials
@@ -376,3 +402,34 @@ def test_default_search_finds_a_good_digits_model(tmp_path: Path) -> None:
     assert study.best_value >= 0.97
     assert study.get_trials(states=(TrialState.PRUNED,))
     assert "best trials" in result.stdout
+
+
+def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
+    search(
+        space=TINY_SPACE,
+        n_trials=1,
+        epochs=1,
+        study_name="o",
+        out=tmp_path,
+        accelerator="cpu",
+        threads=1,
+    )
+    result = cli(
+        "search",
+        "--space",
+        TINY_SPACE,
+        "--study",
+        "o",
+        "--objective",
+        "accuracy,params",
+        "--out",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "dense-nas: error: --objective: study 'o' was made with another objective (accuracy); "
+        "use --objective accuracy or a new --study"
+    ]
+    study = optuna.load_study(study_name="o", storage=make_storage(None, tmp_path))
+    assert len(study.trials) == 1 and study.user_attrs["objective"] == "accuracy"
