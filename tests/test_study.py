@@ -105,6 +105,8 @@ def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: s
         "shared",
         "--accelerator",
         "cpu",
+        "--threads",
+        "1",
         "--pruner",
         "none",
     ]
@@ -259,6 +261,34 @@ def test_dominated_at_equal_budget_rule() -> None:
     assert not objective.dominated(study, size=250, epoch=2, accuracy=0.1)  # no one at epoch 2
 
 
+def _search_until_training(args: list[str], cwd: Path, study_name: str) -> subprocess.Popen[str]:
+    """Start `dense-nas ARGS` and return once one of its trials trains (or fail the test)."""
+    storage = make_storage(None, cwd)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dense_nas", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def training() -> bool:
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+        except KeyError:
+            return False
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return any("arch" in t.user_attrs for t in running)
+
+    try:
+        wait_for(training, 120, "a trial to start training")
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc
+
+
 def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
     args = [
         "search",
@@ -272,6 +302,8 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
         "2",
         "--accelerator",
         "cpu",
+        "--threads",
+        "1",
         "--pruner",
         "none",
         "--study",
@@ -280,26 +312,9 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
         str(tmp_path),
     ]
     storage = make_storage(None, tmp_path)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "dense_nas", *args],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def running_with_params() -> bool:
-        try:
-            study = optuna.load_study(study_name="k", storage=storage)
-        except KeyError:
-            return False
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return any("arch" in t.user_attrs for t in running)
-
-    try:
-        wait_for(running_with_params, 120, "a trial to start training")
-    finally:
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait()
+    worker = _search_until_training(args, tmp_path, "k")
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.communicate()
     args[args.index("30")] = "1"  # the rerun may train briefly; the kill test is the point
     rerun = cli(*args, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
@@ -324,6 +339,8 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
         "40",
         "--accelerator",
         "cpu",
+        "--threads",
+        "1",
         "--pruner",
         "none",
         "--study",
@@ -332,22 +349,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
         str(tmp_path),
     ]
     storage = make_storage(None, tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dense_nas", *args],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-    def training() -> bool:
-        try:
-            study = optuna.load_study(study_name="c", storage=storage)
-        except KeyError:
-            return False
-        return any("arch" in t.user_attrs for t in study.get_trials(states=(TrialState.RUNNING,)))
-
-    wait_for(training, 120, "a trial to start training")
+    proc = _search_until_training(args, tmp_path, "c")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
