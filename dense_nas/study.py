@@ -396,7 +396,6 @@ def _run_trial(
             training=candidate.training.to_dict(),
             data=settings.data,
             data_dir=settings.data_dir,
-            epochs=candidate.training.epochs,
             seed=settings.seed,
             accelerator="gpu" if settings.accelerator == "gpu" else "cpu",
             devices=settings.devices,

@@ -12,7 +12,7 @@ Run as ``python -m dense_nas.trial --channel-fd N`` it serves specs one after an
 
 Example:
     >>> spec = TrialSpec(number=0, arch={"growth_rate": 4, "block_layers": [1]},
-    ...                  training={"epochs": 2}, data="digits", epochs=2)
+    ...                  training={"epochs": 2}, data="digits")
     >>> TrialSpec.from_dict(spec.to_dict()) == spec
     True
 """
@@ -29,7 +29,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,16 @@ from dense_nas.channel import Channel, ChannelClosed, Message
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """Everything a trial process needs, as plain values."""
+    """Everything a trial process needs, as plain values.
+
+    ``training`` is a :class:`~dense_nas.recipe.TrainingConfig` dict and must hold
+    ``epochs``: the schedule's length is also the Trainer's ``max_epochs``.
+    """
 
     number: int
     arch: dict[str, Any]
     training: dict[str, Any]
     data: str
-    epochs: int
     data_dir: str | None = None
     seed: int = 0
     accelerator: str = "cpu"
@@ -52,7 +55,6 @@ class TrialSpec:
     threads: int = 0
     checkpoint: str | None = None
     verbose: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -68,7 +70,7 @@ def _trainer_options(spec: TrialSpec) -> dict[str, Any]:
     options: dict[str, Any] = {
         "accelerator": spec.accelerator,
         "devices": spec.devices,
-        "max_epochs": spec.epochs,
+        "max_epochs": spec.training["epochs"],
         "logger": False,
         "enable_checkpointing": False,
         "enable_progress_bar": spec.verbose,
@@ -115,7 +117,7 @@ def run(spec: TrialSpec, decide: Any) -> Message:
         torch.set_num_threads(spec.threads)
     L.seed_everything(spec.seed + spec.number, workers=True, verbose=False)
     arch = DenseNetConfig.from_dict(spec.arch)
-    training = TrainingConfig.from_dict(spec.training).replace(epochs=spec.epochs)
+    training = TrainingConfig.from_dict(spec.training)
     module = DenseNetModule.from_candidate(arch, training)
     reporter, timer = EpochReporter(decide), StepTimer()
     trainer = L.Trainer(callbacks=[reporter, timer], **_trainer_options(spec))

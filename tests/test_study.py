@@ -158,9 +158,8 @@ def test_ddp_prune_decision_stops_every_rank(tmp_path: Path) -> None:
     spec = TrialSpec(
         number=0,
         arch=candidate.arch.to_dict(),
-        training=candidate.training.to_dict(),
+        training=candidate.training.replace(epochs=5).to_dict(),
         data="digits",
-        epochs=5,
         accelerator="cpu",
         threads=1,
         devices=2,
@@ -196,9 +195,8 @@ def test_crashed_trial_process_is_a_failed_trial(tmp_path: Path) -> None:
     spec = TrialSpec(
         number=0,
         arch={"growth_rate": 4, "block_layers": [1], "in_channels": 1},
-        training={"batch_size": 128},
+        training={"batch_size": 128, "epochs": 3},
         data="digits",
-        epochs=3,
     )
     runner = TrialProcess(log_path=tmp_path / "log")
 
