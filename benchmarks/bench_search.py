@@ -12,7 +12,7 @@ the sampler alone and the comparison is about pruning (``--with-seeds`` keeps th
 
 Usage::
 
-    python benchmarks/bench_search.py --trials 30 --seed 0
+    python benchmarks/bench_search.py --trials 30 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -74,33 +74,47 @@ def run(pruner: str, trials: int, seed: int, with_seeds: bool, out: Path) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="one pair of studies each"
+    )
     parser.add_argument("--with-seeds", action="store_true", help="keep the space's seed trials")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     print(
-        f"digits-tiny, {args.trials} trials, seed {args.seed}, TPE, cpu "
+        f"digits-tiny, {args.trials} trials, sampler seeds {args.seeds}, TPE, cpu "
         f"({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}, "
         f"optuna {optuna.__version__}"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        results = {
-            p: run(p, args.trials, args.seed, args.with_seeds, Path(tmp))
-            for p in ("hyperband", "none")
-        }
-    for pruner, r in results.items():
-        print(
-            f"  {pruner:10s} best {r['best']:.4f}  epochs {r['epochs']:4.0f}  pruned {r['pruned']:3.0f}  "
-            f"median trial {r['trial_seconds']:.2f} s  overhead {r['overhead']:.1%}  wall {r['wall']:.0f} s"
-        )
-    pruned, full = results["hyperband"], results["none"]
+    differences, ratios, overheads = [], [], []
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = {
+                p: run(p, args.trials, seed, args.with_seeds, Path(tmp))
+                for p in ("hyperband", "none")
+            }
+        for pruner, r in results.items():
+            print(
+                f"  seed {seed} {pruner:10s} best {r['best']:.4f}  epochs {r['epochs']:4.0f}  "
+                f"pruned {r['pruned']:3.0f}  median trial {r['trial_seconds']:.2f} s  "
+                f"overhead {r['overhead']:.1%}  wall {r['wall']:.0f} s"
+            )
+        pruned, full = results["hyperband"], results["none"]
+        differences.append(100 * (pruned["best"] - full["best"]))
+        ratios.append(pruned["epochs"] / full["epochs"])
+        overheads.append(pruned["overhead"])
     print(
-        f"best accuracy difference (hyperband - none): {100 * (pruned['best'] - full['best']):+.2f} points"
+        "best accuracy difference (hyperband - none), points: "
+        + ", ".join(f"{d:+.2f}" for d in differences)
+        + f"  (mean {statistics.mean(differences):+.2f})"
     )
-    print(f"epochs ratio hyperband / none: {pruned['epochs'] / full['epochs']:.2f}")
     print(
-        f"per-trial overhead (median share of trial time outside steps): {pruned['overhead']:.1%}"
+        "epochs ratio hyperband / none: "
+        + ", ".join(f"{r:.2f}" for r in ratios)
+        + f"  (mean {statistics.mean(ratios):.2f})"
+    )
+    print(
+        f"per-trial overhead (median share of trial time outside steps): {statistics.median(overheads):.1%}"
     )
 
 
