@@ -135,7 +135,7 @@ def observed_accuracy(trial: FrozenTrial) -> float | None:
 
 def _arch_text(trial: FrozenTrial) -> str:
     arch = trial.user_attrs.get("arch")
-    return describe_arch(arch) if isinstance(arch, dict) and arch else "-"
+    return describe_arch(arch if isinstance(arch, dict) else {})
 
 
 def _label(trial: FrozenTrial) -> str:

@@ -25,7 +25,11 @@ def describe_arch(arch: dict[str, Any]) -> str:
         >>> describe_arch({"growth_rate": 12, "block_layers": [16, 16, 16], "bottleneck": True,
         ...                "bottleneck_width": 4, "compression": 0.5})
         'k=12 blocks=16-16-16 BC(4) theta=0.5'
+        >>> describe_arch({})
+        '-'
     """
+    if not arch:
+        return "-"
     blocks = "-".join(str(n) for n in arch.get("block_layers", []))
     kind = f"BC({arch.get('bottleneck_width')})" if arch.get("bottleneck") else "basic"
     return f"k={arch.get('growth_rate')} blocks={blocks} {kind} theta={arch.get('compression'):g}"
