@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from types import TracebackType
@@ -27,6 +28,8 @@ from types import TracebackType
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_ATTR = "heartbeat"
 COUNTS_ATTR = "counts"
@@ -49,6 +52,8 @@ class Heartbeat:
                 self.study._storage.set_trial_user_attr(self.trial_id, HEARTBEAT_ATTR, time.time())
             except UpdateFinishedTrialError:
                 return  # told already, or failed as stale by another worker
+            except Exception as err:  # a busy or briefly unreachable storage: try again
+                logger.debug("heartbeat of trial %s not written: %s", self.trial_id, err)
             if self._stop.wait(self.interval):
                 return
 
