@@ -89,27 +89,18 @@ def test_two_workers_finish_exactly_the_budget(tmp_path: Path, storage: str) -> 
     assert _states(reloaded).get("RUNNING", 0) == 0
 
 
+def _search_args(study: str, trials: int, epochs: int, extra: list[str]) -> list[str]:
+    """`dense-nas search` on the tiny space, one CPU thread, no pruner, plus ``extra``."""
+    return [
+        "search", "--space", TINY_SPACE, "--study", study, "--trials", str(trials),
+        "--epochs", str(epochs), "--accelerator", "cpu", "--threads", "1", "--pruner", "none",
+        *extra,
+    ]  # fmt: skip
+
+
 def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: str) -> None:
     """Two separate `dense-nas search` processes (two machines) fill one budget exactly."""
-    args = [
-        "search",
-        "--space",
-        TINY_SPACE,
-        "--trials",
-        "8",
-        "--epochs",
-        "1",
-        "--storage",
-        postgres_url,
-        "--study",
-        "shared",
-        "--accelerator",
-        "cpu",
-        "--threads",
-        "1",
-        "--pruner",
-        "none",
-    ]
+    args = _search_args("shared", trials=8, epochs=1, extra=["--storage", postgres_url])
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "dense_nas", *args, "--out", str(tmp_path / f"m{i}")],
@@ -288,33 +279,17 @@ def _search_until_training(args: list[str], cwd: Path, study_name: str) -> subpr
 
 
 def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
-    args = [
-        "search",
-        "--space",
-        TINY_SPACE,
-        "--trials",
-        "3",
-        "--epochs",
-        "30",
-        "--heartbeat",
-        "2",
-        "--accelerator",
-        "cpu",
-        "--threads",
-        "1",
-        "--pruner",
-        "none",
-        "--study",
-        "k",
-        "--out",
-        str(tmp_path),
-    ]
+    args = _search_args(
+        "k", trials=3, epochs=30, extra=["--heartbeat", "2", "--out", str(tmp_path)]
+    )
     storage = make_storage(None, tmp_path)
     worker = _search_until_training(args, tmp_path, "k")
     os.kill(worker.pid, signal.SIGKILL)
     worker.communicate()
-    args[args.index("30")] = "1"  # the rerun may train briefly; the kill test is the point
-    rerun = cli(*args, cwd=tmp_path)
+    # The rerun may train briefly; the kill is the point.
+    rerun = cli(
+        *_search_args("k", 3, 1, ["--heartbeat", "2", "--out", str(tmp_path)]), cwd=tmp_path
+    )
     assert rerun.returncode == 0, rerun.stderr
     study = optuna.load_study(study_name="k", storage=storage)
     assert _states(study).get("RUNNING", 0) == 0
@@ -327,25 +302,7 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
-    args = [
-        "search",
-        "--space",
-        TINY_SPACE,
-        "--trials",
-        "2",
-        "--epochs",
-        "40",
-        "--accelerator",
-        "cpu",
-        "--threads",
-        "1",
-        "--pruner",
-        "none",
-        "--study",
-        "c",
-        "--out",
-        str(tmp_path),
-    ]
+    args = _search_args("c", trials=2, epochs=40, extra=["--out", str(tmp_path)])
     storage = make_storage(None, tmp_path)
     proc = _search_until_training(args, tmp_path, "c")
     proc.send_signal(signal.SIGINT)
@@ -356,8 +313,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     assert _states(study).get("RUNNING", 0) == 0
     (interrupted,) = study.get_trials(states=(TrialState.FAIL,))
     assert "interrupted" in interrupted.user_attrs["failure"]
-    args[args.index("40")] = "1"
-    assert cli(*args, cwd=tmp_path).returncode == 0
+    assert cli(*_search_args("c", 2, 1, ["--out", str(tmp_path)]), cwd=tmp_path).returncode == 0
     assert _finished(optuna.load_study(study_name="c", storage=storage)) == 2
 
 
