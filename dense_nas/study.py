@@ -180,6 +180,7 @@ def _prepare(
         if value < 1:
             raise UserInputError(f"{name}: must be a positive integer, got {value}")
     out = Path(out)
+    data_path = None if data_dir is None else str(Path(data_dir).resolve())
     chosen = load_space(space) if isinstance(space, (str, Path)) else space
     if max_params is not None:
         limits = chosen.constraints
@@ -208,7 +209,7 @@ def _prepare(
             f"--objective: study {name!r} was made with another objective "
             f"({recorded}); use --objective {recorded} or a new --study"
         )
-    _describe(study, chosen, parsed, data, data_dir, seed, task, out)
+    _describe(study, chosen, parsed, data, data_path, seed, task, out)
     enqueue_seeds(study, chosen)
     return _Settings(
         study=study,
@@ -216,7 +217,7 @@ def _prepare(
         task=task,
         objective=parsed,
         data=data,
-        data_dir=None if data_dir is None else str(Path(data_dir).resolve()),
+        data_dir=data_path,
         n_trials=n_trials,
         epochs=epochs,
         deadline=time.monotonic() + timeout if timeout else math.inf,
@@ -236,7 +237,7 @@ def _describe(
     space: SearchSpace,
     objective: Objective,
     data: str,
-    data_dir: str | Path | None,
+    data_dir: str | None,
     seed: int,
     task: Task,
     out: Path,
@@ -245,7 +246,7 @@ def _describe(
     attrs = {
         "space": space.name,
         "data": data,
-        "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+        "data_dir": data_dir,
         "objective": objective.name,
         "seed": seed,
         "image_size": list(task.image_size),
@@ -390,6 +391,8 @@ def _run_trial(
         if duplicate is not None:
             _reuse(settings, trial, duplicate, started)
             return
+        checkpoint = settings.out / "checkpoints" / f"{study.study_name}-trial-{trial.number}.ckpt"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
         spec = TrialSpec(
             number=trial.number,
             arch=candidate.arch.to_dict(),
@@ -400,12 +403,9 @@ def _run_trial(
             accelerator="gpu" if settings.accelerator == "gpu" else "cpu",
             devices=settings.devices,
             threads=threads,
-            checkpoint=str(
-                settings.out / "checkpoints" / f"{study.study_name}-trial-{trial.number}.ckpt"
-            ),
+            checkpoint=str(checkpoint),
             verbose=settings.verbose,
         )
-        Path(spec.checkpoint or ".").parent.mkdir(parents=True, exist_ok=True)
         decide = settings.objective.pruning_rule(study, trial, candidate.arch)
         result = runner.run(spec, decide, settings.out / "specs")
         _record(settings, trial, candidate.arch, result, started)
