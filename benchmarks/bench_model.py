@@ -134,6 +134,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per model; the median is kept")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time our model under torch.compile"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,6 +157,9 @@ def main() -> None:
             torchvision_densenet(cfg).to(device), x, y, channels_last=False
         ),
     }
+    if args.compile:
+        compiled = torch.compile(DenseNet(cfg).to(device))
+        steps["ours (compiled)"] = make_step(compiled, x, y, channels_last=True)  # type: ignore[arg-type]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"{args.preset}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
@@ -170,8 +176,10 @@ def main() -> None:
         print(
             f"  {label:24s} {value:9.1f} images/s  (runs: {', '.join(f'{v:.1f}' for v in results[label])})"
         )
-    ours, theirs = medians.values()
-    print(f"speed ratio ours / torchvision: {ours / theirs:.2f}")
+    theirs = medians["torchvision (NCHW)"]
+    for label, value in medians.items():
+        if label.startswith("ours"):
+            print(f"speed ratio {label} / torchvision: {value / theirs:.2f}")
 
     plain_saved, plain_peak = memory_figures(cfg, x, y)
     lean_saved, lean_peak = memory_figures(cfg.replace(memory_efficient=True), x, y)

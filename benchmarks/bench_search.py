@@ -41,14 +41,18 @@ def _trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     ]
 
 
-def run(pruner: str, trials: int, seed: int, with_seeds: bool, out: Path) -> dict[str, float]:
+def run(
+    pruner: str, args: argparse.Namespace, seed: int, out: Path
+) -> dict[str, float]:
     space = load_space("digits-tiny")
-    if not with_seeds:
+    if not args.with_seeds:
         space.seeds = ()
     started = time.perf_counter()
     study = search(
         space=space,
-        n_trials=trials,
+        n_trials=args.trials,
+        epochs=args.epochs,
+        threads=args.threads,
         pruner=pruner,
         seed=seed,
         out=out / pruner,
@@ -78,6 +82,8 @@ def main() -> None:
         "--seeds", type=int, nargs="+", default=[0], help="one pair of studies each"
     )
     parser.add_argument("--with-seeds", action="store_true", help="keep the space's seed trials")
+    parser.add_argument("--epochs", type=int, help="epochs per trial (default: the space's)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per trial (0: all)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -90,7 +96,7 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             results = {
-                p: run(p, args.trials, seed, args.with_seeds, Path(tmp))
+                p: run(p, args, seed, Path(tmp))
                 for p in ("hyperband", "none")
             }
         for pruner, r in results.items():

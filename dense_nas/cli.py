@@ -48,8 +48,13 @@ class _Parser(argparse.ArgumentParser):
         raise UserInputError(f"{self.prog}: {message}; see --help")
 
 
-def _study_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    parser.add_argument("--study", required=required, help="study name")
+def _study_args(parser: argparse.ArgumentParser, *, search: bool = False) -> None:
+    parser.add_argument(
+        "--study",
+        help="study name (default: <space>-<data>)"
+        if search
+        else "study name (default: the only study in the storage)",
+    )
     parser.add_argument(
         "--storage",
         help="Optuna storage URL (sqlite:///..., postgresql://..., or a journal file path "
@@ -84,7 +89,7 @@ def _search_parser(sub: Any) -> None:
     )
     p.add_argument("--timeout", type=_positive_float, help="stop starting trials after S seconds")
     p.add_argument("--epochs", type=_positive_int, help="epochs per trial (default: the space's)")
-    _study_args(p, required=False)
+    _study_args(p, search=True)
     p.add_argument("--sampler", default="tpe", help="tpe, random, cmaes, gp, nsga2 or qmc")
     p.add_argument(
         "--pruner",

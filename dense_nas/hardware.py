@@ -37,6 +37,33 @@ def resolve_accelerator(accelerator: str) -> str:
     return "cpu"
 
 
+def gpu_assignment(workers: int, devices: int, count: int, visible: str | None) -> list[str]:
+    """Each worker's ``CUDA_VISIBLE_DEVICES``: ``devices`` GPUs of its own, none shared.
+
+    ``count`` is how many GPUs torch sees; ``visible`` is the launcher's own
+    ``CUDA_VISIBLE_DEVICES``, whose entries (indices or UUIDs) are handed out in order.
+
+    Example:
+        >>> gpu_assignment(2, 1, 2, None)
+        ['0', '1']
+        >>> gpu_assignment(2, 2, 4, "3,2,1,0")
+        ['3,2', '1,0']
+        >>> gpu_assignment(2, 1, 1, None)
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: --workers: 2 workers x 1 devices need 2 GPUs but 1 is visible; lower --workers or --devices
+    """
+    ids = [d.strip() for d in (visible or "").split(",") if d.strip()][:count]
+    if visible is None:
+        ids = [str(i) for i in range(count)]
+    if workers * devices > len(ids):
+        raise UserInputError(
+            f"--workers: {workers} workers x {devices} devices need {workers * devices} GPUs "
+            f"but {len(ids)} {'is' if len(ids) == 1 else 'are'} visible; lower --workers or --devices"
+        )
+    return [",".join(ids[w * devices : (w + 1) * devices]) for w in range(workers)]
+
+
 def speed_defaults(accelerator: str) -> dict[str, Any]:
     """Trainer keyword arguments for speed on ``accelerator`` (``cpu`` or ``gpu``)."""
     if accelerator == "gpu":

@@ -499,7 +499,7 @@ def _check_plot_libraries() -> None:
 
 def report(
     storage: str | None,
-    study_name: str,
+    study_name: str | None,
     output: Path,
     *,
     out: Path = DEFAULT_OUT,

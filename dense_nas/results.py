@@ -447,7 +447,7 @@ def study_image_size(study: optuna.Study) -> tuple[int, int]:
 
 def find_trial(
     storage: str | None,
-    study_name: str,
+    study_name: str | None,
     trial: int | None = None,
     *,
     pick: str = "accuracy",
@@ -467,7 +467,7 @@ def find_trial(
 
 def load_best(
     storage: str | None,
-    study_name: str,
+    study_name: str | None,
     trial: int | None = None,
     *,
     pick: str = "accuracy",
@@ -480,7 +480,7 @@ def load_best(
 
     Args:
         storage: the study's storage URL or journal path (``None``: SQLite in ``out``).
-        study_name: the study.
+        study_name: the study; ``None``: the storage's only study.
         trial: load this trial number instead of picking one.
         pick: ``"accuracy"`` (default), ``"smallest"`` or ``"knee"``: which trial of the
             Pareto front of accuracy against size (see the module docstring).

@@ -117,7 +117,7 @@ def _trainer(directory: Path, epochs: int, accelerator: str, verbose: bool) -> L
 
 def retrain(
     storage: str | None,
-    study_name: str,
+    study_name: str | None,
     *,
     epochs: int | None = None,
     trial: int | None = None,
@@ -131,7 +131,7 @@ def retrain(
 
     Args:
         storage: the study's storage URL or journal path (``None``: SQLite in ``out``).
-        study_name: the study.
+        study_name: the study; ``None``: the storage's only study.
         epochs: length of the schedule; ``None``: the trial's recipe's epochs.
         trial, pick, max_params: which trial (see :func:`dense_nas.results.select_trial`).
         out: base directory; checkpoints go to ``<out>/retrain/<study>/``.
@@ -153,7 +153,7 @@ def retrain(
         training = training.replace(epochs=epochs)
     seed = int(study.user_attrs.get("seed", 0))
     L.seed_everything(seed, verbose=False)  # before the module: its initial weights too
-    directory = run_dir(out, study_name)
+    directory = run_dir(out, study.study_name)
     module = DenseNetModule.from_candidate(arch, training)
     done = _resume_point(directory / LAST, module)
     datamodule = make_datamodule(

@@ -84,14 +84,22 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 
 
 def open_study(
-    storage: str | None, study_name: str, out: Path = Path("dense-nas-runs")
+    storage: str | None, study_name: str | None, out: Path = Path("dense-nas-runs")
 ) -> optuna.Study:
-    """Load an existing study, or stop with one line naming the studies that do exist."""
+    """Load an existing study, or stop with one line naming the studies that do exist.
+
+    ``study_name=None`` opens the storage's only study.
+    """
     backend = make_storage(storage, out)
-    names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(backend))
+    where = storage_url(storage, out)
+    known = ", ".join(names) or "none"
+    if study_name is None:
+        if len(names) != 1:
+            fix = "name one with --study" if names else "check --out and --storage"
+            raise UserInputError(f"--study: {where} holds {len(names)} studies ({known}); {fix}")
+        study_name = names[0]
     if study_name not in names:
-        where = storage_url(storage, out)
-        known = ", ".join(sorted(names)) or "none"
         raise UserInputError(
             f"--study: no study named {study_name!r} in {where} (studies there: {known}); "
             "check --study and --storage"

@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.arch import DenseNetConfig
 from dense_nas.errors import UserInputError
-from dense_nas.hardware import resolve_accelerator
+from dense_nas.hardware import gpu_assignment, resolve_accelerator
 from dense_nas.objectives import Objective, parse_objective
 from dense_nas.runner import TrialProcess
 from dense_nas.samplers import make_pruner, make_sampler
@@ -78,6 +78,8 @@ class _Settings:
     budget_lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
     runners: list[TrialProcess] = field(default_factory=list)
+    #: each worker's CUDA_VISIBLE_DEVICES (GPU studies only)
+    gpus: list[str] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -191,6 +193,12 @@ def _prepare(
         )
     parsed = parse_objective(objective)
     resolved = resolve_accelerator(accelerator)
+    gpus: list[str] = []
+    if resolved == "gpu":
+        import torch
+
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        gpus = gpu_assignment(workers, devices, torch.cuda.device_count(), visible)
     datamodule = make_datamodule(data, data_dir, seed=seed)  # checks the files now: exit 2 early
     task = Task(datamodule.num_classes, datamodule.in_channels, datamodule.image_size)
     chosen.check(task)
@@ -223,6 +231,7 @@ def _prepare(
         deadline=time.monotonic() + timeout if timeout else math.inf,
         accelerator=resolved,
         devices=devices,
+        gpus=gpus,
         seed=seed,
         out=out,
         heartbeat=heartbeat,
@@ -294,8 +303,7 @@ def _worker(settings: _Settings, index: int, workers: int, done: threading.Semap
     env: dict[str, str] = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     threads = 0
     if settings.accelerator == "gpu":
-        first = index * settings.devices
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(settings.devices))
+        env["CUDA_VISIBLE_DEVICES"] = settings.gpus[index]
     else:
         share = (os.cpu_count() or 1) // (workers * settings.devices)
         threads = settings.threads or max(1, share)

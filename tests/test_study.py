@@ -319,12 +319,17 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
 
 def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
     search(space=TINY_SPACE, n_trials=2, out=tmp_path, accelerator="cpu", threads=1, study_name="b")
-    table = cli("best", "--study", "b", "--out", str(tmp_path), cwd=tmp_path)
+    table = cli("best", "--out", str(tmp_path), cwd=tmp_path)  # the only study: no --study
     assert table.returncode == 0, table.stderr
     assert "val acc" in table.stdout and "params" in table.stdout
     as_json = cli("best", "--study", "b", "--out", str(tmp_path), "--json", cwd=tmp_path)
     best = json.loads(as_json.stdout)["best"]
     assert best and {"trial", "accuracy", "params", "macs", "epochs", "arch"} <= set(best[0])
+
+    optuna.create_study(study_name="other", storage=make_storage(None, tmp_path))
+    ambiguous = cli("best", "--out", str(tmp_path), cwd=tmp_path)
+    assert ambiguous.returncode == 2
+    assert ambiguous.stderr.strip().endswith("holds 2 studies (b, other); name one with --study")
 
 
 @pytest.mark.parametrize(
@@ -338,6 +343,7 @@ def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
         (["search", "--data", "imagenet22k"], "data"),
         (["search", "--space", "no-such-space"], "no-such-space"),
         (["best", "--study", "missing"], "--study"),
+        (["best"], "--study"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], field: str) -> None:
