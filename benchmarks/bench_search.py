@@ -52,6 +52,7 @@ def run(
         space=space,
         n_trials=args.trials,
         epochs=args.epochs,
+        val_size=args.val_size,
         threads=args.threads,
         pruner=pruner,
         seed=seed,
@@ -83,6 +84,9 @@ def main() -> None:
     )
     parser.add_argument("--with-seeds", action="store_true", help="keep the space's seed trials")
     parser.add_argument("--epochs", type=int, help="epochs per trial (default: the space's)")
+    parser.add_argument(
+        "--val-size", type=float, help="validation fraction (default: the dataset's, 0.1)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads per trial (0: all)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -31,6 +31,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _val_size(text: str) -> int | float:
+    """A count (``500``) or a fraction (``0.2``); the datamodule checks the range."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an image count or a fraction in (0, 1), got {text!r}"
+        ) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -82,6 +96,12 @@ def _search_parser(sub: Any) -> None:
     p.add_argument("--data", default="digits", help="dataset name (digits, cifar10, ...)")
     p.add_argument("--data-dir", type=Path, help="where dataset files live or are downloaded")
     p.add_argument(
+        "--val-size",
+        type=_val_size,
+        help="validation images held out of training: a count or a fraction "
+        "(default: 5000 for CIFAR, 0.1 elsewhere)",
+    )
+    p.add_argument(
         "--trials",
         type=_positive_int,
         default=24,
@@ -128,6 +148,7 @@ def _run_search(args: argparse.Namespace) -> int:
         space=args.space,
         data=args.data,
         data_dir=args.data_dir,
+        val_size=args.val_size,
         n_trials=args.trials,
         timeout=args.timeout,
         epochs=args.epochs,

@@ -160,6 +160,7 @@ def retrain(
         study.user_attrs.get("data", "digits"),
         study.user_attrs.get("data_dir"),
         batch_size=training.batch_size,
+        val_size=study.user_attrs.get("val_size"),
         seed=seed,
         full_train=True,
     )

@@ -64,6 +64,7 @@ class _Settings:
     objective: Objective
     data: str
     data_dir: str | None
+    val_size: int | float | None
     n_trials: int
     epochs: int | None
     deadline: float
@@ -87,6 +88,7 @@ def search(
     space: str | SearchSpace = "digits-tiny",
     data: str = "digits",
     data_dir: str | Path | None = None,
+    val_size: int | float | None = None,
     n_trials: int = 24,
     timeout: float | None = None,
     epochs: int | None = None,
@@ -117,6 +119,9 @@ def search(
             :class:`~dense_nas.space.SearchSpace`.
         data: dataset name (see :data:`dense_nas.data.DATASETS`).
         data_dir: where the dataset files are.
+        val_size: validation images held out of the training set, a count or a
+            fraction (``None``: the dataset's default, see
+            :func:`~dense_nas.data.make_datamodule`). Fixed for the study's life.
         n_trials: total finished trials the study should reach.
         timeout: stop starting new trials after this many seconds.
         epochs: epochs per trial; ``None`` uses the space's training ``epochs``.
@@ -157,6 +162,7 @@ def _prepare(
     space: str | SearchSpace,
     data: str,
     data_dir: str | Path | None,
+    val_size: int | float | None,
     n_trials: int,
     timeout: float | None,
     epochs: int | None,
@@ -199,7 +205,10 @@ def _prepare(
 
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpus = gpu_assignment(workers, devices, torch.cuda.device_count(), visible)
-    datamodule = make_datamodule(data, data_dir, seed=seed)  # checks the files now: exit 2 early
+    # checks the files and the split now: bad input exits 2 before anything is stored
+    datamodule = make_datamodule(data, data_dir, seed=seed, val_size=val_size)
+    if isinstance(val_size, int):
+        datamodule.setup("fit")  # a count must leave training images: check it here
     task = Task(datamodule.num_classes, datamodule.in_channels, datamodule.image_size)
     chosen.check(task)
     name = study_name or f"{chosen.name}-{data}"
@@ -217,7 +226,13 @@ def _prepare(
             f"--objective: study {name!r} was made with another objective "
             f"({recorded}); use --objective {recorded} or a new --study"
         )
-    _describe(study, chosen, parsed, data, data_path, seed, task, out)
+    split = study.user_attrs.get("val_size", datamodule.val_size)
+    if split != datamodule.val_size:  # trials on other validation images do not compare
+        raise UserInputError(
+            f"--val-size: study {name!r} validates on val size {split}; "
+            f"use --val-size {split} or a new --study"
+        )
+    _describe(study, chosen, parsed, data, data_path, datamodule.val_size, seed, task, out)
     enqueue_seeds(study, chosen)
     return _Settings(
         study=study,
@@ -226,6 +241,7 @@ def _prepare(
         objective=parsed,
         data=data,
         data_dir=data_path,
+        val_size=datamodule.val_size,
         n_trials=n_trials,
         epochs=epochs,
         deadline=time.monotonic() + timeout if timeout else math.inf,
@@ -247,6 +263,7 @@ def _describe(
     objective: Objective,
     data: str,
     data_dir: str | None,
+    val_size: int | float,
     seed: int,
     task: Task,
     out: Path,
@@ -256,6 +273,7 @@ def _describe(
         "space": space.name,
         "data": data,
         "data_dir": data_dir,
+        "val_size": val_size,
         "objective": objective.name,
         "seed": seed,
         "image_size": list(task.image_size),
@@ -407,6 +425,7 @@ def _run_trial(
             training=candidate.training.to_dict(),
             data=settings.data,
             data_dir=settings.data_dir,
+            val_size=settings.val_size,
             seed=settings.seed,
             accelerator="gpu" if settings.accelerator == "gpu" else "cpu",
             devices=settings.devices,

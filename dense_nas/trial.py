@@ -49,6 +49,7 @@ class TrialSpec:
     training: dict[str, Any]
     data: str
     data_dir: str | None = None
+    val_size: int | float | None = None
     seed: int = 0
     accelerator: str = "cpu"
     devices: int = 1
@@ -90,11 +91,11 @@ def _datamodule(spec: TrialSpec, batch_size: int) -> Any:
     """The trial's datamodule; a serving process keeps it (and its tensors) between trials."""
     from dense_nas.data import make_datamodule
 
-    key = (spec.data, spec.data_dir, batch_size, spec.seed)
+    key = (spec.data, spec.data_dir, spec.val_size, batch_size, spec.seed)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
         _DATA_CACHE[key] = make_datamodule(
-            spec.data, spec.data_dir, batch_size=batch_size, seed=spec.seed
+            spec.data, spec.data_dir, batch_size=batch_size, val_size=spec.val_size, seed=spec.seed
         )
     return _DATA_CACHE[key]
 

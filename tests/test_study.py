@@ -344,6 +344,8 @@ def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
         (["search", "--space", "no-such-space"], "no-such-space"),
         (["best", "--study", "missing"], "--study"),
         (["best"], "--study"),
+        (["search", "--val-size", "5000"], "val_size"),
+        (["search", "--val-size", "1.5"], "val_size"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], field: str) -> None:
@@ -395,3 +397,32 @@ def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
     ]
     study = optuna.load_study(study_name="o", storage=make_storage(None, tmp_path))
     assert len(study.trials) == 1 and study.user_attrs["objective"] == "accuracy"
+
+
+def test_val_size_sets_the_validation_split_for_the_studys_life(tmp_path: Path) -> None:
+    study = search(
+        space=TINY_SPACE,
+        n_trials=1,
+        epochs=1,
+        val_size=0.3,
+        study_name="v",
+        out=tmp_path,
+        accelerator="cpu",
+        threads=1,
+    )
+    # 30% of the 1,438 digits outside the test set: accuracies count out of 431 images.
+    (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
+    assert trial.value is not None and 0.0 < trial.value < 1.0
+    correct = trial.value * 431  # a float32 mean of 431 zeros and ones
+    assert abs(correct - round(correct)) < 1e-3
+    assert abs(trial.value * 144 - round(trial.value * 144)) > 1e-3  # not the default 144
+    assert study.user_attrs["val_size"] == 0.3
+
+    resumed = cli(
+        "search", "--space", TINY_SPACE, "--study", "v", "--out", str(tmp_path), cwd=tmp_path
+    )
+    assert resumed.returncode == 2
+    assert resumed.stderr.strip().splitlines() == [
+        "dense-nas: error: --val-size: study 'v' validates on val size 0.3; "
+        "use --val-size 0.3 or a new --study"
+    ]
