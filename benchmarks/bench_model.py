@@ -8,7 +8,10 @@ device, the way each library is used out of the box:
 * ``torchvision``: ``torchvision.models.DenseNet`` with its stem swapped for the CIFAR
   3x3 conv (its default NCHW layout; bf16 autocast on a GPU too);
 
-and prints images/s per training step (forward, backward, SGD step) and the ratio. Then
+and prints images/s per training step (forward, backward, SGD step) and the ratio. On the
+CPU the process first makes glibc keep freed memory, as dense-nas's CPU training does
+(``--allocator default`` leaves it alone); the two models share the process, so the
+baseline trains with the same allocator. Then
 it compares our memory-efficient mode with our plain mode: bytes autograd saves for
 backward (CPU and GPU) and peak allocated memory (GPU only), and the ratio.
 
@@ -31,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from dense_nas.arch import DenseNetConfig, preset
+from dense_nas.hardware import keep_freed_memory
 from dense_nas.measure import saved_tensor_bytes
 from dense_nas.model import DenseNet
 
@@ -137,11 +141,19 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="also time our model under torch.compile"
     )
+    parser.add_argument(
+        "--allocator",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="tuned: the process keeps freed memory, as dense-nas's CPU training does "
+        "(both models share the process, so both get it); default: glibc as it comes",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
+    tuned = args.allocator == "tuned" and device.type == "cpu" and keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     cfg = preset(args.preset)
@@ -166,6 +178,7 @@ def main() -> None:
         f"{device.type} ({name or platform.machine()}), {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, precision {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, "
         f"{args.runs} runs x {args.steps} steps (median)"
+        + (", C allocator keeps freed memory" if tuned else "")
     )
     results: dict[str, list[float]] = {label: [] for label in steps}
     for _ in range(args.runs):  # interleaved, so drift in machine load hits both alike

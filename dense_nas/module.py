@@ -7,6 +7,7 @@ exact architecture even when the checkpoint is loaded with ``weights_only=True``
 Example:
     >>> import torch
     >>> from dense_nas.arch import DenseNetConfig
+from dense_nas.hardware import keep_freed_memory
     >>> module = DenseNetModule(DenseNetConfig(growth_rate=4, block_layers=(2, 2),
     ...                                        in_channels=1), epochs=2)
     >>> module(torch.randn(3, 1, 8, 8)).shape
@@ -27,6 +28,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from dense_nas.arch import DenseNetConfig
+from dense_nas.hardware import keep_freed_memory
 from dense_nas.model import DenseNet
 from dense_nas.recipe import Schedule, TrainingConfig
 
@@ -42,6 +44,9 @@ class DenseNetModule(L.LightningModule):
             with tensor cores.
         compile: wrap the network in ``torch.compile`` when the Trainer sets the model up
             (costs minutes of compile time; worth it on a GPU for long runs).
+
+    When a Trainer sets it up on the CPU, the module makes the process's C allocator
+    keep freed memory (:func:`~dense_nas.hardware.keep_freed_memory`).
 
     Logs ``train/loss``, ``val/loss``, ``val/acc`` (and ``val/acc_top5`` with more than five
     classes), and the same under ``test/`` in ``Trainer.test``.
@@ -119,6 +124,8 @@ class DenseNetModule(L.LightningModule):
         return cls(arch, **training.to_dict(), **options)
 
     def configure_model(self) -> None:
+        if self._trainer is not None and self._trainer.strategy.root_device.type == "cpu":
+            keep_freed_memory()  # about 1.5x faster steps on the CPU; see its docstring
         if self.compile_model and not isinstance(
             self.model, torch._dynamo.eval_frame.OptimizedModule
         ):
