@@ -7,7 +7,6 @@ exact architecture even when the checkpoint is loaded with ``weights_only=True``
 Example:
     >>> import torch
     >>> from dense_nas.arch import DenseNetConfig
-from dense_nas.hardware import keep_freed_memory
     >>> module = DenseNetModule(DenseNetConfig(growth_rate=4, block_layers=(2, 2),
     ...                                        in_channels=1), epochs=2)
     >>> module(torch.randn(3, 1, 8, 8)).shape
