@@ -12,7 +12,7 @@ the sampler alone and the comparison is about pruning (``--with-seeds`` keeps th
 
 Usage::
 
-    python benchmarks/bench_search.py --trials 30 --seeds 0 1 2
+    python benchmarks/bench_search.py --trials 30 --seeds 0 1 2 3 4 --threads 1
 """
 
 from __future__ import annotations
