@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -368,16 +369,22 @@ def test_default_search_finds_a_good_digits_model(tmp_path: Path) -> None:
     assert "best trials" in result.stdout
 
 
-def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
-    search(
+def _one_short_trial(out: Path, name: str, **options: Any) -> optuna.Study:
+    """A study of one one-epoch trial over the tiny space, on one CPU thread."""
+    return search(
         space=TINY_SPACE,
         n_trials=1,
         epochs=1,
-        study_name="o",
-        out=tmp_path,
+        study_name=name,
+        out=out,
         accelerator="cpu",
         threads=1,
+        **options,
     )
+
+
+def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
+    _one_short_trial(tmp_path, "o")
     result = cli(
         "search",
         "--space",
@@ -400,16 +407,7 @@ def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
 
 
 def test_val_size_sets_the_validation_split_for_the_studys_life(tmp_path: Path) -> None:
-    study = search(
-        space=TINY_SPACE,
-        n_trials=1,
-        epochs=1,
-        val_size=0.3,
-        study_name="v",
-        out=tmp_path,
-        accelerator="cpu",
-        threads=1,
-    )
+    study = _one_short_trial(tmp_path, "v", val_size=0.3)
     # 30% of the 1,438 digits outside the test set: accuracies count out of 431 images.
     (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
     assert trial.value is not None and 0.0 < trial.value < 1.0
