@@ -59,9 +59,13 @@ def torchvision_densenet(cfg: DenseNetConfig) -> nn.Module:
     return model
 
 
+#: set by ``--cpu-bf16``: bf16 autocast on the CPU too (both models)
+CPU_BF16 = False
+
+
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cuda" or CPU_BF16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -148,7 +152,14 @@ def main() -> None:
         help="tuned: the process keeps freed memory, as dense-nas's CPU training does "
         "(both models share the process, so both get it); default: glibc as it comes",
     )
+    parser.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="bf16 autocast on the CPU for both models (dense-nas trains fp32 on the CPU)",
+    )
     args = parser.parse_args()
+    global CPU_BF16
+    CPU_BF16 = args.cpu_bf16
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -176,7 +187,7 @@ def main() -> None:
     print(
         f"{args.preset}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
         f"{device.type} ({name or platform.machine()}), {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, precision {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, "
+        f"torch {torch.__version__}, precision {'bf16 autocast' if device.type == 'cuda' or CPU_BF16 else 'fp32'}, "
         f"{args.runs} runs x {args.steps} steps (median)"
         + (", C allocator keeps freed memory" if tuned else "")
     )
