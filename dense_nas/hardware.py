@@ -56,9 +56,10 @@ def gpu_assignment(workers: int, devices: int, count: int, visible: str | None) 
         ...
         dense_nas.errors.UserInputError: --workers: 2 workers x 1 devices need 2 GPUs but 1 is visible; lower --workers or --devices
     """
-    ids = [d.strip() for d in (visible or "").split(",") if d.strip()][:count]
     if visible is None:
         ids = [str(i) for i in range(count)]
+    else:
+        ids = [d.strip() for d in visible.split(",") if d.strip()][:count]
     if workers * devices > len(ids):
         raise UserInputError(
             f"--workers: {workers} workers x {devices} devices need {workers * devices} GPUs "
