@@ -59,18 +59,16 @@ def torchvision_densenet(cfg: DenseNetConfig) -> nn.Module:
     return model
 
 
-#: set by ``--cpu-bf16``: bf16 autocast on the CPU too (both models)
-CPU_BF16 = False
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    if device.type == "cuda" or CPU_BF16:
+def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[object]:
+    if bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def make_step(model: nn.Module, x: Tensor, y: Tensor, channels_last: bool) -> Callable[[], None]:
-    """One SGD training step of ``model`` on a fixed batch, as a closure."""
+def make_step(
+    model: nn.Module, x: Tensor, y: Tensor, channels_last: bool, bf16: bool
+) -> Callable[[], None]:
+    """One SGD training step of ``model`` on a fixed batch (under bf16 autocast), as a closure."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -81,7 +79,7 @@ def make_step(model: nn.Module, x: Tensor, y: Tensor, channels_last: bool) -> Ca
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with _autocast(x.device):
+        with _autocast(x.device, bf16):
             loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
@@ -120,13 +118,13 @@ def _peak_cuda(device: torch.device) -> Iterator[list[int]]:
         box[0] = torch.cuda.max_memory_allocated(device) - base
 
 
-def memory_figures(cfg: DenseNetConfig, x: Tensor, y: Tensor) -> tuple[int, int]:
+def memory_figures(cfg: DenseNetConfig, x: Tensor, y: Tensor, bf16: bool) -> tuple[int, int]:
     """(saved-for-backward bytes, peak GPU bytes of one step or 0 on CPU) for ``cfg``."""
     model = DenseNet(cfg).to(x.device).to(memory_format=torch.channels_last).train()
     xs = x.contiguous(memory_format=torch.channels_last)
-    with _autocast(x.device):
+    with _autocast(x.device, bf16):
         saved = saved_tensor_bytes(model, xs)
-    step = make_step(model, x, y, channels_last=True)
+    step = make_step(model, x, y, channels_last=True, bf16=bf16)
     step()
     with _peak_cuda(x.device) as peak:
         step()
@@ -155,15 +153,15 @@ def main() -> None:
     parser.add_argument(
         "--cpu-bf16",
         action="store_true",
-        help="bf16 autocast on the CPU for both models (dense-nas trains fp32 on the CPU)",
+        help="bf16 autocast on the CPU for both models, as `--precision bf16-mixed` trains "
+        "(dense-nas's CPU default is fp32)",
     )
     args = parser.parse_args()
-    global CPU_BF16
-    CPU_BF16 = args.cpu_bf16
     if args.threads:
         torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
+    bf16 = device.type == "cuda" or args.cpu_bf16
     tuned = args.allocator == "tuned" and device.type == "cpu" and keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -175,19 +173,17 @@ def main() -> None:
 
     torch.manual_seed(0)
     steps = {
-        "ours (channels_last)": make_step(DenseNet(cfg).to(device), x, y, channels_last=True),
-        "torchvision (NCHW)": make_step(
-            torchvision_densenet(cfg).to(device), x, y, channels_last=False
-        ),
+        "ours (channels_last)": make_step(DenseNet(cfg).to(device), x, y, True, bf16),
+        "torchvision (NCHW)": make_step(torchvision_densenet(cfg).to(device), x, y, False, bf16),
     }
     if args.compile:
         compiled = torch.compile(DenseNet(cfg).to(device))
-        steps["ours (compiled)"] = make_step(compiled, x, y, channels_last=True)  # type: ignore[arg-type]
+        steps["ours (compiled)"] = make_step(compiled, x, y, True, bf16)  # type: ignore[arg-type]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"{args.preset}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
         f"{device.type} ({name or platform.machine()}), {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, precision {'bf16 autocast' if device.type == 'cuda' or CPU_BF16 else 'fp32'}, "
+        f"torch {torch.__version__}, precision {'bf16 autocast' if bf16 else 'fp32'}, "
         f"{args.runs} runs x {args.steps} steps (median)"
         + (", C allocator keeps freed memory" if tuned else "")
     )
@@ -205,8 +201,8 @@ def main() -> None:
         if label.startswith("ours"):
             print(f"speed ratio {label} / torchvision: {value / theirs:.2f}")
 
-    plain_saved, plain_peak = memory_figures(cfg, x, y)
-    lean_saved, lean_peak = memory_figures(cfg.replace(memory_efficient=True), x, y)
+    plain_saved, plain_peak = memory_figures(cfg, x, y, bf16)
+    lean_saved, lean_peak = memory_figures(cfg.replace(memory_efficient=True), x, y, bf16)
     print(f"  plain             saved for backward {plain_saved / 2**20:8.1f} MiB")
     print(f"  memory-efficient  saved for backward {lean_saved / 2**20:8.1f} MiB")
     print(f"activation memory ratio memory-efficient / plain: {lean_saved / plain_saved:.2f}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dense_nas.errors import UserInputError
+from dense_nas.hardware import PRECISIONS
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -82,6 +83,18 @@ def _study_args(parser: argparse.ArgumentParser, *, search: bool = False) -> Non
     )
 
 
+def _device_args(parser: argparse.ArgumentParser) -> None:
+    """``--accelerator`` and ``--precision``: what a training run runs on, and in what."""
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="training precision; auto: bf16-mixed on a GPU, 32-true on the CPU "
+        "(bf16-mixed pays on CPUs with native bf16; 16-mixed needs a GPU)",
+    )
+
+
 def _search_parser(sub: Any) -> None:
     p = sub.add_parser(
         "search",
@@ -120,7 +133,7 @@ def _search_parser(sub: Any) -> None:
         "--objective", default="accuracy", help="accuracy, accuracy,params or accuracy,macs"
     )
     p.add_argument("--max-params", type=_positive_int, help="reject larger architectures")
-    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    _device_args(p)
     p.add_argument(
         "--devices",
         type=_positive_int,
@@ -159,6 +172,7 @@ def _run_search(args: argparse.Namespace) -> int:
         objective=args.objective,
         max_params=args.max_params,
         accelerator=args.accelerator,
+        precision=args.precision,
         devices=args.devices,
         workers=args.workers,
         seed=args.seed,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dense_nas.cli import _positive_int, _study_args
+from dense_nas.cli import _device_args, _positive_int, _study_args
 
 # Spelled out rather than imported so that ``--help`` need not import torch; the tests
 # check they equal dense_nas.export.FORMATS and dense_nas.results.PICKS.
@@ -87,7 +87,7 @@ def _retrain_parser(sub: Any) -> None:
     p.add_argument("--epochs", type=_positive_int,
                    help="length of the schedule (default: the trial's recipe)")
     _choice_args(p)
-    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    _device_args(p)
     p.add_argument("--verbose", action="store_true", help="show Lightning's own output")
     p.set_defaults(handler=_run_retrain)
 
@@ -96,7 +96,7 @@ def _run_retrain(args: argparse.Namespace) -> int:
     from dense_nas.retrain import retrain
 
     result = retrain(args.storage, args.study, epochs=args.epochs, accelerator=args.accelerator,
-                     verbose=args.verbose, **_choice(args))
+                     precision=args.precision, verbose=args.verbose, **_choice(args))
     done = result.resumed_from_epoch
     resumed = f", resumed after epoch {done}" if done else ""
     print(f"trial {result.trial}: test accuracy {result.test_accuracy:.4f} after "

@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from dense_nas.data import make_datamodule
 from dense_nas.errors import UserInputError
+from dense_nas.hardware import resolve_accelerator, resolve_precision, speed_defaults
 from dense_nas.module import DenseNetModule
 from dense_nas.results import (
     DEFAULT_OUT,
@@ -52,6 +53,7 @@ class RetrainResult:
         resumed_from_epoch: epochs already done when this run started (0: from scratch).
         test_accuracy: accuracy on the test set (a fraction 0..1).
         checkpoint: the final ``last.ckpt``.
+        precision: the Lightning precision it trained in.
     """
 
     trial: int
@@ -60,12 +62,14 @@ class RetrainResult:
     resumed_from_epoch: int
     test_accuracy: float
     checkpoint: Path
+    precision: str
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, as recorded on the study.
 
         Example:
-            >>> RetrainResult(3, "k=8", 12, 0, 0.98, Path("last.ckpt")).to_dict()["checkpoint"]
+            >>> done = RetrainResult(3, "k=8", 12, 0, 0.98, Path("last.ckpt"), "32-true")
+            >>> done.to_dict()["checkpoint"]
             'last.ckpt'
         """
         return {**asdict(self), "checkpoint": str(self.checkpoint)}
@@ -97,10 +101,13 @@ def _resume_point(last: Path, module: DenseNetModule) -> int:
     return int(checkpoint["epoch"]) + 1
 
 
-def _trainer(directory: Path, epochs: int, accelerator: str, verbose: bool) -> L.Trainer:
+def _trainer(
+    directory: Path, epochs: int, accelerator: str, precision: str, verbose: bool
+) -> L.Trainer:
     # Validation images are training images here: validating would measure nothing.
     return L.Trainer(
         accelerator=accelerator,
+        **speed_defaults(accelerator, precision),
         devices=1,
         max_epochs=epochs,
         default_root_dir=directory,
@@ -125,6 +132,7 @@ def retrain(
     max_params: int | None = None,
     out: Path = DEFAULT_OUT,
     accelerator: str = "auto",
+    precision: str = "auto",
     verbose: bool = False,
 ) -> RetrainResult:
     """Train the chosen trial's architecture from scratch on train + validation; test it.
@@ -135,7 +143,9 @@ def retrain(
         epochs: length of the schedule; ``None``: the trial's recipe's epochs.
         trial, pick, max_params: which trial (see :func:`dense_nas.results.select_trial`).
         out: base directory; checkpoints go to ``<out>/retrain/<study>/``.
-        accelerator: Lightning accelerator (``cpu``, ``gpu``, ``auto``).
+        accelerator: ``cpu``, ``gpu`` or ``auto`` (the GPU when one is visible).
+        precision: Lightning precision; ``auto`` is ``bf16-mixed`` on a GPU and
+            ``32-true`` on the CPU (:func:`~dense_nas.hardware.resolve_precision`).
         verbose: show Lightning's progress bar and model summary.
 
     Returns:
@@ -145,6 +155,8 @@ def retrain(
         UserInputError: a missing or empty study, no such trial, or a ``last.ckpt`` of
             another architecture or recipe in the run directory.
     """
+    device = resolve_accelerator(accelerator)
+    resolve_precision(device, precision)  # bad input stops before anything is trained
     study, chosen = find_trial(
         storage, study_name, trial, pick=pick, max_params=max_params, out=out
     )
@@ -164,7 +176,7 @@ def retrain(
         seed=seed,
         full_train=True,
     )
-    trainer = _trainer(directory, training.epochs, accelerator, verbose)
+    trainer = _trainer(directory, training.epochs, device, precision, verbose)
     _fit(trainer, module, datamodule, directory / LAST if done else None)
     (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     result = RetrainResult(
@@ -174,6 +186,7 @@ def retrain(
         resumed_from_epoch=done,
         test_accuracy=float(metrics["test/acc"]),
         checkpoint=directory / LAST,
+        precision=str(trainer.precision),
     )
     study.set_user_attr(RETRAIN_ATTR, result.to_dict())
     return result

@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.arch import DenseNetConfig
 from dense_nas.errors import UserInputError
-from dense_nas.hardware import gpu_assignment, resolve_accelerator
+from dense_nas.hardware import gpu_assignment, resolve_accelerator, resolve_precision
 from dense_nas.objectives import Objective, parse_objective
 from dense_nas.runner import TrialProcess
 from dense_nas.samplers import make_pruner, make_sampler
@@ -69,6 +69,7 @@ class _Settings:
     epochs: int | None
     deadline: float
     accelerator: str
+    precision: str
     devices: int
     seed: int
     out: Path
@@ -99,6 +100,7 @@ def search(
     objective: str = "accuracy",
     max_params: int | None = None,
     accelerator: str = "auto",
+    precision: str = "auto",
     devices: int = 1,
     workers: int = 1,
     seed: int = 0,
@@ -133,6 +135,9 @@ def search(
         objective: ``accuracy``, ``accuracy,params`` or ``accuracy,macs``.
         max_params: extra constraint on top of the space's own.
         accelerator: cpu, gpu or auto.
+        precision: Lightning precision of each trial's training; ``auto`` is
+            ``bf16-mixed`` on a GPU and ``32-true`` on the CPU (see
+            :func:`~dense_nas.hardware.resolve_precision`). Each trial records it.
         devices: devices per trial; more than one trains with DDP.
         workers: trials run at once on this machine.
         seed: sampler seed and base of each trial's training seed.
@@ -173,6 +178,7 @@ def _prepare(
     objective: str,
     max_params: int | None,
     accelerator: str,
+    precision: str,
     devices: int,
     workers: int,
     seed: int,
@@ -199,6 +205,7 @@ def _prepare(
         )
     parsed = parse_objective(objective)
     resolved = resolve_accelerator(accelerator)
+    chosen_precision = resolve_precision(resolved, precision)
     gpus: list[str] = []
     if resolved == "gpu":
         import torch
@@ -246,6 +253,7 @@ def _prepare(
         epochs=epochs,
         deadline=time.monotonic() + timeout if timeout else math.inf,
         accelerator=resolved,
+        precision=chosen_precision,
         devices=devices,
         gpus=gpus,
         seed=seed,
@@ -430,6 +438,7 @@ def _run_trial(
             accelerator="gpu" if settings.accelerator == "gpu" else "cpu",
             devices=settings.devices,
             threads=threads,
+            precision=settings.precision,
             checkpoint=str(checkpoint),
             verbose=settings.verbose,
         )
@@ -446,7 +455,7 @@ def _reuse(
     settings: _Settings, trial: optuna.Trial, duplicate: FrozenTrial, started: float
 ) -> None:
     trial.set_user_attr("duplicate_of", duplicate.number)
-    for name in ("epochs", "images_per_second"):
+    for name in ("epochs", "images_per_second", "precision"):
         if name in duplicate.user_attrs:
             trial.set_user_attr(name, duplicate.user_attrs[name])
     _tell(settings, trial, TrialState.COMPLETE, duplicate.values, started)
@@ -469,6 +478,7 @@ def _record(
         _tell(settings, trial, TrialState.FAIL, None, started)
         return
     trial.set_user_attr("epochs", result["epochs"])
+    trial.set_user_attr("precision", result["precision"])
     trial.set_user_attr("ranks", result["ranks"])
     trial.set_user_attr("images_per_second", round(result["images_per_second"], 1))
     trial.set_user_attr("step_seconds", round(result["step_seconds"], 3))

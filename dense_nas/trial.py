@@ -54,6 +54,7 @@ class TrialSpec:
     accelerator: str = "cpu"
     devices: int = 1
     threads: int = 0
+    precision: str = "auto"
     checkpoint: str | None = None
     verbose: bool = False
 
@@ -77,7 +78,7 @@ def _trainer_options(spec: TrialSpec) -> dict[str, Any]:
         "enable_progress_bar": spec.verbose,
         "enable_model_summary": spec.verbose,
         "num_sanity_val_steps": 0,
-        **speed_defaults(spec.accelerator),
+        **speed_defaults(spec.accelerator, spec.precision),
     }
     if spec.devices > 1:
         options["strategy"] = "ddp"
@@ -135,6 +136,7 @@ def run(spec: TrialSpec, decide: Any) -> Message:
         "history": reporter.history,
         "pruned": reporter.pruned,
         "epochs": len(reporter.history),
+        "precision": str(trainer.precision),
         "step_seconds": timer.step_seconds,
         "images_per_second": timer.train_images / timer.train_seconds
         if timer.train_seconds

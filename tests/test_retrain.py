@@ -76,6 +76,7 @@ def test_retrain_reaches_97_percent_and_resumes_after_ctrl_c(tmp_path: Path) -> 
     assert result.checkpoint == run_dir(built.out, built.name) / LAST
     assert torch.load(result.checkpoint, weights_only=True)["epoch"] + 1 == EPOCHS
     assert built.load().user_attrs[RETRAIN_ATTR] == result.to_dict()
+    assert result.precision == "32-true"
 
     again = retrain(built.storage, built.name, epochs=EPOCHS, out=built.out, accelerator="cpu")
     assert again.resumed_from_epoch == EPOCHS  # nothing left to train: the same weights
@@ -86,12 +87,26 @@ def test_retrain_trains_from_scratch_and_prints_test_accuracy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     built = build_study(tmp_path, "tiny", [Spec(growth_rate=4, layers=1)])
-    assert main(_retrain_args(built, "--epochs", "1")) == 0
+    assert main(_retrain_args(built, "--epochs", "1", "--precision", "bf16-mixed")) == 0
     out = capsys.readouterr().out
     assert out.startswith("trial 0: test accuracy 0.") and "after 1 epochs" in out
     assert "resumed" not in out
     assert (run_dir(built.out, built.name) / LAST).is_file()
-    assert built.load().user_attrs[RETRAIN_ATTR]["epochs"] == 1
+    recorded = built.load().user_attrs[RETRAIN_ATTR]
+    assert recorded["epochs"] == 1 and recorded["precision"] == "bf16-mixed"
+
+
+def test_precision_the_cpu_cannot_train_in_exits_2_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = build_study(tmp_path, "tiny", [Spec(growth_rate=4, layers=1)])
+    assert main(_retrain_args(built, "--precision", "16-mixed")) == 2
+    assert capsys.readouterr().err == (
+        "dense-nas: error: --precision: 16-mixed needs a GPU; on the CPU use bf16-mixed or "
+        "32-true\n"
+    )
+    assert not run_dir(built.out, built.name).exists()
+    assert RETRAIN_ATTR not in built.load().user_attrs
 
 
 def test_last_checkpoint_of_another_architecture_exits_2(

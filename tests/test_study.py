@@ -49,6 +49,7 @@ def test_trials_record_what_users_need(tmp_path: Path) -> None:
         attrs = trial.user_attrs
         for key in ("arch", "training", "params", "macs", "epochs", "seconds", "images_per_second"):
             assert key in attrs, key
+        assert attrs["precision"] == "32-true"  # what the CPU trains in unless asked
         assert 0.0 <= trial.value <= 1.0  # type: ignore[operator]
         assert attrs["epochs"] == 2 and attrs["images_per_second"] > 0
         if "duplicate_of" not in attrs:
@@ -347,6 +348,8 @@ def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
         (["best"], "--study"),
         (["search", "--val-size", "5000"], "val_size"),
         (["search", "--val-size", "1.5"], "val_size"),
+        (["search", "--precision", "64-true"], "--precision"),
+        (["search", "--accelerator", "cpu", "--precision", "16-mixed"], "--precision"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], field: str) -> None:
@@ -404,6 +407,15 @@ def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
     ]
     study = optuna.load_study(study_name="o", storage=make_storage(None, tmp_path))
     assert len(study.trials) == 1 and study.user_attrs["objective"] == "accuracy"
+
+
+def test_bf16_mixed_trains_on_the_cpu_when_asked_and_the_trial_records_it(
+    tmp_path: Path,
+) -> None:
+    study = _one_short_trial(tmp_path, "p", precision="bf16-mixed")
+    (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
+    assert trial.user_attrs["precision"] == "bf16-mixed"  # as the trial's Trainer reports it
+    assert trial.value is not None and 0.0 < trial.value <= 1.0
 
 
 def test_val_size_sets_the_validation_split_for_the_studys_life(tmp_path: Path) -> None:
