@@ -96,15 +96,26 @@ def test_retrain_trains_from_scratch_and_prints_test_accuracy(
     assert recorded["epochs"] == 1 and recorded["precision"] == "bf16-mixed"
 
 
-def test_precision_the_cpu_cannot_train_in_exits_2_before_training(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--precision", "16-mixed"],
+            "--precision: 16-mixed needs a GPU; on the CPU use bf16-mixed or 32-true",
+        ),
+        pytest.param(
+            ["--accelerator", "gpu"],
+            "--accelerator: gpu asked for but no CUDA device is visible; use cpu",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible"),
+        ),
+    ],
+)
+def test_device_settings_this_machine_cannot_train_with_exit_2_before_training(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     built = build_study(tmp_path, "tiny", [Spec(growth_rate=4, layers=1)])
-    assert main(_retrain_args(built, "--precision", "16-mixed")) == 2
-    assert capsys.readouterr().err == (
-        "dense-nas: error: --precision: 16-mixed needs a GPU; on the CPU use bf16-mixed or "
-        "32-true\n"
-    )
+    assert main(_retrain_args(built, *flags)) == 2  # the last --accelerator given wins
+    assert capsys.readouterr().err == f"dense-nas: error: {message}\n"
     assert not run_dir(built.out, built.name).exists()
     assert RETRAIN_ATTR not in built.load().user_attrs
 
