@@ -435,7 +435,7 @@ def _run_trial(
             data_dir=settings.data_dir,
             val_size=settings.val_size,
             seed=settings.seed,
-            accelerator="gpu" if settings.accelerator == "gpu" else "cpu",
+            accelerator=settings.accelerator,  # resolved to cpu or gpu in _prepare
             devices=settings.devices,
             threads=threads,
             precision=settings.precision,
