@@ -168,6 +168,11 @@ class SearchSpace(abc.ABC):
     :meth:`suggest`. The class must be constructible with no arguments, so that
     ``load_space("my_pkg.spaces:MySpace")`` and plugin entry points can build it.
 
+    ``max_epochs`` is the most epochs any candidate trains. Hyperband sizes its brackets
+    from it, so set it when you know it; left ``None``, Hyperband learns it from the first
+    trial that finishes, which trains the earliest trials in full. YAML spaces set it from
+    ``training.epochs`` (the fixed value, or the largest it can take).
+
     Example:
         >>> from dense_nas.arch import DenseNetConfig
         >>> from dense_nas.recipe import TrainingConfig
@@ -190,6 +195,7 @@ class SearchSpace(abc.ABC):
     description: str = ""
     constraints: Constraints = Constraints()
     seeds: Sequence[Mapping[str, Any]] = ()
+    max_epochs: int | None = None
 
     @abc.abstractmethod
     def suggest(self, trial: optuna.Trial, task: Task) -> Candidate:

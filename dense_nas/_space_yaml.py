@@ -110,7 +110,9 @@ class YamlSearchSpace(SearchSpace):
         self.source = source
         self.name = _parse_name(doc.get("name"), where.at("name"))
         self.description = _parse_description(doc.get("description"), where.at("description"))
-        self._nodes = _Parser(doc, where).nodes()
+        parser = _Parser(doc, where)
+        self._nodes = parser.nodes()
+        self.max_epochs = max(parser.values("epochs"))
         self._defaults: Context = {name: spec.default for name, spec in FIELDS.items()}
         self._branch = _branch_values(self._nodes)
         self.constraints = parse_constraints(doc.get("constraints"), where.at("constraints"))
@@ -354,7 +356,7 @@ class _Parser:
             return f"always {show(FIELDS[field].default)}"
         return self.dists[field].describe()
 
-    def _values(self, field: str) -> list[Any]:
+    def values(self, field: str) -> list[Any]:
         """Every value a bool or int field may hold (its default too, if conditional)."""
         if field not in self.dists:
             return [FIELDS[field].default]
@@ -387,8 +389,8 @@ class _Parser:
         dist = parse_dist(FIELDS["depth"], raw, where)
         node = DepthNode(
             dist=dist,
-            bottlenecks=tuple(self._values("bottleneck")),
-            blocks=tuple(self._values("num_blocks")),
+            bottlenecks=tuple(self.values("bottleneck")),
+            blocks=tuple(self.values("num_blocks")),
         )
         if isinstance(dist, Choices):
             for choice in dist.choices:

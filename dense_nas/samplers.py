@@ -81,8 +81,9 @@ def make_sampler(name: str, seed: int, multi_objective: bool = False) -> BaseSam
 def make_pruner(name: str, max_epochs: int | None) -> BasePruner:
     """A pruner by name, its resources counted in epochs.
 
-    With ``max_epochs=None`` (the space decides the epochs) Hyperband reads the maximum
-    from the first trial that trains to the end.
+    ``max_epochs`` is the most epochs a trial trains (``--epochs``, or the space's
+    :attr:`~dense_nas.space.SearchSpace.max_epochs`). With ``None`` (a space that does not
+    say) Hyperband reads the maximum from the first trial that trains to the end.
     """
     if name not in PRUNERS:
         raise UserInputError(f"--pruner: unknown {name!r}; choose {', '.join(PRUNERS)}")

@@ -223,7 +223,7 @@ def _prepare(
         study_name=name,
         storage=make_storage(storage, out),
         sampler=make_sampler(sampler, seed, multi_objective=parsed.multi),
-        pruner=make_pruner(pruner, epochs),
+        pruner=make_pruner(pruner, epochs or chosen.max_epochs),
         directions=parsed.directions,
         load_if_exists=True,
     )

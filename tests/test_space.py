@@ -242,6 +242,22 @@ def test_unset_fields_keep_the_config_defaults() -> None:
     assert candidate.training == TrainingConfig()
 
 
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        ({"epochs": 9}, 9),
+        ({"epochs": {"choices": [6, 18, 12]}}, 18),
+        ({"epochs": {"low": 3, "high": 30, "step": 3}}, 30),
+        ({}, TrainingConfig().epochs),
+    ],
+)
+def test_max_epochs_is_the_most_a_candidate_trains(
+    training: dict[str, Any], expected: int
+) -> None:
+    """Hyperband sizes its brackets from it (see test_study)."""
+    assert yaml_space({"growth_rate": 12, "depth": 40}, training=training).max_epochs == expected
+
+
 def test_scientific_notation_is_a_number(tmp_path: Path) -> None:
     path = tmp_path / "sci.yaml"
     path.write_text(

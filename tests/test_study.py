@@ -386,6 +386,16 @@ def _one_short_trial(out: Path, name: str, **options: Any) -> optuna.Study:
     )
 
 
+def test_hyperband_knows_the_trial_length_before_any_trial_finishes(tmp_path: Path) -> None:
+    """Its brackets come from --epochs, else the space's epochs: not from a first full trial."""
+    from_space = search(
+        space=TINY_SPACE, n_trials=1, out=tmp_path, accelerator="cpu", threads=1, study_name="s"
+    )
+    assert isinstance(from_space.pruner, optuna.pruners.HyperbandPruner)
+    assert from_space.pruner._max_resource == 2  # tiny.yaml trains 2 epochs
+    assert _one_short_trial(tmp_path, "e").pruner._max_resource == 1  # --epochs 1
+
+
 def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
     _one_short_trial(tmp_path, "o")
     result = cli(
