@@ -29,6 +29,7 @@ from dense_nas.data import make_datamodule
 from dense_nas.errors import UserInputError
 from dense_nas.hardware import resolve_accelerator, resolve_precision, speed_defaults
 from dense_nas.module import DenseNetModule
+from dense_nas.quiet import quiet_lightning
 from dense_nas.results import (
     DEFAULT_OUT,
     differing_hparams,
@@ -176,9 +177,10 @@ def retrain(
         seed=seed,
         full_train=True,
     )
-    trainer = _trainer(directory, training.epochs, device, precision, verbose)
-    _fit(trainer, module, datamodule, directory / LAST if done else None)
-    (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    with quiet_lightning(verbose):
+        trainer = _trainer(directory, training.epochs, device, precision, verbose)
+        _fit(trainer, module, datamodule, directory / LAST if done else None)
+        (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     result = RetrainResult(
         trial=chosen.number,
         arch_key=arch.key,

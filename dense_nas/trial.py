@@ -28,12 +28,12 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dense_nas.channel import Channel, ChannelClosed, Message
+from dense_nas.quiet import quiet_lightning
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def run(spec: TrialSpec, decide: Any) -> Message:
     module = DenseNetModule.from_candidate(arch, training)
     reporter, timer = EpochReporter(decide), StepTimer()
     trainer = L.Trainer(callbacks=[reporter, timer], **_trainer_options(spec))
-    with _quiet(spec.verbose):
+    with quiet_lightning(spec.verbose):
         trainer.fit(module, datamodule=_datamodule(spec, training.batch_size))
     if not reporter.history:
         raise RuntimeError("training ended before the first validation epoch")
@@ -154,28 +154,6 @@ def _gather(record: dict[str, Any]) -> list[dict[str, Any]]:
     records: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(records, record)
     return records
-
-
-@contextlib.contextmanager
-def _quiet(verbose: bool) -> Iterator[None]:
-    """Keep Lightning's banner and per-batch output off the terminal unless asked."""
-    import logging
-    import warnings
-
-    if verbose:
-        yield
-        return
-    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
 
 
 def _error(err: BaseException) -> Message:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -87,8 +88,12 @@ def test_retrain_trains_from_scratch_and_prints_test_accuracy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     built = build_study(tmp_path, "tiny", [Spec(growth_rate=4, layers=1)])
-    assert main(_retrain_args(built, "--epochs", "1", "--precision", "bf16-mixed")) == 0
-    out = capsys.readouterr().out
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(_retrain_args(built, "--epochs", "1", "--precision", "bf16-mixed")) == 0
+    assert [str(w.message) for w in shown] == []  # Lightning's warnings stay off the terminal
+    out, err = capsys.readouterr()
+    assert err == ""
     assert out.startswith("trial 0: test accuracy 0.") and "after 1 epochs" in out
     assert "resumed" not in out
     assert (run_dir(built.out, built.name) / LAST).is_file()
