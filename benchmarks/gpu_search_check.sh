@@ -46,19 +46,19 @@ EOF
 
 gpu=$(mktemp -d)
 {
-    step "dense-nas search (no flags) on the GPU" timeout 240 $py -m dense_nas search --out "$gpu"
+    step "dense-nas search (no flags) on the GPU" timeout 200 $py -m dense_nas search --out "$gpu"
     step "dense-nas best" $py -m dense_nas best --out "$gpu"
-    step "dense-nas retrain on the GPU" timeout 120 $py -m dense_nas retrain --epochs 10 --out "$gpu"
+    step "dense-nas retrain on the GPU" timeout 60 $py -m dense_nas retrain --epochs 10 --out "$gpu"
     summary "$gpu"
 } | tee "$out/search_gpu.txt"
 
 cpu=$(mktemp -d)
 {
     step "dense-nas search, 8 CPU workers x 2 threads" \
-        timeout 180 $py -m dense_nas search --accelerator cpu --workers 8 --threads 2 --out "$cpu"
+        timeout 120 $py -m dense_nas search --accelerator cpu --workers 8 --threads 2 --out "$cpu"
     summary "$cpu"
 } | tee "$out/search_cpu_workers.txt"
 
 step "study, retrain and module tests with CUDA visible" \
-    timeout 240 $py -m pytest -q -p no:cacheprovider -n 8 -m "not slow" \
+    timeout 150 $py -m pytest -q -p no:cacheprovider -n 8 -m "not slow" \
     tests/test_study.py tests/test_retrain.py tests/test_module.py | tee "$out/tests.txt"
