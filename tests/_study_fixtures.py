@@ -11,6 +11,7 @@ study builds its own.
 from __future__ import annotations
 
 import contextlib
+import signal
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -93,6 +94,15 @@ class _Curve(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.values[trainer.current_epoch + 1] = float(trainer.callback_metrics["val/acc"])
+
+
+def ctrl_c_reaches_it() -> None:
+    """``preexec_fn`` for a child that a test sends SIGINT: undo an inherited SIG_IGN.
+
+    A shell without job control starts background commands with SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler in the children of such a run.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

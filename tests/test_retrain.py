@@ -14,7 +14,14 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from _study_fixtures import BuiltStudy, Spec, build_study, empty_study, shared_study
+from _study_fixtures import (
+    BuiltStudy,
+    Spec,
+    build_study,
+    ctrl_c_reaches_it,
+    empty_study,
+    shared_study,
+)
 from optuna.artifacts import download_artifact
 
 from dense_nas.cli import main
@@ -53,6 +60,7 @@ def _interrupt_after_first_epoch(built: BuiltStudy) -> subprocess.CompletedProce
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=ctrl_c_reaches_it,
     )
     deadline = time.monotonic() + 120
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:

@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 import pytest
+from _study_fixtures import ctrl_c_reaches_it
 from optuna.trial import TrialState
 
 from dense_nas.runner import TrialProcess
@@ -261,6 +262,7 @@ def _search_until_training(args: list[str], cwd: Path, study_name: str) -> subpr
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_it,
     )
 
     def training() -> bool:
