@@ -157,7 +157,7 @@ def retrain(
             another architecture or recipe in the run directory.
     """
     device = resolve_accelerator(accelerator)
-    resolve_precision(device, precision)  # bad input stops before anything is trained
+    precision = resolve_precision(device, precision)  # bad input stops before any training
     study, chosen = find_trial(
         storage, study_name, trial, pick=pick, max_params=max_params, out=out
     )
