@@ -374,12 +374,14 @@ def test_default_search_finds_a_good_digits_model(tmp_path: Path) -> None:
     assert "best trials" in result.stdout
 
 
-def _one_short_trial(out: Path, name: str, **options: Any) -> optuna.Study:
-    """A study of one one-epoch trial over the tiny space, on one CPU thread."""
+def _one_short_trial(
+    out: Path, name: str, epochs: int | None = 1, **options: Any
+) -> optuna.Study:
+    """A study of one trial over the tiny space (one epoch unless told), on one CPU thread."""
     return search(
         space=TINY_SPACE,
         n_trials=1,
-        epochs=1,
+        epochs=epochs,
         study_name=name,
         out=out,
         accelerator="cpu",
@@ -390,9 +392,7 @@ def _one_short_trial(out: Path, name: str, **options: Any) -> optuna.Study:
 
 def test_hyperband_knows_the_trial_length_before_any_trial_finishes(tmp_path: Path) -> None:
     """Its brackets come from --epochs, else the space's epochs: not from a first full trial."""
-    from_space = search(
-        space=TINY_SPACE, n_trials=1, out=tmp_path, accelerator="cpu", threads=1, study_name="s"
-    )
+    from_space = _one_short_trial(tmp_path, "s", epochs=None)
     assert isinstance(from_space.pruner, optuna.pruners.HyperbandPruner)
     assert from_space.pruner._max_resource == 2  # tiny.yaml trains 2 epochs
     assert _one_short_trial(tmp_path, "e").pruner._max_resource == 1  # --epochs 1
