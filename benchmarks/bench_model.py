@@ -33,10 +33,10 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from dense_nas.arch import DenseNetConfig, preset
-from dense_nas.hardware import keep_freed_memory
-from dense_nas.measure import saved_tensor_bytes
-from dense_nas.model import DenseNet
+from dense_nas.model.arch import DenseNetConfig, preset
+from dense_nas.model.measure import saved_tensor_bytes
+from dense_nas.model.network import DenseNet
+from dense_nas.study.hardware import keep_freed_memory
 
 
 def torchvision_densenet(cfg: DenseNetConfig) -> nn.Module:
@@ -139,7 +139,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run")
     parser.add_argument("--runs", type=int, default=3, help="runs per model; the median is kept")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
     parser.add_argument(
         "--compile", action="store_true", help="also time our model under torch.compile"
     )

@@ -29,9 +29,9 @@ import torch
 from optuna.trial import TrialState
 
 from dense_nas.data import make_datamodule
-from dense_nas.results import load_trial
+from dense_nas.results.loading import load_trial
 from dense_nas.space import load_space
-from dense_nas.study import search
+from dense_nas.study._search import search
 
 
 def _trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -62,9 +62,7 @@ def test_accuracy(study: optuna.Study, val_size: float | None, seed: int) -> flo
     return correct / total
 
 
-def run(
-    pruner: str, args: argparse.Namespace, seed: int, out: Path
-) -> dict[str, float]:
+def run(pruner: str, args: argparse.Namespace, seed: int, out: Path) -> dict[str, float]:
     space = load_space("digits-tiny")
     if not args.with_seeds:
         space.seeds = ()
@@ -122,10 +120,7 @@ def main() -> None:
     differences, test_differences, ratios, overheads = [], [], [], []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            results = {
-                p: run(p, args, seed, Path(tmp))
-                for p in ("hyperband", "none")
-            }
+            results = {p: run(p, args, seed, Path(tmp)) for p in ("hyperband", "none")}
         for pruner, r in results.items():
             print(
                 f"  seed {seed} {pruner:10s} best {r['best']:.4f}  its test acc {r['test']:.4f}  epochs {r['epochs']:4.0f}  "

@@ -26,7 +26,7 @@ summary() {  # trials by state, epochs trained, best value, precisions recorded
 import collections, sys
 from pathlib import Path
 import optuna
-from dense_nas.storage import make_storage
+from dense_nas.study.storage import make_storage
 storage = make_storage(None, Path(sys.argv[1]))
 (summary,) = optuna.get_all_study_summaries(storage)
 study = optuna.load_study(study_name=summary.study_name, storage=storage)

@@ -12,31 +12,20 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dense_nas import _moved
+from dense_nas._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from dense_nas.arch import DenseNetConfig, list_presets, preset
     from dense_nas.errors import UserInputError
-    from dense_nas.model import DenseNet
-    from dense_nas.module import DenseNetModule
-    from dense_nas.recipe import TrainingConfig
-    from dense_nas.results import load_best
+    from dense_nas.model.arch import DenseNetConfig, list_presets, preset
+    from dense_nas.model.module import DenseNetModule
+    from dense_nas.model.network import DenseNet
+    from dense_nas.model.recipe import TrainingConfig
+    from dense_nas.results.loading import load_best
     from dense_nas.space import SearchSpace
-    from dense_nas.study import search
-
-_HOMES = {
-    "DenseNet": "dense_nas.model",
-    "DenseNetConfig": "dense_nas.arch",
-    "DenseNetModule": "dense_nas.module",
-    "SearchSpace": "dense_nas.space",
-    "TrainingConfig": "dense_nas.recipe",
-    "UserInputError": "dense_nas.errors",
-    "list_presets": "dense_nas.arch",
-    "load_best": "dense_nas.results",
-    "preset": "dense_nas.arch",
-    "search": "dense_nas.study",
-}
+    from dense_nas.study._search import search
 
 __all__ = [
     "DenseNet",
@@ -52,10 +41,21 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
+_moved.install()  # plugins written against the flat layout keep importing
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'dense_nas' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name]), name)
-    globals()[name] = value
-    return value
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DenseNet": "dense_nas.model.network",
+        "DenseNetConfig": "dense_nas.model.arch",
+        "DenseNetModule": "dense_nas.model.module",
+        "SearchSpace": "dense_nas.space",
+        "TrainingConfig": "dense_nas.model.recipe",
+        "UserInputError": "dense_nas.errors",
+        "list_presets": "dense_nas.model.arch",
+        "load_best": "dense_nas.results.loading",
+        "preset": "dense_nas.model.arch",
+        "search": "dense_nas.study._search",
+    },
+)

@@ -26,12 +26,12 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from dense_nas import cost
-from dense_nas.arch import DenseNetConfig
 from dense_nas.data import make_datamodule
-from dense_nas.module import DenseNetModule
-from dense_nas.recipe import TrainingConfig
-from dense_nas.storage import artifact_store, set_artifact_root
+from dense_nas.model import cost
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.module import DenseNetModule
+from dense_nas.model.recipe import TrainingConfig
+from dense_nas.study.storage import artifact_store, set_artifact_root
 
 IMAGE_SIZE = (8, 8)
 BUILT_ATTR = "test:built"  # set last: a study without it is a build that crashed
@@ -273,8 +273,7 @@ def shared_study(base: Path, kind: str) -> BuiltStudy:
 def empty_study(root: Path) -> BuiltStudy:
     """A dense-nas study that has no trial yet (as right after ``search`` started)."""
     built = BuiltStudy(f"sqlite:///{root / 'empty.db'}", "empty", root)
-    study = optuna.create_study(study_name=built.name, storage=built.storage,
-                                direction="maximize")
+    study = optuna.create_study(study_name=built.name, storage=built.storage, direction="maximize")
     set_artifact_root(study, root / "artifacts")
     return built
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by the study tests: the CLI in a real subprocess, a real PostgreSQL."""
+"""Fixtures shared by the tests: one torch thread, the shared studies, a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,17 +6,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _study_fixtures import BuiltStudy, one_thread, shared_study
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY_SPACE = str(ROOT / "tests" / "study_spaces" / "tiny.yaml")
+from tests._study_fixtures import BuiltStudy, one_thread, shared_study
 
 
 @pytest.fixture(autouse=True)
@@ -37,18 +33,6 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
 def multi(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
     """A shared multi-objective (accuracy, params) study, like ``single``."""
     return shared_study(tmp_path_factory.getbasetemp(), "multi")
-
-
-def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m dense_nas ARGS`` in a fresh process, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "dense_nas", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
 
 
 def _free_port() -> int:
@@ -120,13 +104,3 @@ def postgres_url() -> Iterator[str]:
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(home, ignore_errors=True)
-
-
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    """Poll ``predicate()`` until true, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dense_nas.arch import DenseNetConfig, layers_per_block, list_presets, preset, valid_depths
+from dense_nas.model.arch import (
+    DenseNetConfig,
+    layers_per_block,
+    list_presets,
+    preset,
+    valid_depths,
+)
 
 
 @pytest.mark.parametrize(

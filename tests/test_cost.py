@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dense_nas import cost
-from dense_nas.arch import DenseNetConfig, list_presets, preset
-from dense_nas.measure import counted_macs, saved_tensor_bytes
-from dense_nas.model import DenseNet
+from dense_nas.model import cost
+from dense_nas.model.arch import DenseNetConfig, list_presets, preset
+from dense_nas.model.measure import counted_macs, saved_tensor_bytes
+from dense_nas.model.network import DenseNet
 
 # REFERENCE.md, "Parameter counts".
 REFERENCE_PARAMS = {

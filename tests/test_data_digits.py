@@ -8,9 +8,9 @@ import lightning as L
 import pytest
 import torch
 
-from dense_nas.arch import DenseNetConfig
 from dense_nas.data import make_datamodule
-from dense_nas.module import DenseNetModule
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.module import DenseNetModule
 
 
 @pytest.fixture

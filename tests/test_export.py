@@ -6,20 +6,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import optuna
 import pytest
 import torch
-from _study_fixtures import BuiltStudy, digits_batch, empty_study, shared_study
 
-from dense_nas import commands
-from dense_nas.arch import DenseNetConfig
 from dense_nas.cli import main
-from dense_nas.export import FORMATS, ExportMismatch, check_export, export_network
-from dense_nas.model import DenseNet
-from dense_nas.module import DenseNetModule
-from dense_nas.results import PICKS, load_best
+from dense_nas.cli._args import FORMAT_CHOICES, PICK_CHOICES
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.module import DenseNetModule
+from dense_nas.model.network import DenseNet
+from dense_nas.results.export import FORMATS, ExportMismatch, check_export, export_network
+from dense_nas.results.loading import PICKS, load_best
+from tests._study_fixtures import BuiltStudy, digits_batch, empty_study, shared_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -88,10 +89,11 @@ def test_a_wrong_export_exits_1_with_one_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from dense_nas import export
+    from dense_nas.results import export
 
     def broken_writer(network: torch.nn.Module, path: Path, example: torch.Tensor) -> None:
-        torch.save(DenseNet(network.config).state_dict(), path)  # fresh weights: an exporter bug
+        config = cast(DenseNet, network).config
+        torch.save(DenseNet(config).state_dict(), path)  # fresh weights: an exporter bug
 
     original = export._FORMATS["state-dict"]
     monkeypatch.setitem(export._FORMATS, "state-dict", export._Format(broken_writer, original.run))
@@ -166,5 +168,5 @@ def test_unknown_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_cli_choices_match_the_implementation() -> None:
-    assert commands.FORMAT_CHOICES == FORMATS
-    assert commands.PICK_CHOICES == PICKS
+    assert FORMAT_CHOICES == FORMATS
+    assert PICK_CHOICES == PICKS

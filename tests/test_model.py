@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
-from dense_nas.arch import DenseNetConfig, list_presets, preset
-from dense_nas.model import DenseNet
+from dense_nas.model.arch import DenseNetConfig, list_presets, preset
+from dense_nas.model.network import DenseNet
 
 
 def _input(cfg: DenseNetConfig, batch: int = 2) -> torch.Tensor:
@@ -65,7 +67,7 @@ def test_memory_efficient_with_dropout_recomputes_the_same_mask() -> None:
 
 
 def test_layer_order_follows_the_paper() -> None:
-    net = DenseNet(preset("densenet-bc-100-12"))
+    net: Any = DenseNet(preset("densenet-bc-100-12"))  # nn.Module indexing is untyped
     layer = net.blocks[0][0]
     kinds = [type(m).__name__ for m in layer.first] + [type(m).__name__ for m in layer.second]
     assert kinds == ["BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d"]
@@ -86,6 +88,7 @@ def test_forward_features_and_head_compose_to_forward() -> None:
 
 def test_he_normal_init() -> None:
     torch.manual_seed(0)
-    conv = DenseNet(preset("densenet-bc-100-12")).blocks[0][0].second[2]
+    blocks: Any = DenseNet(preset("densenet-bc-100-12")).blocks
+    conv = blocks[0][0].second[2]
     fan_out = conv.out_channels * 9
     assert abs(conv.weight.std().item() - (2 / fan_out) ** 0.5) < 0.01

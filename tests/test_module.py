@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dense_nas.arch import DenseNetConfig, list_presets, preset
-from dense_nas.module import DenseNetModule
+from dense_nas.model.arch import DenseNetConfig, list_presets, preset
+from dense_nas.model.module import DenseNetModule
 
 
 def _cifar_loader(n: int = 32, batch: int = 16) -> DataLoader[tuple[torch.Tensor, ...]]:
@@ -114,8 +114,8 @@ def test_checkpoint_round_trip_under_weights_only(name: str, tmp_path: Path) -> 
 _REFAULT_PROBE = """
 import resource, sys, lightning as L, torch
 from torch.utils.data import DataLoader, TensorDataset
-from dense_nas.arch import DenseNetConfig
-from dense_nas.module import DenseNetModule
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.module import DenseNetModule
 
 data = DataLoader(TensorDataset(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))), batch_size=8)
 trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,

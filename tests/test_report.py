@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from _study_fixtures import BuiltStudy, Spec, build_study, empty_study, shared_study
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from PIL import Image
 
 from dense_nas.cli import main
-from dense_nas.report import write_report
+from dense_nas.results.report import write_report
+from tests._study_fixtures import BuiltStudy, Spec, build_study, empty_study, shared_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

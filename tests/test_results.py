@@ -12,21 +12,13 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from _study_fixtures import (
-    BuiltStudy,
-    Spec,
-    build_study,
-    digits_batch,
-    predictions,
-    shared_study,
-)
 from optuna.artifacts import download_artifact
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from dense_nas.errors import UserInputError
-from dense_nas.module import DenseNetModule
-from dense_nas.results import (
+from dense_nas.model.module import DenseNetModule
+from dense_nas.results.loading import (
     PICKS,
     accuracy,
     load_best,
@@ -35,7 +27,15 @@ from dense_nas.results import (
     select_trial,
     trial_size,
 )
-from dense_nas.storage import artifact_store
+from dense_nas.study.storage import artifact_store
+from tests._study_fixtures import (
+    BuiltStudy,
+    Spec,
+    build_study,
+    digits_batch,
+    predictions,
+    shared_study,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 MAXIMIZE, MINIMIZE = StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE
@@ -183,7 +183,7 @@ def _load_best_elsewhere(storage: str, name: str, images: torch.Tensor, tmp: Pat
     torch.save(images, tmp / "images.pt")
     script = textwrap.dedent(f"""
         import torch
-        from dense_nas.results import load_best
+        from dense_nas.results.loading import load_best
         module = load_best({storage!r}, {name!r})
         assert not module.training
         with torch.no_grad():
@@ -256,7 +256,7 @@ def test_missing_study_names_the_studies_that_exist(single: BuiltStudy) -> None:
 @pytest.mark.slow
 def test_tiny_real_search_then_load_best_in_a_fresh_process(tmp_path: Path) -> None:
     """End to end: ``search()`` writes the study; another process loads its best trial."""
-    from dense_nas.study import search
+    from dense_nas.study._search import search
 
     out = tmp_path / "runs"
     search(

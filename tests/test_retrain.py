@@ -14,7 +14,12 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from _study_fixtures import (
+from optuna.artifacts import download_artifact
+
+from dense_nas.cli import main
+from dense_nas.results.retrain import LAST, RETRAIN_ATTR, retrain, run_dir
+from dense_nas.study.storage import artifact_store
+from tests._study_fixtures import (
     BuiltStudy,
     Spec,
     build_study,
@@ -22,11 +27,6 @@ from _study_fixtures import (
     empty_study,
     shared_study,
 )
-from optuna.artifacts import download_artifact
-
-from dense_nas.cli import main
-from dense_nas.retrain import LAST, RETRAIN_ATTR, retrain, run_dir
-from dense_nas.storage import artifact_store
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -12,10 +12,10 @@ from typing import Any, cast
 import optuna
 import pytest
 
-from dense_nas import cost
-from dense_nas.arch import DenseNetConfig, preset, valid_depths
 from dense_nas.errors import UserInputError
-from dense_nas.recipe import TrainingConfig
+from dense_nas.model import cost
+from dense_nas.model.arch import DenseNetConfig, preset, valid_depths
+from dense_nas.model.recipe import TrainingConfig
 from dense_nas.space import (
     ENTRY_POINT_GROUP,
     Candidate,
@@ -29,7 +29,7 @@ from dense_nas.space import (
     load_space,
     sample,
 )
-from search_spaces import builtin_names
+from dense_nas.space._registry import builtin_names
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -251,9 +251,7 @@ def test_unset_fields_keep_the_config_defaults() -> None:
         ({}, TrainingConfig().epochs),
     ],
 )
-def test_max_epochs_is_the_most_a_candidate_trains(
-    training: dict[str, Any], expected: int
-) -> None:
+def test_max_epochs_is_the_most_a_candidate_trains(training: dict[str, Any], expected: int) -> None:
     """Hyperband sizes its brackets from it (see test_study)."""
     assert yaml_space({"growth_rate": 12, "depth": 40}, training=training).max_epochs == expected
 
@@ -329,8 +327,8 @@ def test_load_a_file_by_str_or_path(tmp_path: Path) -> None:
 
 PLUGIN_MODULE = """
 import optuna
-from dense_nas.arch import DenseNetConfig
-from dense_nas.recipe import TrainingConfig
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.recipe import TrainingConfig
 from dense_nas.space import Candidate, SearchSpace
 
 class Good(SearchSpace):
@@ -395,7 +393,7 @@ def test_python_class_errors(fake_plugin: str, spec: str, fragment: str) -> None
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch, **targets: str) -> None:
     points = [EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in targets.items()]
     monkeypatch.setattr(
-        "dense_nas._space_registry.entry_points",
+        "dense_nas.space._registry.entry_points",
         lambda group: points if group == ENTRY_POINT_GROUP else [],
     )
 
@@ -437,7 +435,7 @@ def test_broken_entry_points(
 
 def test_one_name_from_two_plugins_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     points = [EntryPoint("twin", f"pkg{i}:Space", ENTRY_POINT_GROUP) for i in (1, 2)]
-    monkeypatch.setattr("dense_nas._space_registry.entry_points", lambda group: points)
+    monkeypatch.setattr("dense_nas.space._registry.entry_points", lambda group: points)
     with pytest.raises(UserInputError, match="registered by both"):
         load_space("twin")
 
@@ -445,14 +443,14 @@ def test_one_name_from_two_plugins_is_an_error(monkeypatch: pytest.MonkeyPatch) 
 # ----------------------------------------------------------------------------- examples
 SPACE_MODULES = [
     "dense_nas.space",
-    "dense_nas._space_base",
-    "dense_nas._space_file",
-    "dense_nas._space_nodes",
-    "dense_nas._space_probe",
-    "dense_nas._space_registry",
-    "dense_nas._space_values",
-    "dense_nas._space_yaml",
-    "search_spaces",
+    "dense_nas.space._base",
+    "dense_nas.space._file",
+    "dense_nas.space._nodes",
+    "dense_nas.space._probe",
+    "dense_nas.space._registry",
+    "dense_nas.space._values",
+    "dense_nas.space._yaml",
+    "dense_nas.search_spaces",
 ]
 
 

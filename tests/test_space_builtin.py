@@ -17,9 +17,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dense_nas import cost
-from dense_nas.arch import DenseNetConfig, preset
-from dense_nas.model import DenseNet
+from dense_nas.model import cost
+from dense_nas.model.arch import DenseNetConfig, preset
+from dense_nas.model.network import DenseNet
 from dense_nas.space import SearchSpace, Task, enqueue_seeds, load_space, sample
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

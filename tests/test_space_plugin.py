@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from dense_nas.space import Task, YamlSearchSpace, enqueue_seeds, list_spaces, load_space, sample
-from tests.conftest import cli
+from tests.helpers import cli
 
 try:
     distribution("dense-nas-example-plugin")

@@ -12,15 +12,15 @@ from typing import Any
 
 import optuna
 import pytest
-from _study_fixtures import ctrl_c_reaches_it
 from optuna.trial import TrialState
 
-from dense_nas.runner import TrialProcess
 from dense_nas.space import Task, load_space
-from dense_nas.storage import make_storage
-from dense_nas.study import search
-from dense_nas.trial import TrialSpec
-from tests.conftest import TINY_SPACE, cli, wait_for
+from dense_nas.study._runner import TrialProcess
+from dense_nas.study._search import search
+from dense_nas.study.storage import make_storage
+from dense_nas.study.trial import TrialSpec
+from tests._study_fixtures import ctrl_c_reaches_it
+from tests.helpers import TINY_SPACE, cli, wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -239,7 +239,7 @@ def test_multi_objective_gives_a_pareto_front(tmp_path: Path) -> None:
 
 
 def test_dominated_at_equal_budget_rule() -> None:
-    from dense_nas.objectives import parse_objective
+    from dense_nas.study.objectives import parse_objective
 
     objective = parse_objective("accuracy,params")
     study = optuna.create_study(directions=["maximize", "minimize"])
@@ -374,9 +374,7 @@ def test_default_search_finds_a_good_digits_model(tmp_path: Path) -> None:
     assert "best trials" in result.stdout
 
 
-def _one_short_trial(
-    out: Path, name: str, epochs: int | None = 1, **options: Any
-) -> optuna.Study:
+def _one_short_trial(out: Path, name: str, epochs: int | None = 1, **options: Any) -> optuna.Study:
     """A study of one trial over the tiny space (one epoch unless told), on one CPU thread."""
     return search(
         space=TINY_SPACE,
@@ -394,8 +392,8 @@ def test_hyperband_knows_the_trial_length_before_any_trial_finishes(tmp_path: Pa
     """Its brackets come from --epochs, else the space's epochs: not from a first full trial."""
     from_space = _one_short_trial(tmp_path, "s", epochs=None)
     assert isinstance(from_space.pruner, optuna.pruners.HyperbandPruner)
-    assert from_space.pruner._max_resource == 2  # tiny.yaml trains 2 epochs
-    assert _one_short_trial(tmp_path, "e").pruner._max_resource == 1  # --epochs 1
+    assert vars(from_space.pruner)["_max_resource"] == 2  # tiny.yaml trains 2 epochs
+    assert vars(_one_short_trial(tmp_path, "e").pruner)["_max_resource"] == 1  # --epochs 1
 
 
 def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:

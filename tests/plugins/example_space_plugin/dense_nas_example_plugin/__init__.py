@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import optuna
 
-from dense_nas.arch import DenseNetConfig
-from dense_nas.recipe import TrainingConfig
+from dense_nas import DenseNetConfig, TrainingConfig
 from dense_nas.space import Candidate, Constraints, SearchSpace, Task
 
 YAML_SPACE = "example_yaml.yaml"

@@ -7,7 +7,7 @@ Formats (:data:`FORMATS`):
 - ``torchscript``: a traced TorchScript module, checked with ``torch.jit.load``
   (TorchScript is deprecated upstream in favour of ``torch.export``; still widely read).
 - ``state-dict``: the plain ``DenseNet`` state dict (``torch.save``), checked by loading it
-  weights-only into a fresh :class:`~dense_nas.model.DenseNet` built from the architecture.
+  weights-only into a fresh :class:`~dense_nas.model.network.DenseNet` built from the architecture.
 - ``exported-program``: a ``torch.export`` program (``.pt2``, dynamic batch axis),
   checked with ``torch.export.load``.
 
@@ -17,8 +17,8 @@ are normalised image batches, as the study's datamodule feeds them.
 
 Example:
     >>> import pathlib, tempfile
-    >>> from dense_nas.arch import DenseNetConfig
-    >>> from dense_nas.module import DenseNetModule
+    >>> from dense_nas.model.arch import DenseNetConfig
+    >>> from dense_nas.model.module import DenseNetModule
     >>> module = DenseNetModule(DenseNetConfig(4, (1, 1), in_channels=1)).eval()
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "net.pt"
     >>> export_checked(module, path, "state-dict", (8, 8)) < 1e-4
@@ -38,10 +38,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dense_nas.arch import DenseNetConfig
 from dense_nas.errors import UserInputError
-from dense_nas.model import DenseNet
-from dense_nas.module import DenseNetModule
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.module import DenseNetModule
+from dense_nas.model.network import DenseNet
 
 #: Outputs may differ from the module's by ``ATOL + RTOL * |module output|`` (float32
 #: kernels differ between runtimes; a wrong weight differs by orders of magnitude more).
@@ -108,8 +108,7 @@ def _needs_onnx() -> None:
         import onnxscript  # noqa: F401
     except ImportError:
         raise UserInputError(
-            "--format onnx: needs onnx, onnxscript and onnxruntime; "
-            "pip install 'dense-nas[onnx]'"
+            "--format onnx: needs onnx, onnxscript and onnxruntime; pip install 'dense-nas[onnx]'"
         ) from None
 
 

@@ -27,12 +27,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.arch import DenseNetConfig
 from dense_nas.errors import UserInputError
-from dense_nas.hardware import gpu_assignment, resolve_accelerator, resolve_precision
-from dense_nas.objectives import Objective, parse_objective
-from dense_nas.runner import TrialProcess
-from dense_nas.samplers import make_pruner, make_sampler
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.results.summary import trial_line
 from dense_nas.space import (
     Candidate,
     Constraints,
@@ -43,10 +40,13 @@ from dense_nas.space import (
     load_space,
     sample,
 )
-from dense_nas.staleness import COUNTS_ATTR, Heartbeat, fail_stale_trials, retry
-from dense_nas.storage import make_storage, set_artifact_root, storage_url
-from dense_nas.summary import trial_line
-from dense_nas.trial import TrialSpec
+from dense_nas.study._runner import TrialProcess
+from dense_nas.study.hardware import gpu_assignment, resolve_accelerator, resolve_precision
+from dense_nas.study.heartbeats import COUNTS_ATTR, Heartbeat, fail_stale_trials, retry
+from dense_nas.study.objectives import Objective, parse_objective
+from dense_nas.study.samplers import make_pruner, make_sampler
+from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
+from dense_nas.study.trial import TrialSpec
 
 # Trials that use up the budget. A FAILED trial counts (a study whose every trial fails
 # must still end), unless it was retried or was surplus: those carry counts=False.
@@ -137,7 +137,7 @@ def search(
         accelerator: cpu, gpu or auto.
         precision: Lightning precision of each trial's training; ``auto`` is
             ``bf16-mixed`` on a GPU and ``32-true`` on the CPU (see
-            :func:`~dense_nas.hardware.resolve_precision`). Each trial records it.
+            :func:`~dense_nas.study.hardware.resolve_precision`). Each trial records it.
         devices: devices per trial; more than one trains with DDP.
         workers: trials run at once on this machine.
         seed: sampler seed and base of each trial's training seed.
@@ -492,7 +492,7 @@ def _record(
     if result.get("checkpoint"):
         from optuna.artifacts import upload_artifact
 
-        from dense_nas.storage import artifact_store
+        from dense_nas.study.storage import artifact_store
 
         path = result["checkpoint"]
         artifact_id = upload_artifact(

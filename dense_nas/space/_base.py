@@ -7,8 +7,8 @@ study helpers enqueue a space's seeds and find an architecture trained before.
 
 Example:
     >>> import optuna
-    >>> from dense_nas.arch import DenseNetConfig
-    >>> from dense_nas.recipe import TrainingConfig
+    >>> from dense_nas.model.arch import DenseNetConfig
+    >>> from dense_nas.model.recipe import TrainingConfig
     >>> class Tiny(SearchSpace):
     ...     name = "tiny"
     ...     description = "k in 4..8, one block of two layers"
@@ -38,10 +38,10 @@ from typing import Any
 
 import optuna
 
-from dense_nas import cost
-from dense_nas.arch import DenseNetConfig
 from dense_nas.errors import UserInputError
-from dense_nas.recipe import TrainingConfig
+from dense_nas.model import cost
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.recipe import TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -174,8 +174,8 @@ class SearchSpace(abc.ABC):
     ``training.epochs`` (the fixed value, or the largest it can take).
 
     Example:
-        >>> from dense_nas.arch import DenseNetConfig
-        >>> from dense_nas.recipe import TrainingConfig
+        >>> from dense_nas.model.arch import DenseNetConfig
+        >>> from dense_nas.model.recipe import TrainingConfig
         >>> class Basic40(SearchSpace):
         ...     name = "basic-40"
         ...     description = "DenseNet L=40 with k in {12, 24}"

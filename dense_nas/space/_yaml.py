@@ -35,10 +35,13 @@ from typing import Any
 
 import optuna
 
-from dense_nas import cost
-from dense_nas._space_base import Candidate, Constraints, SearchSpace, Task
-from dense_nas._space_file import read_yaml_file
-from dense_nas._space_nodes import (
+from dense_nas.errors import UserInputError
+from dense_nas.model import cost
+from dense_nas.model.arch import DenseNetConfig, layers_per_block
+from dense_nas.model.recipe import TrainingConfig
+from dense_nas.space._base import Candidate, Constraints, SearchSpace, Task
+from dense_nas.space._file import read_yaml_file
+from dense_nas.space._nodes import (
     BlockLayersNode,
     Context,
     DepthNode,
@@ -46,8 +49,8 @@ from dense_nas._space_nodes import (
     NotInSpace,
     ValueNode,
 )
-from dense_nas._space_probe import Probe, walk
-from dense_nas._space_values import (
+from dense_nas.space._probe import Probe, walk
+from dense_nas.space._values import (
     FIELDS,
     REQUIRED,
     STRUCTURE,
@@ -63,9 +66,6 @@ from dense_nas._space_values import (
     same,
     show,
 )
-from dense_nas.arch import DenseNetConfig, layers_per_block
-from dense_nas.errors import UserInputError
-from dense_nas.recipe import TrainingConfig
 
 TOP_KEYS = ("name", "description", "architecture", "training", "constraints", "seeds")
 SECTIONS = ("architecture", "training")
@@ -127,7 +127,7 @@ class YamlSearchSpace(SearchSpace):
         """Read and check a space file.
 
         Example:
-            >>> from search_spaces import builtin_path
+            >>> from dense_nas.space._registry import builtin_path
             >>> YamlSearchSpace.from_file(builtin_path("digits-tiny")).name
             'digits-tiny'
         """
@@ -182,7 +182,7 @@ class YamlSearchSpace(SearchSpace):
         return _candidate(ctx, task)
 
     def _corners(self, task: Task) -> tuple[list[Candidate], bool]:
-        """The smallest candidate of every branch (see :mod:`dense_nas._space_probe`)."""
+        """The smallest candidate of every branch (see :mod:`dense_nas.space._probe`)."""
         try:
             return walk(lambda probe: self._draw(probe, task), self._branch)
         except UserInputError:
@@ -456,7 +456,7 @@ def _order(nodes: Mapping[str, Node], places: Mapping[str, Where]) -> list[Node]
 
 
 def _branch_values(nodes: Sequence[Node]) -> dict[str, list[Any]]:
-    """Values the corner walk tries per numeric param (see :mod:`dense_nas._space_probe`).
+    """Values the corner walk tries per numeric param (see :mod:`dense_nas.space._probe`).
 
     All block counts (costs need not grow with them when depth is fixed), and for a field
     that a condition tests, its low end plus every value tested.

@@ -14,16 +14,40 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from dense_nas._space_base import Constraints, SearchSpace
-from dense_nas._space_yaml import YamlSearchSpace
 from dense_nas.errors import UserInputError
-from search_spaces import builtin_names, builtin_path
+from dense_nas.space._base import Constraints, SearchSpace
+from dense_nas.space._yaml import YamlSearchSpace
 
 ENTRY_POINT_GROUP = "dense_nas.search_spaces"
 """Plugin packages register spaces in this entry-point group."""
+
+BUILTIN_PACKAGE = "dense_nas.search_spaces"
+"""The package whose YAML files are the built-in spaces (the repository's ``search_spaces/``)."""
+
+
+def builtin_names() -> list[str]:
+    """Names of the built-in spaces (each file's name without ``.yaml``), sorted.
+
+    Example:
+        >>> "digits-tiny" in builtin_names()
+        True
+    """
+    entries = files(BUILTIN_PACKAGE).iterdir()
+    return sorted(e.name.removesuffix(".yaml") for e in entries if e.name.endswith(".yaml"))
+
+
+def builtin_path(name: str) -> Path:
+    """The file of the built-in space ``name`` (which may not exist).
+
+    Example:
+        >>> builtin_path("digits-tiny").name
+        'digits-tiny.yaml'
+    """
+    return Path(str(files(BUILTIN_PACKAGE).joinpath(f"{name}.yaml")))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Everything downstream (the cost model, the nn.Module, the search space, the stud
 duplicate detection) reads it and nothing else.
 
 Example:
-    >>> from dense_nas.arch import DenseNetConfig, preset
+    >>> from dense_nas.model.arch import DenseNetConfig, preset
     >>> cfg = DenseNetConfig.from_depth(100, growth_rate=12, bottleneck=True, compression=0.5)
     >>> cfg.block_layers
     (16, 16, 16)

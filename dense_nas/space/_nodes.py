@@ -8,7 +8,7 @@ Optuna categorical cannot change its choices under one name, so :class:`DepthNod
 under one parameter name per block type (``depth_bc``, ``depth_basic``, ...).
 
 Example:
-    >>> from dense_nas._space_values import IntRange
+    >>> from dense_nas.space._values import IntRange
     >>> node = DepthNode(dist=IntRange(40, 60), bottlenecks=(True, False), blocks=(3,))
     >>> node.param_name((False, 3)), node.legal((True, 3)), node.legal((False, 3)).step
     ('depth_basic', IntRange(low=40, high=58, step=6, log=False), 3)
@@ -20,8 +20,8 @@ import abc
 from dataclasses import dataclass
 from typing import Any
 
-from dense_nas._space_values import Choices, Dist, Fixed, IntRange, Suggester, same, show
-from dense_nas.arch import valid_depths
+from dense_nas.model.arch import valid_depths
+from dense_nas.space._values import Choices, Dist, Fixed, IntRange, Suggester, same, show
 
 Context = dict[str, Any]
 Combo = tuple[bool, int]

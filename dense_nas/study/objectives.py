@@ -28,8 +28,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from dense_nas.arch import DenseNetConfig
 from dense_nas.errors import UserInputError
+from dense_nas.model.arch import DenseNetConfig
 
 OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,macs")
 

@@ -1,7 +1,7 @@
 """Search spaces: what a study searches, and the rules a candidate must meet.
 
 A space turns an Optuna trial into a :class:`Candidate` (a
-:class:`~dense_nas.arch.DenseNetConfig` and a :class:`~dense_nas.recipe.TrainingConfig`)
+:class:`~dense_nas.model.arch.DenseNetConfig` and a :class:`~dense_nas.model.recipe.TrainingConfig`)
 for a :class:`Task` (the data's classes, channels and image size). Spaces come from
 YAML files (:class:`YamlSearchSpace`, format in ``search_spaces/README.md``), from
 Python classes (subclass :class:`SearchSpace`), or from plugin packages (entry-point group
@@ -28,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from dense_nas._space_base import (
+from dense_nas.space._base import (
     Candidate,
     Constraints,
     SearchSpace,
@@ -38,8 +38,8 @@ from dense_nas._space_base import (
     input_violation,
     sample,
 )
-from dense_nas._space_registry import ENTRY_POINT_GROUP, SpaceInfo, list_spaces, load_space
-from dense_nas._space_yaml import YamlSearchSpace
+from dense_nas.space._registry import ENTRY_POINT_GROUP, SpaceInfo, list_spaces, load_space
+from dense_nas.space._yaml import YamlSearchSpace
 
 __all__ = [
     "ENTRY_POINT_GROUP",

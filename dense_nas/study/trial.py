@@ -4,10 +4,10 @@ A :class:`TrialSpec` holds plain values only (architecture, recipe, data, device
 worker hands it over; this module builds the DenseNetModule, the datamodule and a
 ``lightning.Trainer``, reports validation accuracy after every epoch over the channel,
 stops when told to, and answers with a result. Under DDP (``devices > 1``) Lightning
-re-runs ``python -m dense_nas.trial --spec FILE`` for every rank: each rank reads the same
+re-runs ``python -m dense_nas.study.trial --spec FILE`` for every rank: each rank reads the same
 spec file, so all build the same model, and only rank 0 talks to the worker.
 
-Run as ``python -m dense_nas.trial --channel-fd N`` it serves specs one after another
+Run as ``python -m dense_nas.study.trial --channel-fd N`` it serves specs one after another
 (imports and data loading paid once per worker); with ``--spec FILE`` it runs one.
 
 Example:
@@ -32,15 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dense_nas.channel import Channel, ChannelClosed, Message
-from dense_nas.quiet import quiet_lightning
+from dense_nas.study._channel import Channel, ChannelClosed, Message
+from dense_nas.study.quiet import quiet_lightning
 
 
 @dataclass(frozen=True)
 class TrialSpec:
     """Everything a trial process needs, as plain values.
 
-    ``training`` is a :class:`~dense_nas.recipe.TrainingConfig` dict and must hold
+    ``training`` is a :class:`~dense_nas.model.recipe.TrainingConfig` dict and must hold
     ``epochs``: the schedule's length is also the Trainer's ``max_epochs``.
     """
 
@@ -67,7 +67,7 @@ class TrialSpec:
 
 
 def _trainer_options(spec: TrialSpec) -> dict[str, Any]:
-    from dense_nas.hardware import speed_defaults
+    from dense_nas.study.hardware import speed_defaults
 
     options: dict[str, Any] = {
         "accelerator": spec.accelerator,
@@ -109,11 +109,11 @@ def run(spec: TrialSpec, decide: Any) -> Message:
     import lightning as L
     import torch
 
-    from dense_nas.arch import DenseNetConfig
-    from dense_nas.module import DenseNetModule
-    from dense_nas.pruning import EpochReporter
-    from dense_nas.recipe import TrainingConfig
-    from dense_nas.timing import StepTimer
+    from dense_nas.model.arch import DenseNetConfig
+    from dense_nas.model.module import DenseNetModule
+    from dense_nas.model.recipe import TrainingConfig
+    from dense_nas.study.pruning import EpochReporter
+    from dense_nas.study.timing import StepTimer
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -195,8 +195,8 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the trial process (``python -m dense_nas.trial``)."""
-    parser = argparse.ArgumentParser(prog="python -m dense_nas.trial")
+    """Entry point of the trial process (``python -m dense_nas.study.trial``)."""
+    parser = argparse.ArgumentParser(prog="python -m dense_nas.study.trial")
     parser.add_argument("--channel-fd", type=int, help="socket to the study worker")
     parser.add_argument("--spec", type=Path, help="run this one spec (JSON) and exit")
     args = parser.parse_args(argv)

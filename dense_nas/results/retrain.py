@@ -27,10 +27,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from dense_nas.data import make_datamodule
 from dense_nas.errors import UserInputError
-from dense_nas.hardware import resolve_accelerator, resolve_precision, speed_defaults
-from dense_nas.module import DenseNetModule
-from dense_nas.quiet import quiet_lightning
-from dense_nas.results import (
+from dense_nas.model.module import DenseNetModule
+from dense_nas.results.loading import (
     DEFAULT_OUT,
     differing_hparams,
     find_trial,
@@ -38,6 +36,8 @@ from dense_nas.results import (
     trial_arch,
     trial_training,
 )
+from dense_nas.study.hardware import resolve_accelerator, resolve_precision, speed_defaults
+from dense_nas.study.quiet import quiet_lightning
 
 RETRAIN_ATTR = "retrain"
 LAST = "last.ckpt"
@@ -113,8 +113,11 @@ def _trainer(
         max_epochs=epochs,
         default_root_dir=directory,
         # One file, rewritten after every epoch (a version counter would add last-v1.ckpt).
-        callbacks=[ModelCheckpoint(dirpath=directory, filename=LAST.removesuffix(".ckpt"),
-                                   enable_version_counter=False)],
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=directory, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False
+            )
+        ],
         limit_val_batches=0,
         num_sanity_val_steps=0,
         logger=False,
@@ -142,11 +145,11 @@ def retrain(
         storage: the study's storage URL or journal path (``None``: SQLite in ``out``).
         study_name: the study; ``None``: the storage's only study.
         epochs: length of the schedule; ``None``: the trial's recipe's epochs.
-        trial, pick, max_params: which trial (see :func:`dense_nas.results.select_trial`).
+        trial, pick, max_params: which trial (see :func:`dense_nas.results.loading.select_trial`).
         out: base directory; checkpoints go to ``<out>/retrain/<study>/``.
         accelerator: ``cpu``, ``gpu`` or ``auto`` (the GPU when one is visible).
         precision: Lightning precision; ``auto`` is ``bf16-mixed`` on a GPU and
-            ``32-true`` on the CPU (:func:`~dense_nas.hardware.resolve_precision`).
+            ``32-true`` on the CPU (:func:`~dense_nas.study.hardware.resolve_precision`).
         verbose: show Lightning's progress bar and model summary.
 
     Returns:
@@ -195,7 +198,9 @@ def retrain(
 
 
 def _fit(
-    trainer: L.Trainer, module: DenseNetModule, datamodule: L.LightningDataModule,
+    trainer: L.Trainer,
+    module: DenseNetModule,
+    datamodule: L.LightningDataModule,
     resume: Path | None,
 ) -> None:
     try:

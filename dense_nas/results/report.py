@@ -39,7 +39,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
-from dense_nas.results import (
+from dense_nas.results.loading import (
     DEFAULT_OUT,
     SizeMetric,
     accuracy,
@@ -49,8 +49,8 @@ from dense_nas.results import (
     size_metric,
     trial_size,
 )
-from dense_nas.storage import open_study
-from dense_nas.summary import describe_arch
+from dense_nas.results.summary import describe_arch
+from dense_nas.study.storage import open_study
 
 STATE_COLORS = {
     "COMPLETE": "#1f77b4",
@@ -153,10 +153,14 @@ def _history_chart(trials: Sequence[FrozenTrial]) -> Chart:
         "trial",
         "validation accuracy",
         (
-            Series("trial", numbers, accs, STATE_COLORS["COMPLETE"],
-                   labels=tuple(_label(t) for t in trials)),
-            Series("best so far", numbers, best, BEST_COLOR, lines=True, steps=True,
-                   markers=False),
+            Series(
+                "trial",
+                numbers,
+                accs,
+                STATE_COLORS["COMPLETE"],
+                labels=tuple(_label(t) for t in trials),
+            ),
+            Series("best so far", numbers, best, BEST_COLOR, lines=True, steps=True, markers=False),
         ),
         integer_x=True,
     )
@@ -185,8 +189,14 @@ def _intermediate_chart(trials: Sequence[FrozenTrial]) -> Chart | None:
         named.add(state)
     if not series:
         return None
-    return Chart("intermediate", "Validation accuracy per epoch", "epoch",
-                 "validation accuracy", tuple(series), integer_x=True)
+    return Chart(
+        "intermediate",
+        "Validation accuracy per epoch",
+        "epoch",
+        "validation accuracy",
+        tuple(series),
+        integer_x=True,
+    )
 
 
 def importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> tuple[dict[str, float], str]:
@@ -221,8 +231,9 @@ def importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> tuple[dic
 def _importance_chart(found: dict[str, float]) -> Chart:
     """Horizontal bars, most important first."""
     bars = tuple(sorted(found.items(), key=lambda item: -item[1]))
-    return Chart("importances", "Parameter importances for accuracy", "importance",
-                 "parameter", bars=bars)
+    return Chart(
+        "importances", "Parameter importances for accuracy", "importance", "parameter", bars=bars
+    )
 
 
 def _pareto_chart(trials: Sequence[FrozenTrial], metric: SizeMetric) -> Chart:
@@ -272,8 +283,14 @@ def _scatter_chart(trials: Sequence[FrozenTrial]) -> Chart:
         points = _points(state.name.lower(), chosen, "params", STATE_COLORS[state.name])
         if points.x:
             series.append(points)
-    return Chart("scatter", "Accuracy vs size of every trial", SIZE_TITLES["params"],
-                 "validation accuracy (pruned: last epoch)", tuple(series), log_x=True)
+    return Chart(
+        "scatter",
+        "Accuracy vs size of every trial",
+        SIZE_TITLES["params"],
+        "validation accuracy (pruned: last epoch)",
+        tuple(series),
+        log_x=True,
+    )
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -285,20 +302,31 @@ def _plotly_figure(chart: Chart) -> Any:
     figure = go.Figure()
     if chart.bars:
         names, values = zip(*chart.bars, strict=True)
-        figure.add_trace(go.Bar(x=values, y=names, orientation="h",
-                                marker_color=STATE_COLORS["COMPLETE"]))
+        figure.add_trace(
+            go.Bar(x=values, y=names, orientation="h", marker_color=STATE_COLORS["COMPLETE"])
+        )
         figure.update_yaxes(autorange="reversed")
     for s in chart.series:
         mode = "+".join(m for m, on in (("lines", s.lines), ("markers", s.markers)) if on)
         figure.add_trace(
             go.Scatter(
-                x=s.x, y=s.y, mode=mode, name=s.name, legendgroup=s.name, showlegend=s.legend,
-                marker={"color": s.color}, text=list(s.labels) or None,
+                x=s.x,
+                y=s.y,
+                mode=mode,
+                name=s.name,
+                legendgroup=s.name,
+                showlegend=s.legend,
+                marker={"color": s.color},
+                text=list(s.labels) or None,
                 line={"color": s.color, "shape": "hv" if s.steps else "linear"},
             )
         )
-    figure.update_layout(title=chart.title, xaxis_title=chart.x_title,
-                         yaxis_title=chart.y_title, template="plotly_white")
+    figure.update_layout(
+        title=chart.title,
+        xaxis_title=chart.x_title,
+        yaxis_title=chart.y_title,
+        template="plotly_white",
+    )
     if chart.log_x:
         figure.update_xaxes(type="log")
     if chart.integer_x:
@@ -319,9 +347,15 @@ def _draw_png(chart: Chart, path: Path) -> None:
         axes.invert_yaxis()
     for s in chart.series:
         axes.plot(
-            s.x, s.y, color=s.color, label=s.name if s.legend else "_nolegend_",
-            linestyle="-" if s.lines else "none", marker="o" if s.markers else None,
-            markersize=4, linewidth=1.5, drawstyle="steps-post" if s.steps else "default",
+            s.x,
+            s.y,
+            color=s.color,
+            label=s.name if s.legend else "_nolegend_",
+            linestyle="-" if s.lines else "none",
+            marker="o" if s.markers else None,
+            markersize=4,
+            linewidth=1.5,
+            drawstyle="steps-post" if s.steps else "default",
         )
     if chart.log_x:
         axes.set_xscale("log")
@@ -378,8 +412,16 @@ def _trial_row(trial: FrozenTrial) -> list[Any]:
     ]
 
 
-_TRIAL_HEADERS = ("trial", "val accuracy", "params", "MACs", "epochs", "seconds",
-                 "architecture", "note")
+_TRIAL_HEADERS = (
+    "trial",
+    "val accuracy",
+    "params",
+    "MACs",
+    "epochs",
+    "seconds",
+    "architecture",
+    "note",
+)
 
 
 def _overview(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
@@ -394,12 +436,20 @@ def _overview(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
 def _retrained(study: optuna.Study) -> str:
     done = study.user_attrs.get("retrain")
     if not isinstance(done, dict):
-        return ("## Retrained\n\nNot yet: `dense-nas retrain` trains the best architecture "
-                "on train + validation and measures test accuracy.")
+        return (
+            "## Retrained\n\nNot yet: `dense-nas retrain` trains the best architecture "
+            "on train + validation and measures test accuracy."
+        )
     return "## Retrained\n\n" + _table(
         ("trial", "epochs", "test accuracy", "checkpoint"),
-        [(done.get("trial"), done.get("epochs"), f"{done.get('test_accuracy', 0):.4f}",
-          done.get("checkpoint"))],
+        [
+            (
+                done.get("trial"),
+                done.get("epochs"),
+                f"{done.get('test_accuracy', 0):.4f}",
+                done.get("checkpoint"),
+            )
+        ],
     )
 
 
@@ -423,9 +473,14 @@ def _summary_markdown(
         f"## Pareto front: accuracy vs {SIZE_TITLES[metric]}\n\n"
         + _table(_TRIAL_HEADERS, [_trial_row(t) for t in front]),
         "## Parameter importances for accuracy\n\n"
-        + (_table(("parameter", "importance"),
-                  [(name, f"{v:.3f}") for name, v in sorted(found.items(), key=lambda i: -i[1])])
-           if found else "Not computed; see the notes below."),
+        + (
+            _table(
+                ("parameter", "importance"),
+                [(name, f"{v:.3f}") for name, v in sorted(found.items(), key=lambda i: -i[1])],
+            )
+            if found
+            else "Not computed; see the notes below."
+        ),
         _retrained(study),
     ]
     if notes:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from dense_nas._space_values import Where
+from dense_nas.space._values import Where
 
 _SAFE_TAGS = "str|int|float|bool|null|binary|timestamp|map|seq|omap|pairs|set|merge"
 _STANDARD_TAG = re.compile(rf"^tag:yaml\.org,2002:({_SAFE_TAGS})$")

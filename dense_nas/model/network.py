@@ -6,7 +6,7 @@ whose output is concatenated to the block input. Transition: BN-ReLU-Conv1x1 to
 
 Example:
     >>> import torch
-    >>> from dense_nas.arch import preset
+    >>> from dense_nas.model.arch import preset
     >>> model = DenseNet(preset("densenet-bc-100-12"))
     >>> model(torch.randn(2, 3, 32, 32)).shape
     torch.Size([2, 10])
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from dense_nas.arch import DenseNetConfig, channel_plan
+from dense_nas.model.arch import DenseNetConfig, channel_plan
 
 
 def _bn_relu_conv(
@@ -122,14 +122,14 @@ def _stem(cfg: DenseNetConfig) -> nn.Sequential:
 
 
 class DenseNet(nn.Module):
-    """A DenseNet built from a :class:`~dense_nas.arch.DenseNetConfig`.
+    """A DenseNet built from a :class:`~dense_nas.model.arch.DenseNetConfig`.
 
     Uniform API: ``forward_features(x)`` gives the pre-head feature maps,
     ``forward_head(features)`` the logits, ``forward(x)`` both.
 
     Example:
         >>> import torch
-        >>> from dense_nas.arch import DenseNetConfig
+        >>> from dense_nas.model.arch import DenseNetConfig
         >>> cfg = DenseNetConfig(growth_rate=4, block_layers=(2, 2), num_classes=3,
         ...                      in_channels=1)
         >>> net = DenseNet(cfg)

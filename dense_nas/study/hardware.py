@@ -1,7 +1,7 @@
 """What makes training fast on the device at hand, decided in one place.
 
 On a GPU: bf16 autocast (``precision="bf16-mixed"``) and cuDNN autotuning; the model
-runs channels_last everywhere (set by :class:`~dense_nas.module.DenseNetModule`). On the
+runs channels_last everywhere (set by :class:`~dense_nas.model.module.DenseNetModule`). On the
 CPU: fp32 unless asked otherwise, ``torch.compile`` stays off (minutes of cold compile for
 about ±10%), and glibc's malloc keeps freed memory for reuse (:func:`keep_freed_memory`).
 

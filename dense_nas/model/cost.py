@@ -1,4 +1,4 @@
-"""Closed-form cost of a :class:`~dense_nas.arch.DenseNetConfig`, without building it.
+"""Closed-form cost of a :class:`~dense_nas.model.arch.DenseNetConfig`, without building it.
 
 Search spaces reject candidates that break a constraint before any training, so these
 functions must be cheap and exact: ``params`` equals the built model's count, ``macs``
@@ -7,7 +7,7 @@ its FLOPs), and ``activation_memory`` estimates the bytes autograd keeps for the
 pass of one training step.
 
 Example:
-    >>> from dense_nas.arch import preset
+    >>> from dense_nas.model.arch import preset
     >>> params(preset("densenet-bc-100-12"))
     769162
     >>> round(macs(preset("densenet-bc-100-12"), (32, 32)) / 1e9, 3)
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dense_nas.arch import DenseNetConfig, channel_plan
+from dense_nas.model.arch import DenseNetConfig, channel_plan
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def params(cfg: DenseNetConfig) -> int:
     """Trainable parameters (convs have no bias; BN has weight and bias).
 
     Example:
-        >>> from dense_nas.arch import preset
+        >>> from dense_nas.model.arch import preset
         >>> params(preset("densenet121"))
         7978856
     """
@@ -63,7 +63,7 @@ def macs(cfg: DenseNetConfig, input_size: tuple[int, int]) -> int:
     """Multiply-accumulates of the convs and the linear layer for one image.
 
     Example:
-        >>> from dense_nas.arch import preset
+        >>> from dense_nas.model.arch import preset
         >>> macs(preset("densenet-bc-250-24"), (32, 32)) > 5_000_000_000
         True
     """
@@ -80,7 +80,7 @@ def activation_memory(
     only each layer's k new maps.
 
     Example:
-        >>> from dense_nas.arch import preset
+        >>> from dense_nas.model.arch import preset
         >>> cfg = preset("densenet-bc-100-12")
         >>> lean = cfg.replace(memory_efficient=True)
         >>> activation_memory(lean, (32, 32), 64) < activation_memory(cfg, (32, 32), 64) / 2
@@ -98,7 +98,7 @@ def estimate(
     """All three costs in one walk over the channel plan.
 
     Example:
-        >>> from dense_nas.arch import preset
+        >>> from dense_nas.model.arch import preset
         >>> estimate(preset("densenet-40-12"), (32, 32)).params
         1019722
     """

@@ -1,11 +1,11 @@
 """Measure what the cost model predicts, on a real model: autograd's saved bytes and MACs.
 
-Used by the tests (to hold :mod:`dense_nas.cost` to the truth) and by the benchmarks.
+Used by the tests (to hold :mod:`dense_nas.model.cost` to the truth) and by the benchmarks.
 
 Example:
     >>> import torch
-    >>> from dense_nas.arch import DenseNetConfig
-    >>> from dense_nas.model import DenseNet
+    >>> from dense_nas.model.arch import DenseNetConfig
+    >>> from dense_nas.model.network import DenseNet
     >>> net = DenseNet(DenseNetConfig(growth_rate=4, block_layers=(2,), in_channels=1))
     >>> counted_macs(net, torch.randn(1, 1, 8, 8)) > 0
     True

@@ -50,11 +50,11 @@ from optuna.artifacts import download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.arch import DenseNetConfig
 from dense_nas.errors import UserInputError
-from dense_nas.module import DenseNetModule
-from dense_nas.recipe import TrainingConfig
-from dense_nas.storage import ARTIFACT_ATTR, artifact_store, open_study
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.module import DenseNetModule
+from dense_nas.model.recipe import TrainingConfig
+from dense_nas.study.storage import ARTIFACT_ATTR, artifact_store, open_study
 
 Pick = Literal["accuracy", "smallest", "knee"]
 PICKS: tuple[str, ...] = get_args(Pick)
@@ -474,7 +474,7 @@ def load_best(
     max_params: int | None = None,
     out: Path = DEFAULT_OUT,
 ) -> DenseNetModule:
-    """The best trial's trained :class:`~dense_nas.module.DenseNetModule`, in eval mode.
+    """The best trial's trained :class:`~dense_nas.model.module.DenseNetModule`, in eval mode.
 
     Works from any machine that reaches the storage and the study's artifact store.
 

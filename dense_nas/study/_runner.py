@@ -1,6 +1,6 @@
 """The study worker's side of a trial process: start it, feed it specs, relay reports.
 
-Single-device trials go to one long-lived ``python -m dense_nas.trial`` process per
+Single-device trials go to one long-lived ``python -m dense_nas.study.trial`` process per
 worker (imports and the dataset are loaded once, not per trial). Multi-device trials get
 a fresh process per trial, because Lightning's DDP launcher re-runs that command line
 once per rank. Either way a crash of the trial process (out of memory, a segfault, a
@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from dense_nas.channel import Channel, ChannelClosed, Message
-from dense_nas.trial import TrialSpec
+from dense_nas.study._channel import Channel, ChannelClosed, Message
+from dense_nas.study.trial import TrialSpec
 
 OnEpoch = Callable[[int, float], bool]
 
@@ -54,7 +54,7 @@ class TrialProcess:
             [
                 sys.executable,
                 "-m",
-                "dense_nas.trial",
+                "dense_nas.study.trial",
                 "--channel-fd",
                 str(theirs.fileno()),
                 *extra_args,

@@ -6,7 +6,7 @@ exact architecture even when the checkpoint is loaded with ``weights_only=True``
 
 Example:
     >>> import torch
-    >>> from dense_nas.arch import DenseNetConfig
+    >>> from dense_nas.model.arch import DenseNetConfig
     >>> module = DenseNetModule(DenseNetConfig(growth_rate=4, block_layers=(2, 2),
     ...                                        in_channels=1), epochs=2)
     >>> module(torch.randn(3, 1, 8, 8)).shape
@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from dense_nas.arch import DenseNetConfig
-from dense_nas.hardware import keep_freed_memory
-from dense_nas.model import DenseNet
-from dense_nas.recipe import Schedule, TrainingConfig
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.network import DenseNet
+from dense_nas.model.recipe import Schedule, TrainingConfig
+from dense_nas.study.hardware import keep_freed_memory
 
 
 class DenseNetModule(L.LightningModule):
@@ -38,20 +38,20 @@ class DenseNetModule(L.LightningModule):
     Args:
         config: the architecture, as a :class:`DenseNetConfig` or its ``to_dict()``.
         lr, momentum, nesterov, weight_decay, schedule, epochs, label_smoothing,
-            batch_size: the training recipe (see :class:`~dense_nas.recipe.TrainingConfig`).
+            batch_size: the training recipe (see :class:`~dense_nas.model.recipe.TrainingConfig`).
         channels_last: run convs in NHWC layout; faster for DenseNet on CPUs and on GPUs
             with tensor cores.
         compile: wrap the network in ``torch.compile`` when the Trainer sets the model up
             (costs minutes of compile time; worth it on a GPU for long runs).
 
     When a Trainer sets it up on the CPU, the module makes the process's C allocator
-    keep freed memory (:func:`~dense_nas.hardware.keep_freed_memory`).
+    keep freed memory (:func:`~dense_nas.study.hardware.keep_freed_memory`).
 
     Logs ``train/loss``, ``val/loss``, ``val/acc`` (and ``val/acc_top5`` with more than five
     classes), and the same under ``test/`` in ``Trainer.test``.
 
     Example:
-        >>> from dense_nas.arch import preset
+        >>> from dense_nas.model.arch import preset
         >>> module = DenseNetModule(preset("densenet-bc-100-12"), epochs=300)
         >>> module.training_config.milestones()
         [150, 225]
@@ -114,7 +114,7 @@ class DenseNetModule(L.LightningModule):
         """Build from an architecture and a :class:`TrainingConfig`.
 
         Example:
-            >>> from dense_nas.arch import preset
+            >>> from dense_nas.model.arch import preset
             >>> m = DenseNetModule.from_candidate(preset("densenet-40-12"),
             ...                                   TrainingConfig(epochs=4))
             >>> m.training_config.epochs

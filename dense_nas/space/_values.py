@@ -1,7 +1,7 @@
 """One field of a declarative search space: its type, its legal values, its distribution.
 
 A field in a space file is either a fixed value or a distribution. This module knows the
-fields (their type and default, and how :mod:`dense_nas.arch` / :mod:`dense_nas.recipe`
+fields (their type and default, and how :mod:`dense_nas.model.arch` / :mod:`dense_nas.model.recipe`
 validate them), parses one field's YAML node into a :class:`Dist`, and words every
 problem as one line naming the file, the field and the fix (:class:`Where`).
 
@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dense_nas.arch import DenseNetConfig
 from dense_nas.errors import UserInputError
-from dense_nas.recipe import TrainingConfig
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.recipe import TrainingConfig
 
 
 class Suggester(Protocol):

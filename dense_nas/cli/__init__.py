@@ -1,0 +1,53 @@
+"""The ``dense-nas`` command.
+
+Exit codes: 0 done, 2 bad input (one line on stderr, no traceback), 1 anything else,
+130 interrupted with Ctrl-C.
+
+Example:
+    >>> main(["spaces", "--help"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from dense_nas.cli import best, export, report, retrain, search, spaces
+from dense_nas.cli._args import Parser
+from dense_nas.errors import UserInputError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (also what ``--help`` shows)."""
+    parser = Parser(prog="dense-nas", description="Neural architecture search over DenseNet.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in (search, best, export, retrain, report, spaces):
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    import optuna
+
+    # Optuna's INFO lines would break "bad input is one line"; search prints its own.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Handler = args.handler
+        return handler(args)
+    except UserInputError as err:
+        print(f"dense-nas: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dense-nas: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""What the subcommands share: the parser that fails in one line, value types, common flags.
+
+Example:
+    >>> positive_int("3")
+    3
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from dense_nas.errors import UserInputError
+from dense_nas.study.hardware import PRECISIONS
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def val_size_arg(text: str) -> int | float:
+    """A count (``500``) or a fraction (``0.2``); the datamodule checks the range."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an image count or a fraction in (0, 1), got {text!r}"
+        ) from None
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but bad arguments are one line and exit code 2 (as argparse already uses)."""
+
+    def error(self, message: str) -> Any:
+        raise UserInputError(f"{self.prog}: {message}; see --help")
+
+
+def study_args(parser: argparse.ArgumentParser, *, search: bool = False) -> None:
+    parser.add_argument(
+        "--study",
+        help="study name (default: <space>-<data>)"
+        if search
+        else "study name (default: the only study in the storage)",
+    )
+    parser.add_argument(
+        "--storage",
+        help="Optuna storage URL (sqlite:///..., postgresql://..., or a journal file path "
+        "ending in .log / .journal); default: sqlite in --out",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("dense-nas-runs"),
+        help="directory for the default storage, checkpoints and logs",
+    )
+
+
+def device_args(parser: argparse.ArgumentParser) -> None:
+    """``--accelerator`` and ``--precision``: what a training run runs on, and in what."""
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="training precision; auto: bf16-mixed on a GPU, 32-true on the CPU "
+        "(bf16-mixed pays on CPUs with native bf16; 16-mixed needs a GPU)",
+    )
+
+
+# Spelled out rather than imported so that ``--help`` need not import torch; the tests
+# check they equal dense_nas.results.export.FORMATS and dense_nas.results.loading.PICKS.
+FORMAT_CHOICES = ("onnx", "torchscript", "state-dict", "exported-program")
+PICK_CHOICES = ("accuracy", "smallest", "knee")
+
+
+def choice_args(parser: argparse.ArgumentParser) -> None:
+    """Flags that choose the trial: a number, or a rule on the Pareto front."""
+    parser.add_argument("--trial", type=int, help="use this trial number instead of picking one")
+    parser.add_argument(
+        "--pick",
+        choices=PICK_CHOICES,
+        default="accuracy",
+        help="which trial of the Pareto front of accuracy vs size: the most accurate "
+        "(default), the smallest, or the knee of the front",
+    )
+    parser.add_argument(
+        "--max-params", type=positive_int, help="pick only among trials with at most N parameters"
+    )
+
+
+def choice(args: argparse.Namespace) -> dict[str, Any]:
+    """The trial-choosing flags as keyword arguments of ``find_trial``."""
+    return {"trial": args.trial, "pick": args.pick, "max_params": args.max_params, "out": args.out}

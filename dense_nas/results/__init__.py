@@ -1,0 +1,39 @@
+"""What a finished study gives: the chosen trial, its network, files, plots and retraining.
+
+- :mod:`~dense_nas.results.loading`: the one selection rule (:func:`select_trial`) and
+  :func:`load_best`, which rebuilds the chosen trial's trained ``DenseNetModule``.
+- :mod:`~dense_nas.results.export`: ONNX, TorchScript, state-dict and ExportedProgram
+  files, each checked against the module.
+- :mod:`~dense_nas.results.retrain`: the chosen architecture trained on train +
+  validation, measured on the test set.
+- :mod:`~dense_nas.results.report`, :mod:`~dense_nas.results.summary`: plots, tables and
+  the one-line-per-trial view.
+
+Example:
+    >>> from dense_nas.results import load_best
+    >>> load_best.__name__
+    'load_best'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dense_nas._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from dense_nas.results.loading import load_best, select_trial
+    from dense_nas.results.report import report
+    from dense_nas.results.retrain import retrain
+
+__all__ = ["load_best", "report", "retrain", "select_trial"]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "load_best": "dense_nas.results.loading",
+        "select_trial": "dense_nas.results.loading",
+        "report": "dense_nas.results.report",
+        "retrain": "dense_nas.results.retrain",
+    },
+)

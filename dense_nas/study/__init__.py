@@ -1,0 +1,34 @@
+"""Running a study: settings, workers, trial processes, heartbeats, pruning and storages.
+
+- :func:`search` creates or resumes a study and runs its trials (``_search``).
+- :mod:`~dense_nas.study.storage`: storage URLs, the artifact store, opening a study.
+- :mod:`~dense_nas.study.samplers`, :mod:`~dense_nas.study.objectives`: Optuna samplers
+  and pruners by name; the accuracy and accuracy-vs-size objectives.
+- :mod:`~dense_nas.study.trial`: the trial process (``python -m dense_nas.study.trial``),
+  fed by the worker through ``_runner`` and ``_channel``.
+- :mod:`~dense_nas.study.heartbeats`: heartbeats of RUNNING trials and the retry of
+  trials whose worker died.
+- :mod:`~dense_nas.study.hardware`: accelerator, precision and GPU assignment.
+
+Example:
+    >>> from dense_nas.study import search
+    >>> search.__name__
+    'search'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dense_nas._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from dense_nas.study._search import search
+    from dense_nas.study.storage import open_study
+
+__all__ = ["open_study", "search"]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {"search": "dense_nas.study._search", "open_study": "dense_nas.study.storage"},
+)

@@ -1,0 +1,1 @@
+"""The dense-nas test suite; it mirrors the package."""
