@@ -1,15 +1,53 @@
 """Errors that mean "the user's input is wrong": the CLI prints one line and exits 2.
 
+An error about one parameter carries its Python name; Python shows that name, and the
+command line shows the flag that sets it (:func:`cli_message`).
+
 Example:
-    >>> try:
-    ...     raise UserInputError("--trials: must be a positive integer, got 0")
-    ... except ValueError as err:
-    ...     print(err)
-    --trials: must be a positive integer, got 0
+    >>> err = UserInputError("must be a positive integer, got 0", param="n_trials")
+    >>> print(err)
+    n_trials: must be a positive integer, got 0
+    >>> cli_message(err)
+    '--trials: must be a positive integer, got 0'
+    >>> print(UserInputError("space 'x': not found"))
+    space 'x': not found
 """
 
 from __future__ import annotations
 
+FLAGS = {
+    "n_trials": "--trials",
+    "study_name": "--study",
+    "trial": "--trial",
+}
+"""Python parameter names whose command-line flag is not ``--`` + the name with dashes."""
+
 
 class UserInputError(ValueError):
-    """Bad input from the user; the message is one line naming the field and the fix."""
+    """Bad input from the user; the message is one line naming the field and the fix.
+
+    Args:
+        message: what is wrong and how to fix it.
+        param: the Python parameter the error is about (``None``: a file's field or
+            something else the message names itself).
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.message = message
+        self.param = param
+        super().__init__(f"{param}: {message}" if param else message)
+
+
+def flag(param: str) -> str:
+    """The command-line flag of a Python parameter.
+
+    Example:
+        >>> flag("data_dir"), flag("n_trials")
+        ('--data-dir', '--trials')
+    """
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def cli_message(err: UserInputError) -> str:
+    """The error as the command line says it: the parameter as its flag."""
+    return f"{flag(err.param)}: {err.message}" if err.param else err.message

@@ -31,6 +31,9 @@ from dense_nas.model import cost
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.recipe import TrainingConfig
+from dense_nas.records import record_study, record_trial, study_attrs, trial_attrs
+from dense_nas.space import Candidate
+from dense_nas.study.objectives import parse_objective
 from dense_nas.study.storage import artifact_store, set_artifact_root
 
 IMAGE_SIZE = (8, 8)
@@ -137,33 +140,29 @@ def _train(spec: Spec, ckpt: Path) -> dict[int, float]:
 
 
 def _describe(study: optuna.Study, spec: Spec, trial: optuna.Trial) -> None:
-    arch = spec.arch()
-    attrs = {
-        "arch": arch.to_dict(),
-        "training": spec.training().to_dict(),
-        "arch_key": arch.key,
-        "params": cost.params(arch),
-        "macs": cost.macs(arch, IMAGE_SIZE),
-        "epochs": spec.epochs,
-    }
-    for name, value in attrs.items():
-        trial.set_user_attr(name, value)
+    candidate = Candidate(spec.arch(), spec.training())
+    record_trial(
+        trial,
+        params=cost.params(candidate.arch),
+        macs=cost.macs(candidate.arch, IMAGE_SIZE),
+        arch=candidate.arch.to_dict(),
+        training=candidate.training.to_dict(),
+        arch_key=candidate.key,
+        epochs=spec.epochs,
+    )
 
 
 def _report(study: optuna.Study, trial: optuna.Trial, curve: dict[int, float]) -> None:
     if len(study.directions) > 1:
-        trial.set_user_attr("intermediate", {str(epoch): acc for epoch, acc in curve.items()})
+        record_trial(trial, intermediate={str(epoch): acc for epoch, acc in curve.items()})
     else:
         for epoch, acc in curve.items():
             trial.report(acc, epoch)
 
 
 def _values(study: optuna.Study, trial: optuna.Trial, accuracy: float) -> list[float]:
-    values = [accuracy]
-    if len(study.directions) > 1:
-        metric = "macs" if study.user_attrs["objective"] == "accuracy,macs" else "params"
-        values.append(float(trial.user_attrs[metric]))
-    return values
+    objective = parse_objective(study_attrs(study).get("objective", "accuracy"))
+    return objective.values(accuracy, trial_attrs(trial))
 
 
 def _add_trial(study: optuna.Study, spec: Spec, tmp: Path) -> None:
@@ -171,28 +170,28 @@ def _add_trial(study: optuna.Study, spec: Spec, tmp: Path) -> None:
     trial = study.ask(DISTRIBUTIONS)
     _describe(study, spec, trial)
     if spec.state == TrialState.FAIL:
-        trial.set_user_attr("failure", "FloatingPointError: train/loss is nan at step 3")
+        record_trial(trial, failure="FloatingPointError: train/loss is nan at step 3")
         study.tell(trial, state=TrialState.FAIL)
         return
     if spec.duplicate_of is not None:
-        trial.set_user_attr("duplicate_of", spec.duplicate_of)
+        record_trial(trial, duplicate_of=spec.duplicate_of)
         study.tell(trial, study.trials[spec.duplicate_of].values)
         return
     started = time.perf_counter()
     ckpt = tmp / f"trial-{trial.number}.ckpt"
     curve = _train(spec, ckpt)
     _report(study, trial, curve)
-    trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+    record_trial(trial, seconds=round(time.perf_counter() - started, 3))
     if spec.state == TrialState.PRUNED:
-        trial.set_user_attr("pruned_reason", "pruned by the test at epoch 1")
+        record_trial(trial, pruned_reason="pruned by the test at epoch 1")
         study.tell(trial, state=TrialState.PRUNED)
         return
     artifact = upload_artifact(
         artifact_store=artifact_store(study), file_path=str(ckpt), study_or_trial=trial
     )
     if spec.checkpoint_of is not None:
-        artifact = study.trials[spec.checkpoint_of].user_attrs["checkpoint"]
-    trial.set_user_attr("checkpoint", artifact)
+        artifact = trial_attrs(study.trials[spec.checkpoint_of])["checkpoint"]
+    record_trial(trial, checkpoint=artifact)
     study.tell(trial, _values(study, trial, curve[spec.epochs]))
 
 
@@ -218,15 +217,17 @@ def build_study(
         directions.append(StudyDirection.MINIMIZE)
     study = optuna.create_study(study_name=name, storage=built.storage, directions=directions)
     set_artifact_root(study, root / "artifacts")
-    for key, value in {
-        "space": "test-digits",
-        "data": "digits",
-        "data_dir": None,
-        "objective": objective,
-        "seed": 0,
-        "image_size": list(IMAGE_SIZE),
-    }.items():
-        study.set_user_attr(key, value)
+    datamodule = make_datamodule("digits", seed=0)
+    record_study(
+        study,
+        space="test-digits",
+        data="digits",
+        data_dir=None,
+        val_size=datamodule.val_size,
+        objective=objective,
+        seed=0,
+        image_size=list(IMAGE_SIZE),
+    )
     with tempfile.TemporaryDirectory() as tmp, one_thread():
         for spec in specs:
             _add_trial(study, spec, Path(tmp))

@@ -19,7 +19,8 @@ from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.network import DenseNet
 from dense_nas.results.export import FORMATS, ExportMismatch, check_export, export_network
-from dense_nas.results.loading import PICKS, load_best
+from dense_nas.results.loading import load_best
+from dense_nas.results.selection import PICKS
 from tests._study_fixtures import BuiltStudy, digits_batch, empty_study, shared_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -18,15 +18,8 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from dense_nas.errors import UserInputError
 from dense_nas.model.module import DenseNetModule
-from dense_nas.results.loading import (
-    PICKS,
-    accuracy,
-    load_best,
-    pareto_front,
-    read_checkpoint,
-    select_trial,
-    trial_size,
-)
+from dense_nas.results.loading import load_best, read_checkpoint
+from dense_nas.results.selection import PICKS, accuracy, pareto_front, select_trial, trial_size
 from dense_nas.study.storage import artifact_store
 from tests._study_fixtures import (
     BuiltStudy,

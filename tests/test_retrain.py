@@ -17,7 +17,8 @@ import torch
 from optuna.artifacts import download_artifact
 
 from dense_nas.cli import main
-from dense_nas.results.retrain import LAST, RETRAIN_ATTR, retrain, run_dir
+from dense_nas.records import study_attrs
+from dense_nas.results.retrain import LAST, retrain, run_dir
 from dense_nas.study.storage import artifact_store
 from tests._study_fixtures import (
     BuiltStudy,
@@ -84,7 +85,7 @@ def test_retrain_reaches_97_percent_and_resumes_after_ctrl_c(tmp_path: Path) -> 
     assert result.test_accuracy >= 0.97
     assert result.checkpoint == run_dir(built.out, built.name) / LAST
     assert torch.load(result.checkpoint, weights_only=True)["epoch"] + 1 == EPOCHS
-    assert built.load().user_attrs[RETRAIN_ATTR] == result.to_dict()
+    assert study_attrs(built.load())["retrain"] == result.to_dict()
     assert result.precision == "32-true"
 
     again = retrain(built.storage, built.name, epochs=EPOCHS, out=built.out, accelerator="cpu")
@@ -105,7 +106,7 @@ def test_retrain_trains_from_scratch_and_prints_test_accuracy(
     assert out.startswith("trial 0: test accuracy 0.") and "after 1 epochs" in out
     assert "resumed" not in out
     assert (run_dir(built.out, built.name) / LAST).is_file()
-    recorded = built.load().user_attrs[RETRAIN_ATTR]
+    recorded = study_attrs(built.load())["retrain"]
     assert recorded["epochs"] == 1 and recorded["precision"] == "bf16-mixed"
 
 
@@ -130,7 +131,7 @@ def test_device_settings_this_machine_cannot_train_with_exit_2_before_training(
     assert main(_retrain_args(built, *flags)) == 2  # the last --accelerator given wins
     assert capsys.readouterr().err == f"dense-nas: error: {message}\n"
     assert not run_dir(built.out, built.name).exists()
-    assert RETRAIN_ATTR not in built.load().user_attrs
+    assert "retrain" not in study_attrs(built.load())
 
 
 def test_last_checkpoint_of_another_architecture_exits_2(
@@ -152,7 +153,7 @@ def test_last_checkpoint_of_another_architecture_exits_2(
     assert err.startswith(f"dense-nas: error: retrain: {directory / LAST} belongs to another run")
     assert "config" in err and err.count("\n") == 1
     shutil.rmtree(directory)  # the fix the message names
-    assert RETRAIN_ATTR not in built.load().user_attrs
+    assert "retrain" not in study_attrs(built.load())
 
 
 @pytest.mark.parametrize("case", ["missing", "empty"])

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from dense_nas.cli import best, export, report, retrain, search, spaces
 from dense_nas.cli._args import Parser
-from dense_nas.errors import UserInputError
+from dense_nas.errors import UserInputError, cli_message
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args)
     except UserInputError as err:
-        print(f"dense-nas: error: {err}", file=sys.stderr)
+        print(f"dense-nas: error: {cli_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dense-nas: interrupted; run the same command again to resume", file=sys.stderr)

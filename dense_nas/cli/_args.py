@@ -57,8 +57,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def study_args(parser: argparse.ArgumentParser, *, search: bool = False) -> None:
+    """``--study``, ``--storage`` and ``--out`` (``--study`` lands in ``args.study_name``)."""
     parser.add_argument(
         "--study",
+        dest="study_name",
         help="study name (default: <space>-<data>)"
         if search
         else "study name (default: the only study in the storage)",

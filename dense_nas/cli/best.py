@@ -16,9 +16,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dense_nas.results.selection import completed_trials
     from dense_nas.results.summary import best_json, best_table
     from dense_nas.study.storage import open_study
 
-    study = open_study(args.storage, args.study, args.out)
+    study = open_study(args.storage, args.study_name, args.out)
+    completed_trials(study)  # none yet: one line and exit 2, as for export and retrain
     print(best_json(study) if args.json else best_table(study))
     return 0

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from dense_nas.results.export import ExportMismatch, export_checked
     from dense_nas.results.loading import find_trial, load_trial, study_image_size
 
-    study, trial = find_trial(args.storage, args.study, **choice(args))
+    study, trial = find_trial(args.storage, args.study_name, **choice(args))
     module = load_trial(study, trial)
     try:
         difference = export_checked(module, args.output, args.format, study_image_size(study))

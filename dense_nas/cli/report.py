@@ -25,6 +25,6 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from dense_nas.results.report import report
 
-    files = report(args.storage, args.study, args.output, out=args.out, top=args.top)
+    files = report(args.storage, args.study_name, args.output, out=args.out, top=args.top)
     print(f"wrote {len(files)} files to {args.output}; start with {files[-1]}")
     return 0

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = retrain(
         args.storage,
-        args.study,
+        args.study_name,
         epochs=args.epochs,
         accelerator=args.accelerator,
         precision=args.precision,

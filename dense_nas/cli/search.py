@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--trials",
+        dest="n_trials",
         type=positive_int,
         default=24,
         help="total finished trials the study should reach (resumes count)",
@@ -65,7 +67,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--threads",
         type=positive_int,
-        default=None,
+        default=0,
         help="torch threads per trial on the CPU (default: cores / (workers x devices))",
     )
     p.add_argument("--verbose", action="store_true", help="show Lightning's own output")
@@ -73,34 +75,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dense_nas.study._search import search
-
-    study = search(
-        space=args.space,
-        data=args.data,
-        data_dir=args.data_dir,
-        val_size=args.val_size,
-        n_trials=args.trials,
-        timeout=args.timeout,
-        epochs=args.epochs,
-        storage=args.storage,
-        study_name=args.study,
-        sampler=args.sampler,
-        pruner=args.pruner,
-        objective=args.objective,
-        max_params=args.max_params,
-        accelerator=args.accelerator,
-        precision=args.precision,
-        devices=args.devices,
-        workers=args.workers,
-        seed=args.seed,
-        out=args.out,
-        heartbeat=args.heartbeat,
-        threads=args.threads or 0,
-        verbose=args.verbose,
-        echo=print,
-    )
     from dense_nas.results.summary import best_table
+    from dense_nas.study._search import run_search
+    from dense_nas.study.settings import SearchSettings
 
+    # The flags' destinations are the settings' field names (the --help names may differ).
+    names = {f.name for f in dataclasses.fields(SearchSettings)}
+    settings = SearchSettings(**{k: v for k, v in vars(args).items() if k in names})
+    study = run_search(settings, echo=print)
     print(best_table(study))
     return 0

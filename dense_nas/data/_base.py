@@ -63,7 +63,7 @@ def check_val_size(val_size: int | float | None) -> None:
     is_fraction = isinstance(val_size, float) and 0.0 < val_size < 1.0
     if not (is_count or is_fraction):
         raise UserInputError(
-            f"val_size: must be a count >= 1 or a fraction in (0, 1), got {val_size!r}"
+            f"must be a count >= 1 or a fraction in (0, 1), got {val_size!r}", param="val_size"
         )
 
 
@@ -77,8 +77,9 @@ def count_val(val_size: int | float, n_pool: int) -> int:
     n_val = round(val_size * n_pool) if isinstance(val_size, float) else val_size
     if not 1 <= n_val < n_pool:
         raise UserInputError(
-            f"val_size: {val_size!r} leaves no training or no validation images out of "
-            f"{n_pool}; pass a smaller count or a fraction in (0, 1)"
+            f"{val_size!r} leaves no training or no validation images out of "
+            f"{n_pool}; pass a smaller count or a fraction in (0, 1)",
+            param="val_size",
         )
     return n_val
 

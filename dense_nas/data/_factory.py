@@ -74,11 +74,11 @@ def make_datamodule(
         ...     make_datamodule("mnist")
         ... except ValueError as err:
         ...     print(err)
-        --data: unknown dataset 'mnist'; choose one of digits, cifar10, cifar100, svhn, folder
+        data: unknown dataset 'mnist'; choose one of digits, cifar10, cifar100, svhn, folder
     """
     if name not in DATASETS:
         raise UserInputError(
-            f"--data: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}", param="data"
         )
     if name != "folder" and (image_size is not None or in_memory is not None):
         raise UserInputError(
@@ -95,8 +95,9 @@ def make_datamodule(
         return DigitsDataModule(**shared)  # type: ignore[arg-type]
     if data_dir is None:
         raise UserInputError(
-            f"--data-dir: {name} reads its files from a directory; pass one (missing "
-            "official files are downloaded there)"
+            f"{name} reads its files from a directory; pass one (missing "
+            "official files are downloaded there)",
+            param="data_dir",
         )
     if name == "folder":
         options = {"image_size": image_size, "num_workers": num_workers}

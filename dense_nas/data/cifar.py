@@ -45,8 +45,9 @@ def read_records(path: Path, *, label_bytes: int, num_classes: int) -> LabelledI
     labels = raw[label_bytes - 1 :: record].astype(np.int64)
     if raw.size == 0 or raw.size % record or labels.max() >= num_classes:
         raise UserInputError(
-            f"--data-dir: {path} is not a CIFAR binary file of {record}-byte records with "
-            f"labels below {num_classes}; delete it and run again to unpack a fresh copy"
+            f"{path} is not a CIFAR binary file of {record}-byte records with "
+            f"labels below {num_classes}; delete it and run again to unpack a fresh copy",
+            param="data_dir",
         )
     images = raw.reshape(-1, record)[:, label_bytes:].reshape(-1, 3, 32, 32)
     return LabelledImages(torch.from_numpy(images.copy()), torch.from_numpy(labels))

@@ -128,8 +128,9 @@ def ensure_file(root: Path, name: str, *, download: bool, verify: bool, wanted: 
     wanted = wanted or name
     if not download:
         raise UserInputError(
-            f"--data-dir: {root} lacks {wanted}; put the official files there "
-            f"(from {source.url}) or allow downloading"
+            f"{root} lacks {wanted}; put the official files there "
+            f"(from {source.url}) or allow downloading",
+            param="data_dir",
         )
     _download(source, path, wanted)
     return path
@@ -160,7 +161,8 @@ def _check_md5(path: Path, expected: str, *, fix: str) -> None:
     actual = md5sum(path)
     if actual != expected:
         raise UserInputError(
-            f"--data-dir: {path} fails its MD5 check (got {actual}, expected {expected}); {fix}"
+            f"{path} fails its MD5 check (got {actual}, expected {expected}); {fix}",
+            param="data_dir",
         )
 
 
@@ -169,7 +171,7 @@ def _download(source: Source, path: Path, wanted: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserInputError(
-            f"--data-dir: cannot create {path.parent} ({err.strerror}); choose a writable one"
+            f"cannot create {path.parent} ({err.strerror}); choose a writable one", param="data_dir"
         ) from err
     log.info("downloading %s to %s", source.url, path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -183,9 +185,10 @@ def _download(source: Source, path: Path, wanted: str) -> None:
                 shutil.copyfileobj(response, out, _CHUNK)
         except (OSError, http.client.HTTPException) as err:
             raise UserInputError(
-                f"--data-dir: {path.parent} lacks {wanted} and {source.url} could not be "
+                f"{path.parent} lacks {wanted} and {source.url} could not be "
                 f"downloaded ({getattr(err, 'reason', err)}); put the files there by hand "
-                "or connect to the network"
+                "or connect to the network",
+                param="data_dir",
             ) from err
         _check_md5(tmp, source.md5, fix="the download was damaged, run again")
         os.replace(tmp, path)
@@ -241,7 +244,8 @@ def _unpack(archive: Path, members: Sequence[str], into: Path) -> list[Path]:
                 staged.append(target)
     except _ARCHIVE_ERRORS as err:
         raise UserInputError(
-            f"--data-dir: {archive} is not a valid archive holding {', '.join(members)} "
-            f"({type(err).__name__}: {err}); delete it and run again"
+            f"{archive} is not a valid archive holding {', '.join(members)} "
+            f"({type(err).__name__}: {err}); delete it and run again",
+            param="data_dir",
         ) from err
     return staged

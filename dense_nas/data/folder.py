@@ -88,8 +88,8 @@ def _class_images(
         )
         if not images:
             raise UserInputError(
-                f"--data-dir: {root / name} holds no .jpg/.jpeg/.png images; add some or "
-                "remove the folder"
+                f"{root / name} holds no .jpg/.jpeg/.png images; add some or remove the folder",
+                param="data_dir",
             )
         files += images
         labels += [classes.index(name)] * len(images)
@@ -108,14 +108,14 @@ def scan_image_folder(root: Path) -> FolderIndex:
             class folder, or its test set names a class the training set lacks.
     """
     if not root.is_dir():
-        raise UserInputError(f"--data-dir: {root} is not a directory; {_LAYOUT_HINT}")
+        raise UserInputError(f"{root} is not a directory; {_LAYOUT_HINT}", param="data_dir")
     pool_root, test_root = root, None
     if (root / "train").is_dir():
         pool_root = root / "train"
         test_root = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
     classes = _class_names(pool_root)
     if not classes:
-        raise UserInputError(f"--data-dir: {pool_root} has no class folders; {_LAYOUT_HINT}")
+        raise UserInputError(f"{pool_root} has no class folders; {_LAYOUT_HINT}", param="data_dir")
     files, labels = _class_images(pool_root, classes, classes)
     if test_root is None:
         pool, test = (part.tolist() for part in hold_out_test(len(files)))
@@ -126,8 +126,9 @@ def scan_image_folder(root: Path) -> FolderIndex:
         unknown = sorted(set(test_classes) - set(classes))
         if unknown:
             raise UserInputError(
-                f"--data-dir: {test_root} has classes missing from {pool_root}: "
-                f"{', '.join(unknown)}; both need the same class folders"
+                f"{test_root} has classes missing from {pool_root}: "
+                f"{', '.join(unknown)}; both need the same class folders",
+                param="data_dir",
             )
         pool_files, pool_labels = files, labels
         test_files, test_labels = _class_images(test_root, test_classes, classes)
@@ -154,7 +155,7 @@ def load_image(path: Path, size: int) -> Tensor:
             square = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
     except (UnidentifiedImageError, OSError) as err:
         raise UserInputError(
-            f"--data-dir: {path} is not a readable image ({err}); replace or delete it"
+            f"{path} is not a readable image ({err}); replace or delete it", param="data_dir"
         ) from err
     return torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1).contiguous()
 

@@ -55,8 +55,9 @@ def read_mat(path: Path) -> LabelledImages:
 
 def _corrupt(path: Path, why: str) -> UserInputError:
     return UserInputError(
-        f"--data-dir: {path} is not an SVHN .mat file ({why}); delete it and run again "
-        "to download a fresh copy"
+        f"{path} is not an SVHN .mat file ({why}); delete it and run again "
+        "to download a fresh copy",
+        param="data_dir",
     )
 
 

@@ -37,10 +37,16 @@ def _layer_widths(cfg: DenseNetConfig) -> tuple[int, int]:
     return cfg.growth_rate, 3
 
 
-def _stem_size(
+def stem_size(
     cfg: DenseNetConfig, size: tuple[int, int]
 ) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(conv output size, stem output size) for the input size."""
+    """(stem conv output size, stem output size) for an input size: the maps block 1 sees.
+
+    Example:
+        >>> from dense_nas.model.arch import preset
+        >>> stem_size(preset("densenet121"), (224, 224))
+        ((112, 112), (56, 56))
+    """
     if cfg.stem == "cifar":
         return size, size
     conv = tuple((s + 2 * 3 - 7) // 2 + 1 for s in size)
@@ -104,7 +110,7 @@ def estimate(
     """
     first_maps, first_kernel = _layer_widths(cfg)
     k = cfg.growth_rate
-    conv_size, (h, w) = _stem_size(cfg, input_size)
+    conv_size, (h, w) = stem_size(cfg, input_size)
     conv_area = conv_size[0] * conv_size[1]
 
     n_params = cfg.in_channels * cfg.init_channels * (3 * 3 if cfg.stem == "cifar" else 7 * 7)

@@ -156,7 +156,7 @@ def _format(fmt: str) -> _Format:
         return _FORMATS[fmt]
     except KeyError:
         raise UserInputError(
-            f"--format: must be one of {', '.join(FORMATS)}, got {fmt!r}"
+            f"must be one of {', '.join(FORMATS)}, got {fmt!r}", param="format"
         ) from None
 
 

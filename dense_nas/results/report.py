@@ -39,12 +39,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
-from dense_nas.results.loading import (
-    DEFAULT_OUT,
+from dense_nas.records import learning_curve, study_attrs, trial_attrs
+from dense_nas.results.loading import DEFAULT_OUT
+from dense_nas.results.selection import (
     SizeMetric,
     accuracy,
     completed_trials,
-    learning_curve,
     pareto_front,
     size_metric,
     trial_size,
@@ -134,8 +134,7 @@ def observed_accuracy(trial: FrozenTrial) -> float | None:
 
 
 def _arch_text(trial: FrozenTrial) -> str:
-    arch = trial.user_attrs.get("arch")
-    return describe_arch(arch if isinstance(arch, dict) else {})
+    return describe_arch(trial_attrs(trial).get("arch") or {})
 
 
 def _label(trial: FrozenTrial) -> str:
@@ -263,7 +262,7 @@ def _points(
     kept: list[tuple[FrozenTrial, float]] = []
     for trial in trials:
         acc = observed_accuracy(trial)
-        if acc is not None and metric in trial.user_attrs:
+        if acc is not None and trial_attrs(trial).get(metric) is not None:
             kept.append((trial, acc))
     return Series(
         name,
@@ -398,7 +397,7 @@ def _count(value: Any) -> str:
 
 
 def _trial_row(trial: FrozenTrial) -> list[Any]:
-    attrs = trial.user_attrs
+    attrs = trial_attrs(trial)
     note = f"same as trial {attrs['duplicate_of']}" if "duplicate_of" in attrs else ""
     return [
         trial.number,
@@ -427,14 +426,19 @@ _TRIAL_HEADERS = (
 def _overview(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
     states = Counter(t.state.name.lower() for t in trials)
     counted = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-    attrs = study.user_attrs
-    rows = [(name, attrs.get(name, "-")) for name in ("data", "space", "objective", "seed")]
+    attrs = study_attrs(study)
+    rows: list[tuple[str, Any]] = [
+        ("data", attrs.get("data", "-")),
+        ("space", attrs.get("space", "-")),
+        ("objective", attrs.get("objective", "-")),
+        ("seed", attrs.get("seed", "-")),
+    ]
     rows.append(("trials", f"{len(trials)} ({counted})"))
     return f"# dense-nas study `{study.study_name}`\n\n" + _table(("", ""), rows)
 
 
 def _retrained(study: optuna.Study) -> str:
-    done = study.user_attrs.get("retrain")
+    done = study_attrs(study).get("retrain")
     if not isinstance(done, dict):
         return (
             "## Retrained\n\nNot yet: `dense-nas retrain` trains the best architecture "

@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from dense_nas.data import make_datamodule
 from dense_nas.errors import UserInputError
 from dense_nas.model.module import DenseNetModule
+from dense_nas.records import record_study, study_attrs
 from dense_nas.results.loading import (
     DEFAULT_OUT,
     differing_hparams,
@@ -39,7 +40,6 @@ from dense_nas.results.loading import (
 from dense_nas.study.hardware import resolve_accelerator, resolve_precision, speed_defaults
 from dense_nas.study.quiet import quiet_lightning
 
-RETRAIN_ATTR = "retrain"
 LAST = "last.ckpt"
 
 
@@ -167,16 +167,17 @@ def retrain(
     arch, training = trial_arch(chosen), trial_training(chosen)
     if epochs is not None:
         training = training.replace(epochs=epochs)
-    seed = int(study.user_attrs.get("seed", 0))
+    recorded = study_attrs(study)
+    seed = recorded.get("seed", 0)
     L.seed_everything(seed, verbose=False)  # before the module: its initial weights too
     directory = run_dir(out, study.study_name)
     module = DenseNetModule.from_candidate(arch, training)
     done = _resume_point(directory / LAST, module)
     datamodule = make_datamodule(
-        study.user_attrs.get("data", "digits"),
-        study.user_attrs.get("data_dir"),
+        recorded.get("data", "digits"),
+        recorded.get("data_dir"),
         batch_size=training.batch_size,
-        val_size=study.user_attrs.get("val_size"),
+        val_size=recorded.get("val_size"),
         seed=seed,
         full_train=True,
     )
@@ -193,7 +194,7 @@ def retrain(
         checkpoint=directory / LAST,
         precision=str(trainer.precision),
     )
-    study.set_user_attr(RETRAIN_ATTR, result.to_dict())
+    record_study(study, retrain=result.to_dict())
     return result
 
 

@@ -13,9 +13,10 @@ import json
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from dense_nas.errors import UserInputError
+from dense_nas.records import failure_reason, trial_attrs
+from dense_nas.results.selection import best_trials
 
 
 def describe_arch(arch: dict[str, Any]) -> str:
@@ -35,15 +36,8 @@ def describe_arch(arch: dict[str, Any]) -> str:
     return f"k={arch.get('growth_rate')} blocks={blocks} {kind} theta={arch.get('compression'):g}"
 
 
-def _best_trials(study: optuna.Study, top: int = 5) -> list[FrozenTrial]:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(study.directions) > 1:
-        return sorted(study.best_trials, key=lambda t: -t.values[0])
-    return sorted(complete, key=lambda t: -(t.value or 0.0))[:top]
-
-
 def _row(trial: FrozenTrial) -> dict[str, Any]:
-    attrs = trial.user_attrs
+    attrs = trial_attrs(trial)
     return {
         "trial": trial.number,
         "accuracy": trial.values[0],
@@ -57,20 +51,25 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def best_json(study: optuna.Study) -> str:
-    """The best trial(s) (the Pareto front for multi-objective studies) as JSON."""
-    return json.dumps(
-        {"study": study.study_name, "best": [_row(t) for t in _best_trials(study)]}, indent=2
-    )
+    """The best trial(s) (the Pareto front for multi-objective studies) as JSON.
+
+    ``chosen`` is the trial that ``load_best``, ``export`` and ``retrain`` use by default:
+    the first of ``best``.
+    """
+    trials = best_trials(study)
+    chosen = trials[0].number if trials else None
+    rows = [_row(t) for t in trials]
+    return json.dumps({"study": study.study_name, "chosen": chosen, "best": rows}, indent=2)
 
 
 def best_table(study: optuna.Study) -> str:
     """The best trial(s) as an aligned text table."""
-    trials = _best_trials(study)
+    trials = best_trials(study)
     if not trials:
         return "no completed trials yet"
     title = "Pareto front" if len(study.directions) > 1 else "best trials"
     lines = [
-        f"{title} of study {study.study_name!r}:",
+        f"{title} of study {study.study_name!r} (load_best, export and retrain take the first):",
         f"{'trial':>5}  {'val acc':>7}  {'params':>10}  {'MACs':>13}  {'epochs':>6}  architecture",
     ]
     for trial in trials:
@@ -84,21 +83,18 @@ def best_table(study: optuna.Study) -> str:
 
 def trial_line(study: optuna.Study, number: int) -> str:
     """One line for a just-finished trial: number, state, value, params, best so far."""
-    trial = study._storage.get_trial(
-        study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    )
-    attrs = trial.user_attrs
+    trials = study.get_trials(deepcopy=False)
+    trial = next(t for t in trials if t.number == number)
+    attrs = trial_attrs(trial)
     value = f"{trial.values[0]:.4f}" if trial.values else "-"
-    why = attrs.get("pruned_reason") or attrs.get("failure") or ""
+    why = attrs.get("pruned_reason") or failure_reason(trial, trials) or ""
     if "duplicate_of" in attrs:
         why = f"same as trial {attrs['duplicate_of']}"
-    try:
-        best = _best_trials(study, top=1)
-    except (ValueError, UserInputError):
-        best = []
+    best = best_trials(study, top=1)
     best_text = f"best {best[0].values[0]:.4f} (#{best[0].number})" if best else "best -"
     epochs = attrs.get("epochs", 0)
     return (
-        f"trial {number:>3}  {trial.state.name:<8}  acc {value:>6}  params {attrs.get('params', 0):>9,}  "
+        f"trial {number:>3}  {trial.state.name:<8}  acc {value:>6}  "
+        f"params {attrs.get('params', 0):>9,}  "
         f"epochs {epochs:>3}  {best_text}{'  ' + why if why else ''}"
     )

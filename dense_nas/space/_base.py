@@ -42,6 +42,7 @@ from dense_nas.errors import UserInputError
 from dense_nas.model import cost
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.recipe import TrainingConfig
+from dense_nas.records import record_trial, trial_attrs
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,21 @@ class Candidate:
         return cls(
             DenseNetConfig.from_dict(data["arch"]), TrainingConfig.from_dict(data["training"])
         )
+
+    @property
+    def key(self) -> str:
+        """Canonical key of the architecture and its recipe, ``"<arch key>|<recipe>"``.
+
+        Two candidates with one key train the same network the same way, so a study
+        answers the second from the first (the trial's ``arch_key``).
+
+        Example:
+            >>> c = Candidate(DenseNetConfig(12, (4, 4)), TrainingConfig(lr=0.05))
+            >>> c.key.startswith(c.arch.key + "|") and "lr=0.05" in c.key
+            True
+        """
+        recipe = ";".join(f"{k}={v}" for k, v in sorted(self.training.to_dict().items()))
+        return f"{self.arch.key}|{recipe}"
 
 
 @dataclass(frozen=True)
@@ -148,7 +164,7 @@ def input_violation(arch: DenseNetConfig, image_size: tuple[int, int]) -> str | 
         >>> input_violation(DenseNetConfig(4, (1,) * 5, in_channels=1), (8, 8))
         'input 8x8 too small for 5 blocks: the maps before block 5 would be 0x0; use fewer blocks'
     """
-    _, size = cost._stem_size(arch, image_size)
+    _, size = cost.stem_size(arch, image_size)
     for block in range(2, len(arch.block_layers) + 1):
         size = (size[0] // 2, size[1] // 2)
         if min(size) < 1:
@@ -235,11 +251,10 @@ def sample(space: SearchSpace, trial: optuna.Trial, task: Task) -> Candidate:
     candidate = space.suggest(trial, task)
     _check_task_fields(space, candidate.arch, task)
     found = cost.estimate(candidate.arch, task.image_size)
-    trial.set_user_attr("params", found.params)
-    trial.set_user_attr("macs", found.macs)
+    record_trial(trial, params=found.params, macs=found.macs)
     reason = space.constraints.violation(candidate, task)
     if reason is not None:
-        trial.set_user_attr("pruned_reason", reason)
+        record_trial(trial, pruned_reason=reason)
         raise optuna.TrialPruned(reason)
     return candidate
 
@@ -290,4 +305,4 @@ def find_duplicate(study: optuna.Study, key: str) -> optuna.trial.FrozenTrial | 
         (0.5, None)
     """
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return next((t for t in complete if t.user_attrs.get("arch_key") == key), None)
+    return next((t for t in complete if trial_attrs(t).get("arch_key") == key), None)

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
 
-Message = dict[str, Any]
+from dense_nas.records import Message
 
 
 class ChannelClosed(ConnectionError):
@@ -58,7 +57,7 @@ class Channel:
         return message
 
     def request(self, message: Message) -> Message:
-        """Send a message and wait for the reply."""
+        """Send a message and wait for the reply (the caller knows which kind it is)."""
         self.send(message)
         return self.receive()
 

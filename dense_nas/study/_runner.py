@@ -19,14 +19,15 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
-from dense_nas.study._channel import Channel, ChannelClosed, Message
+from dense_nas.records import ErrorMessage, ResultMessage, TrialMessage
+from dense_nas.study._channel import Channel, ChannelClosed
+from dense_nas.study.pruning import Decide
 from dense_nas.study.trial import TrialSpec
 
-OnEpoch = Callable[[int, float], bool]
+ResultOrError = ResultMessage | ErrorMessage
 
 
 class TrialProcess:
@@ -68,7 +69,7 @@ class TrialProcess:
         theirs.close()
         return proc, Channel(ours)
 
-    def run(self, spec: TrialSpec, on_epoch: OnEpoch, spec_dir: Path) -> Message:
+    def run(self, spec: TrialSpec, on_epoch: Decide, spec_dir: Path) -> ResultOrError:
         """Train ``spec``; ``on_epoch(epoch, value)`` decides pruning. Returns the last message."""
         if spec.devices > 1:
             path = spec_dir / f"trial-{spec.number}.json"
@@ -93,18 +94,18 @@ class TrialProcess:
         return self._converse(self._channel, self._proc, on_epoch)
 
     def _converse(
-        self, channel: Channel, proc: subprocess.Popen[bytes], on_epoch: OnEpoch
-    ) -> Message:
+        self, channel: Channel, proc: subprocess.Popen[bytes], on_epoch: Decide
+    ) -> ResultOrError:
         while True:
             try:
-                message = channel.receive()
+                message = cast(TrialMessage, channel.receive())
                 if message["type"] != "epoch":
                     return message
                 channel.send({"prune": on_epoch(int(message["epoch"]), float(message["value"]))})
             except ChannelClosed:
                 return self._crashed(proc)
 
-    def _crashed(self, proc: subprocess.Popen[bytes]) -> Message:
+    def _crashed(self, proc: subprocess.Popen[bytes]) -> ErrorMessage:
         code = _reap(proc)
         if proc is self._proc:
             self._proc, self._channel = None, None

@@ -22,13 +22,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
-from dense_nas.model.arch import DenseNetConfig
+from dense_nas.records import (
+    ErrorMessage,
+    ResultMessage,
+    record_study,
+    record_trial,
+    study_attrs,
+    trial_attrs,
+)
 from dense_nas.results.summary import trial_line
 from dense_nas.space import (
     Candidate,
@@ -42,40 +48,32 @@ from dense_nas.space import (
 )
 from dense_nas.study._runner import TrialProcess
 from dense_nas.study.hardware import gpu_assignment, resolve_accelerator, resolve_precision
-from dense_nas.study.heartbeats import COUNTS_ATTR, Heartbeat, fail_stale_trials, retry
+from dense_nas.study.heartbeats import Heartbeat, retried_numbers, retry, retry_silent_trials
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
+from dense_nas.study.settings import SearchSettings
 from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
 from dense_nas.study.trial import TrialSpec
 
-# Trials that use up the budget. A FAILED trial counts (a study whose every trial fails
-# must still end), unless it was retried or was surplus: those carry counts=False.
+# The states of trials that may use up the budget (see _counted).
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 Echo = Callable[[str], None]
 
 
 @dataclass
-class _Settings:
-    """What every worker of one ``search()`` call shares."""
+class _Run:
+    """One ``search()`` call as its workers share it: the settings, resolved, and the state."""
 
+    settings: SearchSettings
     study: optuna.Study
     space: SearchSpace
     task: Task
     objective: Objective
-    data: str
     data_dir: str | None
-    val_size: int | float | None
-    n_trials: int
-    epochs: int | None
+    val_size: int | float
     deadline: float
     accelerator: str
     precision: str
-    devices: int
-    seed: int
-    out: Path
-    heartbeat: float
-    threads: int
-    verbose: bool
     echo: Echo
     budget_lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -151,51 +149,34 @@ def search(
     Returns:
         The ``optuna.Study``.
     """
-    settings = _prepare(**locals())
-    finished, running = _finished_and_running(settings.study)
-    settings.echo(
-        f"study {settings.study.study_name!r} in {storage_url(storage, settings.out)}: "
-        f"{finished} of {n_trials} trials finished"
+    options = {name: value for name, value in locals().items() if name != "echo"}
+    return run_search(SearchSettings(**options), echo)
+
+
+def run_search(settings: SearchSettings, echo: Echo | None = None) -> optuna.Study:
+    """:func:`search` with its options as one :class:`~dense_nas.study.settings.SearchSettings`.
+
+    Example:
+        >>> run_search(SearchSettings(n_trials=2, epochs=1, out=tmp_dir))  # doctest: +SKIP
+    """
+    run = _prepare(settings, echo or (lambda line: None))
+    finished, running = _finished_and_running(run.study)
+    run.echo(
+        f"study {run.study.study_name!r} in {storage_url(settings.storage, settings.out_dir)}: "
+        f"{finished} of {settings.n_trials} trials finished"
         + (f", {running} running elsewhere" if running else "")
     )
-    _run_workers(settings, workers)
-    return settings.study
+    _run_workers(run)
+    return run.study
 
 
-def _prepare(
-    *,
-    space: str | SearchSpace,
-    data: str,
-    data_dir: str | Path | None,
-    val_size: int | float | None,
-    n_trials: int,
-    timeout: float | None,
-    epochs: int | None,
-    storage: str | None,
-    study_name: str | None,
-    sampler: str,
-    pruner: str,
-    objective: str,
-    max_params: int | None,
-    accelerator: str,
-    precision: str,
-    devices: int,
-    workers: int,
-    seed: int,
-    out: str | Path,
-    heartbeat: float,
-    threads: int,
-    verbose: bool,
-    echo: Echo | None,
-) -> _Settings:
+def _prepare(settings: SearchSettings, echo: Echo) -> _Run:
     from dense_nas.data import make_datamodule
 
-    for name, value in (("--trials", n_trials), ("--devices", devices), ("--workers", workers)):
-        if value < 1:
-            raise UserInputError(f"{name}: must be a positive integer, got {value}")
-    out = Path(out)
-    data_path = None if data_dir is None else str(Path(data_dir).resolve())
-    chosen = load_space(space) if isinstance(space, (str, Path)) else space
+    s = settings
+    data_path = None if s.data_dir is None else str(Path(s.data_dir).resolve())
+    chosen = load_space(s.space) if isinstance(s.space, (str, Path)) else s.space
+    max_params = s.max_params
     if max_params is not None:
         limits = chosen.constraints
         chosen.constraints = Constraints(
@@ -203,101 +184,78 @@ def _prepare(
             max_macs=limits.max_macs,
             max_activation_memory=limits.max_activation_memory,
         )
-    parsed = parse_objective(objective)
-    resolved = resolve_accelerator(accelerator)
-    chosen_precision = resolve_precision(resolved, precision)
+    parsed = parse_objective(s.objective)
+    resolved = resolve_accelerator(s.accelerator)
+    chosen_precision = resolve_precision(resolved, s.precision)
     gpus: list[str] = []
     if resolved == "gpu":
         import torch
 
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        gpus = gpu_assignment(workers, devices, torch.cuda.device_count(), visible)
+        gpus = gpu_assignment(s.workers, s.devices, torch.cuda.device_count(), visible)
     # checks the files and the split now: bad input exits 2 before anything is stored
-    datamodule = make_datamodule(data, data_dir, seed=seed, val_size=val_size)
-    if isinstance(val_size, int):
+    datamodule = make_datamodule(s.data, s.data_dir, seed=s.seed, val_size=s.val_size)
+    if isinstance(s.val_size, int):
         datamodule.setup("fit")  # a count must leave training images: check it here
     task = Task(datamodule.num_classes, datamodule.in_channels, datamodule.image_size)
     chosen.check(task)
-    name = study_name or f"{chosen.name}-{data}"
+    name = s.study_name or f"{chosen.name}-{s.data}"
     study = optuna.create_study(
         study_name=name,
-        storage=make_storage(storage, out),
-        sampler=make_sampler(sampler, seed, multi_objective=parsed.multi),
-        pruner=make_pruner(pruner, epochs or chosen.max_epochs),
+        storage=make_storage(s.storage, s.out_dir),
+        sampler=make_sampler(s.sampler, s.seed, multi_objective=parsed.multi),
+        pruner=make_pruner(s.pruner, s.epochs or chosen.max_epochs),
         directions=parsed.directions,
         load_if_exists=True,
     )
-    recorded = study.user_attrs.get("objective", parsed.name)
+    recorded = study_attrs(study).get("objective", parsed.name)
     if recorded != parsed.name or list(study.directions) != parsed.directions:
         raise UserInputError(
-            f"--objective: study {name!r} was made with another objective "
-            f"({recorded}); use --objective {recorded} or a new --study"
+            f"study {name!r} was made with another objective "
+            f"({recorded}); use --objective {recorded} or a new --study",
+            param="objective",
         )
-    split = study.user_attrs.get("val_size", datamodule.val_size)
+    split = study_attrs(study).get("val_size", datamodule.val_size)
     if split != datamodule.val_size:  # trials on other validation images do not compare
         raise UserInputError(
-            f"--val-size: study {name!r} validates on val size {split}; "
-            f"use --val-size {split} or a new --study"
+            f"study {name!r} validates on val size {split}; "
+            f"use --val-size {split} or a new --study",
+            param="val_size",
         )
-    _describe(study, chosen, parsed, data, data_path, datamodule.val_size, seed, task, out)
+    record_study(
+        study,
+        overwrite=False,
+        space=chosen.name,
+        data=s.data,
+        data_dir=data_path,
+        val_size=datamodule.val_size,
+        objective=parsed.name,
+        seed=s.seed,
+        image_size=list(task.image_size),
+    )
+    set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, chosen)
-    return _Settings(
+    return _Run(
+        settings=s,
         study=study,
         space=chosen,
         task=task,
         objective=parsed,
-        data=data,
         data_dir=data_path,
         val_size=datamodule.val_size,
-        n_trials=n_trials,
-        epochs=epochs,
-        deadline=time.monotonic() + timeout if timeout else math.inf,
+        deadline=time.monotonic() + s.timeout if s.timeout else math.inf,
         accelerator=resolved,
         precision=chosen_precision,
-        devices=devices,
         gpus=gpus,
-        seed=seed,
-        out=out,
-        heartbeat=heartbeat,
-        threads=threads,
-        verbose=verbose,
-        echo=echo or (lambda line: None),
+        echo=echo,
     )
 
 
-def _describe(
-    study: optuna.Study,
-    space: SearchSpace,
-    objective: Objective,
-    data: str,
-    data_dir: str | None,
-    val_size: int | float,
-    seed: int,
-    task: Task,
-    out: Path,
-) -> None:
-    """Record on the study what later commands (best, load_best, retrain) need."""
-    attrs = {
-        "space": space.name,
-        "data": data,
-        "data_dir": data_dir,
-        "val_size": val_size,
-        "objective": objective.name,
-        "seed": seed,
-        "image_size": list(task.image_size),
-    }
-    for key, value in attrs.items():
-        if key not in study.user_attrs:
-            study.set_user_attr(key, value)
-    set_artifact_root(study, out / "artifacts")
-
-
-def _run_workers(settings: _Settings, workers: int) -> None:
+def _run_workers(run: _Run) -> None:
+    workers = run.settings.workers
     done = threading.Semaphore(0)
     threads = [
-        threading.Thread(
-            target=_worker, args=(settings, index, workers, done), name=f"worker-{index}"
-        )
+        threading.Thread(target=_worker, args=(run, index, done), name=f"worker-{index}")
         for index in range(workers)
     ]
     for thread in threads:
@@ -310,8 +268,8 @@ def _run_workers(settings: _Settings, workers: int) -> None:
             if done.acquire(timeout=0.2):
                 waiting -= 1
     except KeyboardInterrupt:
-        settings.stop.set()
-        for runner in settings.runners:
+        run.stop.set()
+        for runner in run.runners:
             runner.kill()  # the running trials end now and are recorded as interrupted
         for _ in range(waiting):
             done.acquire()
@@ -319,43 +277,53 @@ def _run_workers(settings: _Settings, workers: int) -> None:
     finally:
         for thread in threads:
             thread.join()
-    if settings.error is not None:
-        raise settings.error
+    if run.error is not None:
+        raise run.error
 
 
-def _worker(settings: _Settings, index: int, workers: int, done: threading.Semaphore) -> None:
+def _worker(run: _Run, index: int, done: threading.Semaphore) -> None:
+    s = run.settings
     # OpenMP threads that spin while waiting slow a loaded CPU down by orders of
     # magnitude (measured: 3 s instead of 40 ms a step); passive waiting costs nothing.
     env: dict[str, str] = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     threads = 0
-    if settings.accelerator == "gpu":
-        env["CUDA_VISIBLE_DEVICES"] = settings.gpus[index]
+    if run.accelerator == "gpu":
+        env["CUDA_VISIBLE_DEVICES"] = run.gpus[index]
     else:
-        share = (os.cpu_count() or 1) // (workers * settings.devices)
-        threads = settings.threads or max(1, share)
-    log = None if settings.verbose else settings.out / "logs" / f"worker-{index}.log"
+        share = (os.cpu_count() or 1) // (s.workers * s.devices)
+        threads = s.threads or max(1, share)
+    log = None if s.verbose else s.out_dir / "logs" / f"worker-{index}.log"
     runner = TrialProcess(log, env)
-    settings.runners.append(runner)
+    run.runners.append(runner)
     try:
-        while not settings.stop.is_set():
-            trial = _next_trial(settings)
+        while not run.stop.is_set():
+            trial = _next_trial(run)
             if trial is None:
                 return
-            _run_trial(settings, runner, trial, threads)
+            _run_trial(run, runner, trial, threads)
     except BaseException as err:  # surfaced by the main thread
-        settings.stop.set()
-        settings.error = err
+        run.stop.set()
+        run.error = err
     finally:
         runner.close()
         done.release()
 
 
 def _counted(study: optuna.Study, before: int | None = None) -> list[FrozenTrial]:
-    """Trials that use up the budget (numbered below ``before``, when given)."""
+    """Trials that use up the budget (numbered below ``before``, when given).
+
+    A FAILED trial counts (a study whose every trial fails must still end) unless it was
+    retried or was surplus.
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
     return [
         t
-        for t in study.get_trials(deepcopy=False, states=BUDGET_STATES)
-        if t.user_attrs.get(COUNTS_ATTR, True) and (before is None or t.number < before)
+        for t in trials
+        if t.state in BUDGET_STATES
+        and (before is None or t.number < before)
+        and trial_attrs(t).get("counts", True)
+        and t.number not in retried
     ]
 
 
@@ -365,153 +333,141 @@ def _finished_and_running(study: optuna.Study) -> tuple[int, int]:
     return len(trials) - running, running
 
 
-def _next_trial(settings: _Settings) -> optuna.Trial | None:
+def _next_trial(run: _Run) -> optuna.Trial | None:
     """Ask for a trial while the budget allows; wait out RUNNING trials of dead workers."""
-    study = settings.study
-    while not settings.stop.is_set() and time.monotonic() < settings.deadline:
-        with settings.budget_lock:
-            fail_stale_trials(study, settings.heartbeat)
+    study, s = run.study, run.settings
+    while not run.stop.is_set() and time.monotonic() < run.deadline:
+        with run.budget_lock:
+            retry_silent_trials(study, s.heartbeat)
             finished, running = _finished_and_running(study)
-            if finished + running < settings.n_trials:
+            if finished + running < s.n_trials:
                 trial = study.ask()
-                if not _surplus(settings, trial):
+                if not _surplus(run, trial):
                     return trial
                 continue
-        if finished >= settings.n_trials or running == 0:
+        if finished >= s.n_trials or running == 0:
             return None
         # Budget held by RUNNING trials: they finish, or go stale and are retried.
-        settings.stop.wait(min(5.0, settings.heartbeat / 4))
+        run.stop.wait(min(5.0, s.heartbeat / 4))
     return None
 
 
-def _surplus(settings: _Settings, trial: optuna.Trial) -> bool:
+def _surplus(run: _Run, trial: optuna.Trial) -> bool:
     """Fail a trial that another machine's worker made redundant at the same moment.
 
     Workers on one machine share a lock; across machines the trial numbers decide:
     a trial is surplus when the trials numbered before it already fill the budget.
     """
-    if len(_counted(settings.study, before=trial.number)) < settings.n_trials:
+    n_trials = run.settings.n_trials
+    if len(_counted(run.study, before=trial.number)) < n_trials:
         return False
-    reason = f"surplus: the study reached {settings.n_trials} trials as this one started"
-    trial.set_user_attr("failure", reason)
-    trial.set_user_attr(COUNTS_ATTR, False)
-    settings.study.tell(trial, state=TrialState.FAIL)
+    reason = f"surplus: the study reached {n_trials} trials as this one started"
+    record_trial(trial, failure=reason, counts=False)
+    run.study.tell(trial, state=TrialState.FAIL)
     return True
 
 
-def _run_trial(
-    settings: _Settings, runner: TrialProcess, trial: optuna.Trial, threads: int
-) -> None:
-    study = settings.study
+def _run_trial(run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: int) -> None:
+    study, s = run.study, run.settings
     started = time.perf_counter()
-    with Heartbeat(study, trial, settings.heartbeat / 3):
+    with Heartbeat(trial, s.heartbeat / 3):
         try:
-            candidate = sample(settings.space, trial, settings.task)
+            candidate = sample(run.space, trial, run.task)
         except optuna.TrialPruned:
-            _tell(settings, trial, TrialState.PRUNED, None, started)
+            _tell(run, trial, TrialState.PRUNED, None, started)
             return
-        if settings.epochs is not None:
-            candidate = Candidate(
-                candidate.arch, candidate.training.replace(epochs=settings.epochs)
-            )
-        key = f"{candidate.arch.key}|{_training_key(candidate)}"
-        for name, value in (
-            ("arch", candidate.arch.to_dict()),
-            ("training", candidate.training.to_dict()),
-            ("arch_key", key),
-        ):
-            trial.set_user_attr(name, value)
-        duplicate = find_duplicate(study, key)
+        if s.epochs is not None:
+            candidate = Candidate(candidate.arch, candidate.training.replace(epochs=s.epochs))
+        arch, training = candidate.arch.to_dict(), candidate.training.to_dict()
+        record_trial(trial, arch=arch, training=training, arch_key=candidate.key)
+        duplicate = find_duplicate(study, candidate.key)
         if duplicate is not None:
-            _reuse(settings, trial, duplicate, started)
+            _reuse(run, trial, duplicate, started)
             return
-        checkpoint = settings.out / "checkpoints" / f"{study.study_name}-trial-{trial.number}.ckpt"
+        checkpoint = s.out_dir / "checkpoints" / f"{study.study_name}-trial-{trial.number}.ckpt"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         spec = TrialSpec(
             number=trial.number,
-            arch=candidate.arch.to_dict(),
-            training=candidate.training.to_dict(),
-            data=settings.data,
-            data_dir=settings.data_dir,
-            val_size=settings.val_size,
-            seed=settings.seed,
-            accelerator=settings.accelerator,  # resolved to cpu or gpu in _prepare
-            devices=settings.devices,
+            arch=arch,
+            training=training,
+            data=s.data,
+            data_dir=run.data_dir,
+            val_size=run.val_size,
+            seed=s.seed,
+            accelerator=run.accelerator,  # resolved to cpu or gpu in _prepare
+            devices=s.devices,
             threads=threads,
-            precision=settings.precision,
+            precision=run.precision,
             checkpoint=str(checkpoint),
-            verbose=settings.verbose,
+            verbose=s.verbose,
         )
-        decide = settings.objective.pruning_rule(study, trial, candidate.arch)
-        result = runner.run(spec, decide, settings.out / "specs")
-        _record(settings, trial, candidate.arch, result, started)
-
-
-def _training_key(candidate: Candidate) -> str:
-    return ";".join(f"{k}={v}" for k, v in sorted(candidate.training.to_dict().items()))
-
-
-def _reuse(
-    settings: _Settings, trial: optuna.Trial, duplicate: FrozenTrial, started: float
-) -> None:
-    trial.set_user_attr("duplicate_of", duplicate.number)
-    for name in ("epochs", "images_per_second", "precision"):
-        if name in duplicate.user_attrs:
-            trial.set_user_attr(name, duplicate.user_attrs[name])
-    _tell(settings, trial, TrialState.COMPLETE, duplicate.values, started)
-
-
-def _record(
-    settings: _Settings,
-    trial: optuna.Trial,
-    arch: DenseNetConfig,
-    result: dict[str, Any],
-    started: float,
-) -> None:
-    if result["type"] == "error":
-        if settings.stop.is_set():
-            # Ctrl-C: not the trial's fault; the next run of the command trains it again.
-            trial.set_user_attr("failure", "interrupted (Ctrl-C); retried on resume")
-            retry(settings.study, trial)
+        decide = run.objective.pruning_rule(study, trial, candidate.arch)
+        result = runner.run(spec, decide, s.out_dir / "specs")
+        if result["type"] == "error":
+            _record_failure(run, trial, result, started)
         else:
-            trial.set_user_attr("failure", result["reason"])
-        _tell(settings, trial, TrialState.FAIL, None, started)
-        return
-    trial.set_user_attr("epochs", result["epochs"])
-    trial.set_user_attr("precision", result["precision"])
-    trial.set_user_attr("ranks", result["ranks"])
-    trial.set_user_attr("images_per_second", round(result["images_per_second"], 1))
-    trial.set_user_attr("step_seconds", round(result["step_seconds"], 3))
-    if settings.objective.multi:
-        trial.set_user_attr(
-            "intermediate", {str(i + 1): v for i, v in enumerate(result["history"])}
-        )
+            _record_result(run, trial, result, started)
+
+
+def _reuse(run: _Run, trial: optuna.Trial, duplicate: FrozenTrial, started: float) -> None:
+    found = trial_attrs(duplicate)
+    record_trial(trial, duplicate_of=duplicate.number)
+    if "epochs" in found:
+        record_trial(trial, epochs=found["epochs"])
+    if "images_per_second" in found:
+        record_trial(trial, images_per_second=found["images_per_second"])
+    if "precision" in found:
+        record_trial(trial, precision=found["precision"])
+    _tell(run, trial, TrialState.COMPLETE, duplicate.values, started)
+
+
+def _record_failure(run: _Run, trial: optuna.Trial, error: ErrorMessage, started: float) -> None:
+    if run.stop.is_set():
+        # Ctrl-C: not the trial's fault; the next run of the command trains it again.
+        record_trial(trial, failure="interrupted (Ctrl-C); retried on resume")
+        retry(run.study, trial)
+    else:
+        record_trial(trial, failure=error["reason"])
+    _tell(run, trial, TrialState.FAIL, None, started)
+
+
+def _record_result(run: _Run, trial: optuna.Trial, result: ResultMessage, started: float) -> None:
+    record_trial(
+        trial,
+        epochs=result["epochs"],
+        precision=result["precision"],
+        ranks=result["ranks"],
+        images_per_second=round(result["images_per_second"], 1),
+        step_seconds=round(result["step_seconds"], 3),
+    )
+    if run.objective.multi:
+        record_trial(trial, intermediate={str(i + 1): v for i, v in enumerate(result["history"])})
     if result["pruned"]:
-        _tell(settings, trial, TrialState.PRUNED, None, started)
+        _tell(run, trial, TrialState.PRUNED, None, started)
         return
-    if result.get("checkpoint"):
+    path = result["checkpoint"]
+    if path:
         from optuna.artifacts import upload_artifact
 
         from dense_nas.study.storage import artifact_store
 
-        path = result["checkpoint"]
         artifact_id = upload_artifact(
-            artifact_store=artifact_store(settings.study), file_path=path, study_or_trial=trial
+            artifact_store=artifact_store(run.study), file_path=path, study_or_trial=trial
         )
-        trial.set_user_attr("checkpoint", artifact_id)
+        record_trial(trial, checkpoint=artifact_id)
         with contextlib.suppress(OSError):
             os.remove(path)
-    values = settings.objective.values(float(result["value"]), trial.user_attrs)
-    _tell(settings, trial, TrialState.COMPLETE, values, started)
+    values = run.objective.values(float(result["value"]), trial_attrs(trial))
+    _tell(run, trial, TrialState.COMPLETE, values, started)
 
 
 def _tell(
-    settings: _Settings,
+    run: _Run,
     trial: optuna.Trial,
     state: TrialState,
     values: list[float] | None,
     started: float,
 ) -> None:
-    trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-    settings.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
-    settings.echo(trial_line(settings.study, trial.number))
+    record_trial(trial, seconds=round(time.perf_counter() - started, 3))
+    run.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+    run.echo(trial_line(run.study, trial.number))

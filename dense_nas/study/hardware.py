@@ -30,13 +30,15 @@ def resolve_accelerator(accelerator: str) -> str:
     import torch
 
     if accelerator not in ACCELERATORS:
-        raise UserInputError(f"--accelerator: must be one of cpu, gpu, auto; got {accelerator!r}")
+        raise UserInputError(
+            f"must be one of cpu, gpu, auto; got {accelerator!r}", param="accelerator"
+        )
     if accelerator == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator in ("gpu", "cuda"):
         if not torch.cuda.is_available():
             raise UserInputError(
-                "--accelerator: gpu asked for but no CUDA device is visible; use cpu"
+                "gpu asked for but no CUDA device is visible; use cpu", param="accelerator"
             )
         return "gpu"
     return "cpu"
@@ -56,7 +58,7 @@ def gpu_assignment(workers: int, devices: int, count: int, visible: str | None) 
         >>> gpu_assignment(2, 1, 1, None)
         Traceback (most recent call last):
         ...
-        dense_nas.errors.UserInputError: --workers: 2 workers x 1 devices need 2 GPUs but 1 is visible; lower --workers or --devices
+        dense_nas.errors.UserInputError: workers: 2 workers x 1 devices need 2 GPUs but 1 is visible; lower --workers or --devices
     """
     if visible is None:
         ids = [str(i) for i in range(count)]
@@ -64,8 +66,9 @@ def gpu_assignment(workers: int, devices: int, count: int, visible: str | None) 
         ids = [d.strip() for d in visible.split(",") if d.strip()][:count]
     if workers * devices > len(ids):
         raise UserInputError(
-            f"--workers: {workers} workers x {devices} devices need {workers * devices} GPUs "
-            f"but {len(ids)} {'is' if len(ids) == 1 else 'are'} visible; lower --workers or --devices"
+            f"{workers} workers x {devices} devices need {workers * devices} GPUs "
+            f"but {len(ids)} {'is' if len(ids) == 1 else 'are'} visible; lower --workers or --devices",
+            param="workers",
         )
     return [",".join(ids[w * devices : (w + 1) * devices]) for w in range(workers)]
 
@@ -89,17 +92,17 @@ def resolve_precision(accelerator: str, precision: str = "auto") -> str:
         >>> resolve_precision("cpu", "16-mixed")
         Traceback (most recent call last):
         ...
-        dense_nas.errors.UserInputError: --precision: 16-mixed needs a GPU; on the CPU use bf16-mixed or 32-true
+        dense_nas.errors.UserInputError: precision: 16-mixed needs a GPU; on the CPU use bf16-mixed or 32-true
     """
     if precision not in PRECISIONS:
         raise UserInputError(
-            f"--precision: must be one of {', '.join(PRECISIONS)}; got {precision!r}"
+            f"must be one of {', '.join(PRECISIONS)}; got {precision!r}", param="precision"
         )
     if precision == "auto":
         return "bf16-mixed" if accelerator == "gpu" else "32-true"
     if precision == "16-mixed" and accelerator != "gpu":
         raise UserInputError(
-            "--precision: 16-mixed needs a GPU; on the CPU use bf16-mixed or 32-true"
+            "16-mixed needs a GPU; on the CPU use bf16-mixed or 32-true", param="precision"
         )
     return precision
 

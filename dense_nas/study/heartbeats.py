@@ -1,18 +1,18 @@
-"""Heartbeats and the stale-trial rule, the same for every Optuna storage.
+"""Heartbeats, and the retry of trials whose worker went silent, for every Optuna storage.
 
 Optuna's own heartbeat exists only for RDB storages, and a journal file has none. So a
 worker writes the time into its RUNNING trial's user attribute ``heartbeat`` every few
 seconds; a RUNNING trial whose heartbeat is older than the grace period belongs to a
-dead worker (killed, machine lost): any worker marks it FAILED, records why, and
-enqueues a retry with the same parameters. The storage's own state update decides the
-race when two workers notice the same trial, so it is retried once.
+dead worker (killed, machine lost): any worker marks it FAILED and enqueues a retry with
+the same parameters and the reason. The storage's own state update decides the race
+when two workers notice the same trial, so it is retried once.
 
 Example:
     >>> import optuna
     >>> study = optuna.create_study()
     >>> trial = study.ask()
     >>> trial.set_user_attr("heartbeat", 0.0)  # last heard of in 1970
-    >>> fail_stale_trials(study, grace=30.0)
+    >>> retry_silent_trials(study, grace=30.0)
     [0]
     >>> study.trials[0].state.name, study.trials[1].state.name
     ('FAIL', 'WAITING')
@@ -23,25 +23,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
+
+from dense_nas.records import record_trial, trial_attrs
 
 logger = logging.getLogger(__name__)
-
-HEARTBEAT_ATTR = "heartbeat"
-COUNTS_ATTR = "counts"
-"""User attribute set to False on a FAILED trial that does not use up the study's budget."""
 
 
 class Heartbeat:
     """Context manager: keep a trial's heartbeat fresh from a background thread."""
 
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float) -> None:
-        self.study = study
-        self.trial_id = trial._trial_id
+    def __init__(self, trial: optuna.Trial, interval: float) -> None:
+        self.trial = trial
         self.interval = max(0.2, interval)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
@@ -49,16 +47,16 @@ class Heartbeat:
     def _beat(self) -> None:
         while True:
             try:
-                self.study._storage.set_trial_user_attr(self.trial_id, HEARTBEAT_ATTR, time.time())
+                record_trial(self.trial, heartbeat=time.time())
             except UpdateFinishedTrialError:
-                return  # told already, or failed as stale by another worker
+                return  # told already, or failed as silent by another worker
             except Exception as err:  # a busy or briefly unreachable storage: try again
-                logger.debug("heartbeat of trial %s not written: %s", self.trial_id, err)
+                logger.debug("heartbeat of trial %s not written: %s", self.trial.number, err)
             if self._stop.wait(self.interval):
                 return
 
     def __enter__(self) -> Heartbeat:
-        self.study._storage.set_trial_user_attr(self.trial_id, HEARTBEAT_ATTR, time.time())
+        record_trial(self.trial, heartbeat=time.time())
         self._thread.start()
         return self
 
@@ -72,38 +70,47 @@ class Heartbeat:
         self._thread.join()
 
 
-def fail_stale_trials(study: optuna.Study, grace: float) -> list[int]:
-    """Fail RUNNING trials silent for more than ``grace`` seconds and retry each once.
+def retry_silent_trials(study: optuna.Study, grace: float) -> list[int]:
+    """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; retry each once.
+
+    The retry carries the parameters, ``retry_of`` and the reason (a FAILED trial cannot
+    be written any more). When two workers notice the same trial, the storage lets only
+    one of them end it, so it is retried once.
 
     Returns:
         Numbers of the trials this call failed.
     """
     now = time.time()
     failed: list[int] = []
-    storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = trial.user_attrs.get(
-            HEARTBEAT_ATTR, trial.datetime_start.timestamp() if trial.datetime_start else now
-        )
-        if now - float(beat) <= grace:
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        silent = now - float(trial_attrs(trial).get("heartbeat", started))
+        if silent <= grace:
             continue
         try:
-            storage.set_trial_user_attr(
-                trial._trial_id,
-                "failure",
-                f"worker stopped sending heartbeats for {now - float(beat):.0f} s (killed?); retried",
-            )
-            storage.set_trial_user_attr(trial._trial_id, COUNTS_ATTR, False)
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError, RuntimeError):
             continue  # another worker got there first, or the trial just finished
         failed.append(trial.number)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        reason = f"worker stopped sending heartbeats for {silent:.0f} s (killed?); retried"
+        study.enqueue_trial(
+            trial.params, user_attrs={"retry_of": trial.number, "retry_reason": reason}
+        )
     return failed
 
 
 def retry(study: optuna.Study, trial: optuna.Trial) -> None:
     """Enqueue a copy of a RUNNING trial that is about to fail; it stops counting."""
-    trial.set_user_attr(COUNTS_ATTR, False)
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that another trial retries: they do not use up the budget.
+
+    Example:
+        >>> import optuna
+        >>> retry = optuna.trial.create_trial(value=0.9, user_attrs={"retry_of": 3})
+        >>> retried_numbers([retry])
+        {3}
+    """
+    return {n for t in trials if (n := trial_attrs(t).get("retry_of")) is not None}

@@ -15,14 +15,12 @@ Example:
     >>> parse_objective("loss")
     Traceback (most recent call last):
     ...
-    dense_nas.errors.UserInputError: --objective: must be accuracy, accuracy,params or accuracy,macs; got 'loss'
+    dense_nas.errors.UserInputError: objective: must be accuracy, accuracy,params or accuracy,macs; got 'loss'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from optuna.study import StudyDirection
@@ -30,6 +28,8 @@ from optuna.trial import TrialState
 
 from dense_nas.errors import UserInputError
 from dense_nas.model.arch import DenseNetConfig
+from dense_nas.records import TrialAttrs, trial_attrs
+from dense_nas.study.pruning import Decide
 
 OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,macs")
 
@@ -54,13 +54,21 @@ class Objective:
     def directions(self) -> list[StudyDirection]:
         return [StudyDirection.MAXIMIZE] + [StudyDirection.MINIMIZE] * (len(self.names) - 1)
 
-    def values(self, accuracy: float, user_attrs: dict[str, Any]) -> list[float]:
+    def size(self, attrs: TrialAttrs) -> float | None:
+        """The trial's size this objective minimises (``None``: single objective, or unknown)."""
+        if not self.multi:
+            return None
+        found = attrs.get("macs") if self.names[1] == "macs" else attrs.get("params")
+        return None if found is None else float(found)
+
+    def values(self, accuracy: float, attrs: TrialAttrs) -> list[float]:
         """The values to tell the study for a completed trial."""
-        return [accuracy] + [float(user_attrs[name]) for name in self.names[1:]]
+        size = self.size(attrs)
+        return [accuracy] if size is None else [accuracy, size]
 
     def pruning_rule(
         self, study: optuna.Study, trial: optuna.Trial, arch: DenseNetConfig
-    ) -> Callable[[int, float], bool]:
+    ) -> Decide:
         """``decide(epoch, accuracy) -> stop?`` for this trial."""
         if not self.multi:
 
@@ -69,7 +77,9 @@ class Objective:
                 return trial.should_prune()
 
             return prune
-        size = float(trial.user_attrs[self.names[1]])
+        size = self.size(trial_attrs(trial))
+        if size is None:
+            raise RuntimeError(f"trial {trial.number} has no size recorded before training")
         return lambda epoch, accuracy: self.dominated(study, size, epoch, accuracy)
 
     def dominated(self, study: optuna.Study, size: float, epoch: int, accuracy: float) -> bool:
@@ -78,8 +88,9 @@ class Objective:
         if len(done) < self.startup_trials:
             return False
         for other in done:
-            seen = other.user_attrs.get("intermediate", {}).get(str(epoch))
-            other_size = other.user_attrs.get(self.names[1])
+            attrs = trial_attrs(other)
+            seen = attrs.get("intermediate", {}).get(str(epoch))
+            other_size = self.size(attrs)
             if seen is None or other_size is None:
                 continue
             if float(other_size) <= size and float(seen) >= accuracy + self.margin:
@@ -92,6 +103,6 @@ def parse_objective(text: str) -> Objective:
     cleaned = ",".join(part.strip() for part in text.split(","))
     if cleaned not in OBJECTIVES:
         raise UserInputError(
-            f"--objective: must be accuracy, accuracy,params or accuracy,macs; got {text!r}"
+            f"must be accuracy, accuracy,params or accuracy,macs; got {text!r}", param="objective"
         )
     return Objective(tuple(cleaned.split(",")))

@@ -11,7 +11,7 @@ Example:
     >>> make_pruner("early", max_epochs=12)
     Traceback (most recent call last):
     ...
-    dense_nas.errors.UserInputError: --pruner: unknown 'early'; choose hyperband, asha, successive-halving, median, percentile, none
+    dense_nas.errors.UserInputError: pruner: unknown 'early'; choose hyperband, asha, successive-halving, median, percentile, none
 """
 
 from __future__ import annotations
@@ -70,10 +70,11 @@ PRUNERS: dict[str, Callable[[int | None], BasePruner]] = {
 def make_sampler(name: str, seed: int, multi_objective: bool = False) -> BaseSampler:
     """A seeded sampler by name."""
     if name not in SAMPLERS:
-        raise UserInputError(f"--sampler: unknown {name!r}; choose {', '.join(SAMPLERS)}")
+        raise UserInputError(f"unknown {name!r}; choose {', '.join(SAMPLERS)}", param="sampler")
     if multi_objective and name in ("cmaes", "gp"):
         raise UserInputError(
-            f"--sampler: {name} handles one objective only; use tpe or nsga2 for a multi-objective study"
+            f"{name} handles one objective only; use tpe or nsga2 for a multi-objective study",
+            param="sampler",
         )
     return SAMPLERS[name](seed, multi_objective)
 
@@ -86,5 +87,5 @@ def make_pruner(name: str, max_epochs: int | None) -> BasePruner:
     say) Hyperband reads the maximum from the first trial that trains to the end.
     """
     if name not in PRUNERS:
-        raise UserInputError(f"--pruner: unknown {name!r}; choose {', '.join(PRUNERS)}")
+        raise UserInputError(f"unknown {name!r}; choose {', '.join(PRUNERS)}", param="pruner")
     return PRUNERS[name](max_epochs)

@@ -28,9 +28,9 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from dense_nas.errors import UserInputError
+from dense_nas.records import ARTIFACT_ROOT_ATTR
 
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
-ARTIFACT_ATTR = "dense_nas:artifact_store"
 
 
 def storage_url(storage: str | None, out: Path) -> str:
@@ -49,14 +49,14 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
         >>> make_storage("mongodb://x", pathlib.Path(tempfile.mkdtemp()))
         Traceback (most recent call last):
         ...
-        dense_nas.errors.UserInputError: --storage: cannot open 'mongodb://x' (Can't load plugin: sqlalchemy.dialects:mongodb); use sqlite:///FILE, postgresql://..., or a journal file ending in .log
+        dense_nas.errors.UserInputError: storage: cannot open 'mongodb://x' (Can't load plugin: sqlalchemy.dialects:mongodb); use sqlite:///FILE, postgresql://..., or a journal file ending in .log
     """
     url = storage_url(storage, out)
     if url.endswith(JOURNAL_SUFFIXES) and "://" not in url:
         path = Path(url)
         if not path.parent.is_dir():
             raise UserInputError(
-                f"--storage: directory {path.parent} does not exist; create it first"
+                f"directory {path.parent} does not exist; create it first", param="storage"
             )
         return JournalStorage(JournalFileBackend(str(path)))
     for attempt in range(5):
@@ -71,8 +71,9 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
                 continue
             break
     raise UserInputError(
-        f"--storage: cannot open {url!r} ({reason}); use sqlite:///FILE, postgresql://..., "
-        "or a journal file ending in .log"
+        f"cannot open {url!r} ({reason}); use sqlite:///FILE, postgresql://..., "
+        "or a journal file ending in .log",
+        param="storage",
     ) from None
 
 
@@ -97,30 +98,34 @@ def open_study(
     if study_name is None:
         if len(names) != 1:
             fix = "name one with --study" if names else "check --out and --storage"
-            raise UserInputError(f"--study: {where} holds {len(names)} studies ({known}); {fix}")
+            raise UserInputError(
+                f"{where} holds {len(names)} studies ({known}); {fix}", param="study_name"
+            )
         study_name = names[0]
     if study_name not in names:
         raise UserInputError(
-            f"--study: no study named {study_name!r} in {where} (studies there: {known}); "
-            "check --study and --storage"
+            f"no study named {study_name!r} in {where} (studies there: {known}); "
+            "check --study and --storage",
+            param="study_name",
         )
     return optuna.load_study(study_name=study_name, storage=backend)
 
 
 def artifact_store(study: optuna.Study) -> FileSystemArtifactStore:
     """The artifact store recorded on the study (where trial checkpoints are)."""
-    root = study.user_attrs.get(ARTIFACT_ATTR)
+    root = study.user_attrs.get(ARTIFACT_ROOT_ATTR)
     if root is None:
         raise UserInputError(
-            f"--study: study {study.study_name!r} has no checkpoint store; was it made by dense-nas?"
+            f"study {study.study_name!r} has no checkpoint store; was it made by dense-nas?",
+            param="study_name",
         )
     return FileSystemArtifactStore(root)
 
 
 def set_artifact_root(study: optuna.Study, root: Path) -> None:
     """Record the artifact store's root on a study (first writer wins)."""
-    if ARTIFACT_ATTR not in study.user_attrs:
+    if ARTIFACT_ROOT_ATTR not in study.user_attrs:
         root.mkdir(parents=True, exist_ok=True)
-        study.set_user_attr(ARTIFACT_ATTR, str(root.resolve()))
+        study.set_user_attr(ARTIFACT_ROOT_ATTR, str(root.resolve()))
     else:
-        Path(study.user_attrs[ARTIFACT_ATTR]).mkdir(parents=True, exist_ok=True)
+        Path(study.user_attrs[ARTIFACT_ROOT_ATTR]).mkdir(parents=True, exist_ok=True)

@@ -30,9 +30,11 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from dense_nas.study._channel import Channel, ChannelClosed, Message
+from dense_nas.records import ErrorMessage, PruneReply, ResultMessage, SpecMessage
+from dense_nas.study._channel import Channel, ChannelClosed
+from dense_nas.study.pruning import Decide
 from dense_nas.study.quiet import quiet_lightning
 
 
@@ -101,7 +103,7 @@ def _datamodule(spec: TrialSpec, batch_size: int) -> Any:
     return _DATA_CACHE[key]
 
 
-def run(spec: TrialSpec, decide: Any) -> Message:
+def run(spec: TrialSpec, decide: Decide) -> ResultMessage:
     """Train ``spec``; ``decide(epoch, acc)`` is asked on rank 0 after each epoch.
 
     Returns the ``result`` message (on rank 0; other ranks return it too, unused).
@@ -156,15 +158,15 @@ def _gather(record: dict[str, Any]) -> list[dict[str, Any]]:
     return records
 
 
-def _error(err: BaseException) -> Message:
+def _error(err: BaseException) -> ErrorMessage:
     reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
     return {"type": "error", "reason": reason, "traceback": traceback.format_exc()[-4000:]}
 
 
-def _asker(channel: Channel) -> Any:
+def _asker(channel: Channel) -> Decide:
     def decide(epoch: int, value: float) -> bool:
-        reply = channel.request({"type": "epoch", "epoch": epoch, "value": value})
-        return bool(reply.get("prune", False))
+        reply = cast(PruneReply, channel.request({"type": "epoch", "epoch": epoch, "value": value}))
+        return reply["prune"]
 
     return decide
 
@@ -176,7 +178,8 @@ def serve(channel: Channel) -> None:
             message = channel.receive()
         except ChannelClosed:
             return
-        spec = TrialSpec.from_dict(message["spec"])
+        spec = TrialSpec.from_dict(cast(SpecMessage, message)["spec"])
+        result: ResultMessage | ErrorMessage
         try:
             result = run(spec, _asker(channel))
         except ChannelClosed:
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(channel)
         return 0
     spec = TrialSpec.from_dict(json.loads(args.spec.read_text()))
+    result: ResultMessage | ErrorMessage
     try:
         result = run(spec, _asker(channel) if channel else (lambda epoch, value: False))
     except ChannelClosed:

@@ -1,0 +1,260 @@
+"""Typed records: what a study and its trials store, and what a trial process says.
+
+A dense-nas study is a plain Optuna study; everything dense-nas adds lives in user
+attributes. This module is the one place their names and types are spelled:
+
+- :class:`StudyAttrs`: the study's own attributes (written once when the study is made).
+- :class:`TrialAttrs`: a trial's attributes, written as the trial goes (candidate, cost,
+  outcome, heartbeats).
+- :class:`TrialMessage`: the messages between a worker and its trial process.
+
+Readers get a typed view (:func:`study_attrs`, :func:`trial_attrs`); writers go through
+:func:`record_study` and :func:`record_trial`, which mypy checks against these
+definitions, so a misspelt or mistyped attribute is a type error, not a silent ``None``.
+
+Example:
+    >>> import optuna
+    >>> study = optuna.create_study()
+    >>> trial = study.ask()
+    >>> record_trial(trial, params=1200, macs=34000)
+    >>> trial_attrs(study.trials[0])["params"]
+    1200
+    >>> record_study(study, objective="accuracy")
+    >>> study_attrs(study).get("objective")
+    'accuracy'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
+
+from typing_extensions import NotRequired, Unpack
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+
+class StudyAttrs(TypedDict, total=False):
+    """What ``search()`` records on a study, for every later command and machine."""
+
+    space: str
+    """Name of the search space."""
+    data: str
+    """Dataset name (see :data:`dense_nas.data.DATASETS`)."""
+    data_dir: str | None
+    """Absolute path of the dataset files, or ``None`` for embedded data."""
+    val_size: int | float
+    """Validation images held out of training: fixed for the study's life."""
+    objective: str
+    """``accuracy``, ``accuracy,params`` or ``accuracy,macs``."""
+    seed: int
+    """Sampler seed and base of every trial's training seed."""
+    image_size: list[int]
+    """Height and width of the images the study trained on."""
+    retrain: dict[str, Any]
+    """The last ``retrain`` result (:class:`~dense_nas.results.retrain.RetrainResult`)."""
+
+
+ARTIFACT_ROOT_ATTR = "dense_nas:artifact_store"
+"""Study attribute: the root folder of the study's artifact store (the trial checkpoints).
+
+It is not in :class:`StudyAttrs` because its name is not a Python identifier."""
+
+
+class TrialAttrs(TypedDict, total=False):
+    """What a trial of a dense-nas study records, in the order it is written."""
+
+    retry_of: int
+    """Number of the trial this one retries with the same parameters."""
+    retry_reason: str
+    """Why the trial in ``retry_of`` failed, when it could not be written on that trial."""
+    heartbeat: float
+    """Unix time the worker last said it is alive (RUNNING trials)."""
+    params: int
+    """Exact trainable parameter count of the candidate."""
+    macs: int
+    """Multiply-accumulates of one forward pass at the study's image size."""
+    pruned_reason: str
+    """Why the candidate was pruned before training (a broken constraint)."""
+    arch: dict[str, Any]
+    """The architecture, :meth:`~dense_nas.model.arch.DenseNetConfig.to_dict`."""
+    training: dict[str, Any]
+    """The recipe, :meth:`~dense_nas.model.recipe.TrainingConfig.to_dict`."""
+    arch_key: str
+    """Canonical key of architecture and recipe (:attr:`~dense_nas.space.Candidate.key`):
+    two trials with one key train the same network the same way."""
+    duplicate_of: int
+    """The earlier trial with the same ``arch_key`` whose result this trial reuses."""
+    epochs: int
+    """Epochs trained (fewer than the recipe's when pruned)."""
+    precision: str
+    """The Lightning precision the Trainer trained in."""
+    ranks: list[dict[str, Any]]
+    """What each DDP rank built and trained (one entry on a single device)."""
+    images_per_second: float
+    """Training throughput inside training steps."""
+    step_seconds: float
+    """Seconds inside training and validation steps: the rest of ``seconds`` is overhead."""
+    intermediate: dict[str, float]
+    """Validation accuracy per epoch (keyed by the epoch as text) for multi-objective
+    studies, where Optuna keeps no intermediate values."""
+    checkpoint: str
+    """Artifact id of the trial's Lightning checkpoint in the study's artifact store."""
+    failure: str
+    """Why the trial FAILED."""
+    counts: bool
+    """False on a FAILED trial that does not use up the budget (surplus)."""
+    seconds: float
+    """Wall time of the trial in its worker, from ask to tell."""
+
+
+def study_attrs(study: optuna.Study) -> StudyAttrs:
+    """The study's user attributes, typed.
+
+    Example:
+        >>> import optuna
+        >>> study_attrs(optuna.create_study()).get("data", "digits")
+        'digits'
+    """
+    return cast(StudyAttrs, study.user_attrs)
+
+
+def record_study(
+    study: optuna.Study, *, overwrite: bool = True, **attrs: Unpack[StudyAttrs]
+) -> None:
+    """Write study attributes; with ``overwrite=False`` only those not yet recorded.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> record_study(study, seed=1)
+        >>> record_study(study, overwrite=False, seed=2)
+        >>> study_attrs(study)["seed"]
+        1
+    """
+    present = study.user_attrs
+    for name, value in attrs.items():
+        if overwrite or name not in present:
+            study.set_user_attr(name, value)
+
+
+def trial_attrs(trial: FrozenTrial | optuna.Trial) -> TrialAttrs:
+    """A trial's user attributes, typed.
+
+    Example:
+        >>> import optuna
+        >>> trial = optuna.trial.create_trial(value=0.9, user_attrs={"epochs": 3})
+        >>> trial_attrs(trial)["epochs"]
+        3
+    """
+    return cast(TrialAttrs, trial.user_attrs)
+
+
+def record_trial(trial: optuna.Trial, **attrs: Unpack[TrialAttrs]) -> None:
+    """Write trial attributes (each is one storage write).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> trial = study.ask()
+        >>> record_trial(trial, failure="NaN loss")
+        >>> trial.user_attrs["failure"]
+        'NaN loss'
+    """
+    for name, value in attrs.items():
+        trial.set_user_attr(name, value)
+
+
+def failure_reason(trial: FrozenTrial, trials: list[FrozenTrial]) -> str | None:
+    """Why a trial failed: its own ``failure``, or the ``retry_reason`` on its retry.
+
+    A trial failed by another worker (its own worker went silent) cannot be written any
+    more once it is FAILED, so the reason travels on the retry that replaces it.
+
+    Example:
+        >>> import optuna
+        >>> from optuna.trial import TrialState
+        >>> dead = optuna.trial.create_trial(state=TrialState.FAIL)
+        >>> retry = optuna.trial.create_trial(
+        ...     state=TrialState.WAITING, user_attrs={"retry_of": 0, "retry_reason": "silent"})
+        >>> failure_reason(dead, [dead, retry])
+        'silent'
+    """
+    own = trial_attrs(trial).get("failure")
+    if own is not None:
+        return own
+    for other in trials:
+        attrs = trial_attrs(other)
+        if attrs.get("retry_of") == trial.number and "retry_reason" in attrs:
+            return attrs["retry_reason"]
+    return None
+
+
+def learning_curve(trial: FrozenTrial) -> dict[int, float]:
+    """Validation accuracy after each epoch, wherever the study kept it.
+
+    Single-objective studies keep it as Optuna intermediate values; multi-objective ones
+    (where Optuna has none) in the user attr ``intermediate``, keyed by the epoch as text.
+
+    Example:
+        >>> import optuna
+        >>> t = optuna.trial.create_trial(values=[0.9, 10], user_attrs={
+        ...     "intermediate": {"1": 0.5, "2": 0.9}})
+        >>> learning_curve(t)
+        {1: 0.5, 2: 0.9}
+    """
+    if trial.intermediate_values:
+        return {int(step): float(v) for step, v in sorted(trial.intermediate_values.items())}
+    stored = trial_attrs(trial).get("intermediate") or {}
+    return {int(step): float(v) for step, v in sorted(stored.items(), key=lambda kv: int(kv[0]))}
+
+
+class SpecMessage(TypedDict):
+    """Worker to trial process: train this (a :class:`~dense_nas.study.trial.TrialSpec`)."""
+
+    spec: dict[str, Any]
+
+
+class EpochMessage(TypedDict):
+    """Trial process to worker, after each validation epoch: may I go on?"""
+
+    type: Literal["epoch"]
+    epoch: int
+    value: float
+
+
+class PruneReply(TypedDict):
+    """Worker to trial process, answering an :class:`EpochMessage`."""
+
+    prune: bool
+
+
+class ResultMessage(TypedDict):
+    """Trial process to worker: training ended (completed, or pruned)."""
+
+    type: Literal["result"]
+    value: float
+    history: list[float]
+    pruned: bool
+    epochs: int
+    precision: str
+    step_seconds: float
+    images_per_second: float
+    ranks: list[dict[str, Any]]
+    checkpoint: str | None
+
+
+class ErrorMessage(TypedDict):
+    """Trial process (or the worker on its behalf) to worker: the trial failed."""
+
+    type: Literal["error"]
+    reason: str
+    traceback: NotRequired[str]
+
+
+TrialMessage = EpochMessage | ResultMessage | ErrorMessage
+"""What a trial process sends; ``type`` tells which."""
+
+Message = SpecMessage | PruneReply | TrialMessage
+"""Anything on the worker's channel to its trial process."""

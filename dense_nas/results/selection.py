@@ -1,0 +1,262 @@
+"""Which trial is "the best": one rule for ``best``, ``load_best``, ``export``, ``retrain``, ``report``.
+
+Every completed trial of a dense-nas study carries its accuracy (the first objective)
+and its size (user attrs ``params`` and ``macs``). Trials are ranked by accuracy, then
+size, then number (:func:`ranked`); the best trials of a study (:func:`best_trials`) are
+what ``dense-nas best`` shows, and the first of them is what :func:`select_trial` picks.
+
+A pick rule chooses one trial of the front (the non-dominated set of highest accuracy
+against fewest parameters, or fewest MACs for an ``accuracy,macs`` study; single-objective
+studies have a front too):
+
+- ``"accuracy"`` (default): the most accurate trial; among equals, the smallest.
+- ``"smallest"``: the smallest trial of the front.
+- ``"knee"``: the trial of the front farthest from the straight line joining its two
+  ends, with accuracy and log10(size) each scaled to [0, 1]: where a little more size
+  stops buying much accuracy.
+
+``max_params`` first drops every trial with more parameters, then the rule applies.
+
+Example:
+    >>> import optuna
+    >>> from optuna.distributions import IntDistribution
+    >>> study = optuna.create_study(directions=["maximize", "minimize"])
+    >>> for acc, size in [(0.90, 1_000), (0.95, 2_000), (0.96, 50_000), (0.94, 9_000)]:
+    ...     study.add_trial(optuna.trial.create_trial(
+    ...         values=[acc, size], user_attrs={"params": size, "macs": 10 * size}))
+    >>> [t.number for t in pareto_front(study.trials)]
+    [0, 1, 2]
+    >>> select_trial(study).number, select_trial(study, pick="smallest").number
+    (2, 0)
+    >>> select_trial(study, pick="knee").number, select_trial(study, max_params=5_000).number
+    (1, 1)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, get_args
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from dense_nas.errors import UserInputError
+from dense_nas.records import study_attrs, trial_attrs
+
+Pick = Literal["accuracy", "smallest", "knee"]
+PICKS: tuple[str, ...] = get_args(Pick)
+"""The pick rules :func:`select_trial` accepts."""
+
+SizeMetric = Literal["params", "macs"]
+
+
+def accuracy(trial: FrozenTrial) -> float:
+    """Validation accuracy of a completed trial: the first objective of every dense-nas study.
+
+    Example:
+        >>> import optuna
+        >>> accuracy(optuna.trial.create_trial(values=[0.93, 1200]))
+        0.93
+    """
+    values = trial.values
+    if not values:
+        raise UserInputError(
+            f"trial {trial.number} has no result ({trial.state.name})", param="trial"
+        )
+    return float(values[0])
+
+
+def size_metric(study: optuna.Study) -> SizeMetric:
+    """The size a study trades accuracy against: MACs for ``accuracy,macs``, else parameters.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> size_metric(study)
+        'params'
+        >>> study.set_user_attr("objective", "accuracy,macs")
+        >>> size_metric(study)
+        'macs'
+    """
+    return "macs" if study_attrs(study).get("objective") == "accuracy,macs" else "params"
+
+
+def trial_size(trial: FrozenTrial, metric: SizeMetric = "params") -> int:
+    """A trial's parameter or MAC count (user attr ``params`` / ``macs``).
+
+    Example:
+        >>> import optuna
+        >>> trial_size(optuna.trial.create_trial(value=0.9, user_attrs={"params": 42}))
+        42
+    """
+    size = trial_attrs(trial).get(metric)
+    if size is None:
+        raise UserInputError(
+            f"trial {trial.number} records no {metric!r}; was it made by dense-nas?",
+            param="study_name",
+        )
+    return int(size)
+
+
+def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The completed trials, or one line saying the study has none yet.
+
+    Example:
+        >>> import optuna
+        >>> completed_trials(optuna.create_study(study_name="empty"))
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: study_name: study 'empty' has no completed trials yet; run dense-nas search (or wait for a running one) first
+    """
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not trials:
+        raise UserInputError(
+            f"study {study.study_name!r} has no completed trials yet; "
+            "run dense-nas search (or wait for a running one) first",
+            param="study_name",
+        )
+    return trials
+
+
+def pareto_front(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -> list[FrozenTrial]:
+    """Trials no other trial beats on both accuracy (higher) and size (lower), smallest first.
+
+    Of several trials with equal accuracy and size (a duplicate architecture) only the
+    first is kept. Along the returned list size and accuracy both strictly increase.
+
+    Example:
+        >>> import optuna
+        >>> trials = [optuna.trial.create_trial(value=a, user_attrs={"params": p})
+        ...           for a, p in [(0.9, 100), (0.8, 200), (0.95, 300), (0.9, 100)]]
+        >>> [(t.value, trial_size(t)) for t in pareto_front(trials)]
+        [(0.9, 100), (0.95, 300)]
+    """
+    ordered = sorted(trials, key=lambda t: (trial_size(t, metric), -accuracy(t), t.number))
+    front: list[FrozenTrial] = []
+    for trial in ordered:
+        if not front or accuracy(trial) > accuracy(front[-1]):
+            front.append(trial)
+    return front
+
+
+def _knee(front: Sequence[FrozenTrial], metric: SizeMetric) -> FrozenTrial:
+    """The point of the front farthest from the chord between its ends (scaled axes)."""
+    if len(front) < 3:
+        return front[-1]  # no bend to find: the most accurate
+    xs = [math.log10(max(trial_size(t, metric), 1)) for t in front]
+    ys = [accuracy(t) for t in front]
+    x_span, y_span = (xs[-1] - xs[0]) or 1.0, (ys[-1] - ys[0]) or 1.0
+    points = [((x - xs[0]) / x_span, (y - ys[0]) / y_span) for x, y in zip(xs, ys, strict=True)]
+    # The chord runs from (0, 0) to (1, 1) after scaling; distance is |y - x| / sqrt(2).
+    distances = [abs(y - x) for x, y in points]
+    return front[distances.index(max(distances))]
+
+
+def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
+        if trial.number == number:
+            return trial
+    raise UserInputError(
+        f"study {study.study_name!r} has no trial {number} (it has trials 0 to {len(trials) - 1})",
+        param="trial",
+    )
+
+
+def select_trial(
+    study: optuna.Study,
+    *,
+    trial: int | None = None,
+    pick: str = "accuracy",
+    max_params: int | None = None,
+) -> FrozenTrial:
+    """The completed trial to load: the one numbered ``trial``, or the front's by ``pick``.
+
+    Args:
+        study: a dense-nas study.
+        trial: a trial number; it must be COMPLETE. ``pick`` and ``max_params`` then
+            do not apply.
+        pick: ``"accuracy"``, ``"smallest"`` or ``"knee"`` (see the module docstring).
+        max_params: consider only trials with at most this many parameters.
+
+    Raises:
+        UserInputError: no completed trial, no such trial, an unknown pick, or no trial
+            within ``max_params``.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(study_name="demo")
+        >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"params": 10}))
+        >>> select_trial(study, pick="largest")
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: pick: must be one of accuracy, smallest, knee, got 'largest'
+    """
+    if pick not in PICKS:
+        raise UserInputError(f"must be one of {', '.join(PICKS)}, got {pick!r}", param="pick")
+    if trial is not None:
+        chosen = trial_by_number(study, trial)
+        if chosen.state != TrialState.COMPLETE:
+            raise UserInputError(
+                f"trial {trial} is {chosen.state.name}; only completed trials can be loaded",
+                param="trial",
+            )
+        return chosen
+    candidates = completed_trials(study)
+    if max_params is not None:
+        candidates = [t for t in candidates if trial_size(t) <= max_params]
+        if not candidates:
+            smallest = min(trial_size(t) for t in completed_trials(study))
+            raise UserInputError(
+                f"no completed trial has at most {max_params} parameters "
+                f"(the smallest has {smallest})",
+                param="max_params",
+            )
+    metric = size_metric(study)
+    front = pareto_front(candidates, metric)
+    if pick == "smallest":
+        return front[0]
+    if pick == "knee":
+        return _knee(front, metric)
+    return front[-1]  # the most accurate; of equals the smallest: ranked(...)[0]
+
+
+def ranked(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -> list[FrozenTrial]:
+    """Completed trials best first: higher accuracy, then smaller size, then lower number.
+
+    This is the order every view of "the best" uses: its first trial is the one
+    :func:`select_trial` picks by default among the same trials.
+
+    Example:
+        >>> import optuna
+        >>> trials = [optuna.trial.create_trial(value=a, user_attrs={"params": p})
+        ...           for a, p in [(0.9, 300), (0.95, 500), (0.95, 400)]]
+        >>> [(t.value, trial_size(t)) for t in ranked(trials)]
+        [(0.95, 400), (0.95, 500), (0.9, 300)]
+    """
+    return sorted(trials, key=lambda t: (-accuracy(t), trial_size(t, metric), t.number))
+
+
+def best_trials(study: optuna.Study, top: int = 5) -> list[FrozenTrial]:
+    """The best completed trials, best first (:func:`ranked`); ``[]`` when none completed.
+
+    A single-objective study gives its ``top`` trials, a multi-objective study its whole
+    Pareto front of accuracy against size. The first trial is what :func:`select_trial`,
+    :func:`~dense_nas.results.loading.load_best`, ``export`` and ``retrain`` choose.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="maximize")
+        >>> for acc, size in [(0.9, 100), (0.95, 300), (0.95, 200)]:
+        ...     study.add_trial(optuna.trial.create_trial(value=acc, user_attrs={"params": size}))
+        >>> [t.number for t in best_trials(study)], select_trial(study).number
+        ([2, 1, 0], 2)
+    """
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not trials:
+        return []
+    metric = size_metric(study)
+    if len(study.directions) > 1:
+        return ranked(pareto_front(trials, metric), metric)
+    return ranked(trials, metric)[:top]

@@ -1,0 +1,79 @@
+"""What a search is asked to do: one frozen, checked settings object.
+
+:func:`~dense_nas.study.search` builds it from its keyword arguments and the CLI from its
+flags (whose destinations are these field names); everything below takes it as it is.
+Adding an option means one field here, one flag in ``cli/search.py`` and one keyword of
+``search()``.
+
+Example:
+    >>> SearchSettings(n_trials=4, epochs=1).n_trials
+    4
+    >>> SearchSettings(n_trials=0)
+    Traceback (most recent call last):
+    ...
+    dense_nas.errors.UserInputError: n_trials: must be a positive integer, got 0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dense_nas.errors import UserInputError
+
+if TYPE_CHECKING:
+    from dense_nas.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The options of one search; see :func:`~dense_nas.study.search` for each one."""
+
+    space: str | SearchSpace = "digits-tiny"
+    data: str = "digits"
+    data_dir: str | Path | None = None
+    val_size: int | float | None = None
+    n_trials: int = 24
+    timeout: float | None = None
+    epochs: int | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    objective: str = "accuracy"
+    max_params: int | None = None
+    accelerator: str = "auto"
+    precision: str = "auto"
+    devices: int = 1
+    workers: int = 1
+    seed: int = 0
+    out: str | Path = "dense-nas-runs"
+    heartbeat: float = 30.0
+    threads: int = 0
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("n_trials", "devices", "workers"):
+            _positive_int(name, getattr(self, name))
+        for name in ("epochs", "max_params"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if self.threads < 0:
+            raise UserInputError(
+                f"must be 0 (automatic) or more, got {self.threads}", param="threads"
+            )
+        for name in ("timeout", "heartbeat"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise UserInputError(f"must be a positive number, got {value!r}", param=name)
+
+    @property
+    def out_dir(self) -> Path:
+        """``out`` as a path."""
+        return Path(self.out)
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserInputError(f"must be a positive integer, got {value!r}", param=name)
