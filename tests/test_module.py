@@ -116,11 +116,18 @@ import resource, sys, lightning as L, torch
 from torch.utils.data import DataLoader, TensorDataset
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
+from dense_nas.study.trial import TrialSpec, run
 
-data = DataLoader(TensorDataset(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))), batch_size=8)
-trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
-                    enable_model_summary=False, enable_checkpointing=False)
-trainer.fit(DenseNetModule(DenseNetConfig(4, (1,)), epochs=1), data)
+if sys.argv[1] == "trial-process":  # what dense-nas runs in the processes it owns
+    arch = DenseNetConfig(4, (1,), in_channels=1, num_classes=10)
+    run(TrialSpec(0, arch.to_dict(), {"epochs": 1}, "digits"), lambda epoch, value: False)
+else:  # a user's own Trainer fitting the module in the user's process
+    data = DataLoader(
+        TensorDataset(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))), batch_size=8
+    )
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(DenseNetModule(DenseNetConfig(4, (1,)), epochs=1), data)
 faults = []
 for _ in range(4):  # an activation-sized buffer, allocated, written and freed each step
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -131,19 +138,30 @@ print(min(faults[1:]))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-@pytest.mark.parametrize("allocator", ["tuned", "default"])
-def test_cpu_training_reuses_freed_memory_instead_of_faulting_it_in(allocator: str) -> None:
+@pytest.mark.parametrize(
+    ("where", "allocator"),
+    [("trial-process", "tuned"), ("trial-process", "default"), ("user-trainer", "tuned")],
+)
+def test_cpu_trial_processes_reuse_freed_memory_and_a_users_process_is_left_alone(
+    where: str, allocator: str
+) -> None:
+    """dense-nas tunes malloc in the processes it owns, never in a user's own Trainer."""
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if allocator == "default" and thp.exists() and "[always]" in thp.read_text():
+    tuned = where == "trial-process" and allocator == "tuned"
+    if not tuned and thp.exists() and "[always]" in thp.read_text():
         pytest.skip("huge pages fault a fresh mapping in 2 MiB at a time")
     env = {**os.environ, "DENSE_NAS_CPU_ALLOCATOR": allocator, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", _REFAULT_PROBE], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", _REFAULT_PROBE, where],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     faults = int(result.stdout.split()[-1])
     pages = (48 << 20) // resource.getpagesize()
-    if allocator == "tuned":  # after a fit on the CPU, a freed 48 MiB buffer is reused
+    if tuned:  # after a trial on the CPU, a freed 48 MiB buffer is reused
         assert faults < pages // 10
     else:  # glibc as it comes: every 48 MiB buffer is a fresh mapping, faulted in page by page
         assert faults > pages // 2

@@ -28,7 +28,10 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dense_nas.results.retrain import retrain
+    from dense_nas.study.hardware import keep_freed_memory, resolve_accelerator
 
+    if resolve_accelerator(args.accelerator) == "cpu":
+        keep_freed_memory()  # about 1.5x faster CPU steps; this process is dense-nas's own
     result = retrain(
         args.storage,
         args.study_name,

@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> None:
         dest="n_trials",
         type=positive_int,
         default=24,
-        help="total finished trials the study should reach (resumes count)",
+        help="trials the study should hold (COMPLETE, PRUNED and FAILED count; retried ones do not); a resumed study goes on to N",
     )
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after S seconds")
     p.add_argument("--epochs", type=positive_int, help="epochs per trial (default: the space's)")

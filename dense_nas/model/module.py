@@ -29,7 +29,6 @@ from torchmetrics.classification import MulticlassAccuracy
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.network import DenseNet
 from dense_nas.model.recipe import Schedule, TrainingConfig
-from dense_nas.study.hardware import keep_freed_memory
 
 
 class DenseNetModule(L.LightningModule):
@@ -44,8 +43,10 @@ class DenseNetModule(L.LightningModule):
         compile: wrap the network in ``torch.compile`` when the Trainer sets the model up
             (costs minutes of compile time; worth it on a GPU for long runs).
 
-    When a Trainer sets it up on the CPU, the module makes the process's C allocator
-    keep freed memory (:func:`~dense_nas.study.hardware.keep_freed_memory`).
+    The module changes nothing outside itself: the trial and retrain processes that
+    dense-nas starts tune the C allocator for CPU training
+    (:func:`~dense_nas.study.hardware.keep_freed_memory`); a user's own process may call
+    it too.
 
     Logs ``train/loss``, ``val/loss``, ``val/acc`` (and ``val/acc_top5`` with more than five
     classes), and the same under ``test/`` in ``Trainer.test``.
@@ -123,8 +124,6 @@ class DenseNetModule(L.LightningModule):
         return cls(arch, **training.to_dict(), **options)
 
     def configure_model(self) -> None:
-        if self._trainer is not None and self._trainer.strategy.root_device.type == "cpu":
-            keep_freed_memory()  # about 1.5x faster steps on the CPU; see its docstring
         if self.compile_model and not isinstance(
             self.model, torch._dynamo.eval_frame.OptimizedModule
         ):

@@ -110,9 +110,10 @@ def search(
 ) -> optuna.Study:
     """Run (or resume) a study until it holds ``n_trials`` finished trials.
 
-    Finished means COMPLETE or PRUNED; failed trials do not count, and a trial whose
-    worker died (no heartbeat for ``heartbeat`` seconds) is marked FAILED and retried
-    with the same parameters. Running the same call again resumes the study.
+    The budget counts COMPLETE, PRUNED and FAILED trials, so a study whose every trial
+    fails still ends. A trial that is retried with the same parameters does not count
+    (its worker went silent for ``heartbeat`` seconds, or Ctrl-C stopped it), nor does
+    one that another machine made surplus. Running the same call again resumes the study.
 
     Args:
         space: built-in space name, YAML path, ``module:Class``, plugin name, or a

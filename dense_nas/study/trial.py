@@ -114,9 +114,12 @@ def run(spec: TrialSpec, decide: Decide) -> ResultMessage:
     from dense_nas.model.arch import DenseNetConfig
     from dense_nas.model.module import DenseNetModule
     from dense_nas.model.recipe import TrainingConfig
+    from dense_nas.study.hardware import keep_freed_memory
     from dense_nas.study.pruning import EpochReporter
     from dense_nas.study.timing import StepTimer
 
+    if spec.accelerator == "cpu":
+        keep_freed_memory()  # about 1.5x faster steps on the CPU; this process is ours
     if spec.threads:
         torch.set_num_threads(spec.threads)
     L.seed_everything(spec.seed + spec.number, workers=True, verbose=False)
