@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -16,6 +17,7 @@ from optuna.artifacts import download_artifact
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
+from dense_nas.cli import main
 from dense_nas.errors import UserInputError
 from dense_nas.model.module import DenseNetModule
 from dense_nas.results.loading import load_best, read_checkpoint
@@ -107,15 +109,49 @@ def test_accuracy_pick_breaks_ties_by_size() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"pick": "largest"}, "--pick: must be one of accuracy, smallest, knee"),
-        ({"trial": 9}, "--trial: study 'synthetic' has no trial 9"),
-        ({"max_params": 10}, "--max-params: no completed trial has at most 10 parameters"),
+        ({"pick": "largest"}, "^pick: must be one of accuracy, smallest, knee"),
+        ({"trial": 9}, "^trial: study 'synthetic' has no trial 9"),
+        ({"max_params": 10}, "^max_params: no completed trial has at most 10 parameters"),
     ],
 )
 def test_bad_choices_are_one_line_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(UserInputError, match=message) as caught:
         select_trial(_synthetic([(0.9, 500)]), **kwargs)  # type: ignore[arg-type,unused-ignore]
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("objective", ["accuracy", "accuracy,params"])
+def test_best_and_load_best_name_the_same_trial_on_ties(
+    objective: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Equal accuracies: ``dense-nas best`` and ``load_best``/``export``/``retrain`` agree."""
+    storage = f"sqlite:///{tmp_path / 'ties.db'}"
+    memory = _synthetic([(0.9, 300), (0.95, 500), (0.95, 200), (0.95, 200), (0.8, 50)], objective)
+    study = optuna.create_study(
+        study_name="ties", storage=storage, directions=list(memory.directions)
+    )
+    study.set_user_attr("objective", objective)
+    for trial in memory.trials:
+        study.add_trial(trial)
+    assert main(["best", "--storage", storage, "--study", "ties", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    chosen = select_trial(study)  # what load_best, export and retrain load
+    assert shown["chosen"] == shown["best"][0]["trial"] == chosen.number == 2
+    assert main(["best", "--storage", storage, "--study", "ties"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2].split()[0] == "2"  # the first row under the header
+
+
+def test_a_bad_pick_names_the_parameter_in_python_and_the_flag_on_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(UserInputError, match=r"^pick: must be one of"):
+        load_best(f"sqlite:///{tmp_path / 'none.db'}", "none", pick="largest")
+    assert not (tmp_path / "none.db").exists()  # refused before anything is opened
+    flags = ["--storage", "x.db", "--format", "onnx", "--output", "m.onnx", "--pick", "largest"]
+    code = main(["export", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and "--pick: invalid choice: 'largest'" in err and len(err.splitlines()) == 1
 
 
 def test_unfinished_trial_and_empty_study_are_refused() -> None:

@@ -30,7 +30,7 @@ from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.recipe import TrainingConfig
 from dense_nas.records import ARTIFACT_ROOT_ATTR, study_attrs, trial_attrs
-from dense_nas.results.selection import select_trial, trial_by_number
+from dense_nas.results.selection import check_pick, select_trial, trial_by_number
 from dense_nas.study.storage import artifact_store, open_study
 
 DEFAULT_OUT = Path("dense-nas-runs")
@@ -251,6 +251,7 @@ def find_trial(
         >>> trial.number  # doctest: +SKIP
         7
     """
+    check_pick(pick)  # bad input stops before the storage is opened (or created)
     study = open_study(storage, study_name, out)
     return study, select_trial(study, trial=trial, pick=pick, max_params=max_params)
 

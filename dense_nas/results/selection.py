@@ -193,8 +193,7 @@ def select_trial(
         ...
         dense_nas.errors.UserInputError: pick: must be one of accuracy, smallest, knee, got 'largest'
     """
-    if pick not in PICKS:
-        raise UserInputError(f"must be one of {', '.join(PICKS)}, got {pick!r}", param="pick")
+    check_pick(pick)
     if trial is not None:
         chosen = trial_by_number(study, trial)
         if chosen.state != TrialState.COMPLETE:
@@ -220,6 +219,20 @@ def select_trial(
     if pick == "knee":
         return _knee(front, metric)
     return front[-1]  # the most accurate; of equals the smallest: ranked(...)[0]
+
+
+def check_pick(pick: str) -> None:
+    """Refuse an unknown pick rule (before any study is opened).
+
+    Example:
+        >>> check_pick("knee")
+        >>> check_pick("largest")
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: pick: must be one of accuracy, smallest, knee, got 'largest'
+    """
+    if pick not in PICKS:
+        raise UserInputError(f"must be one of {', '.join(PICKS)}, got {pick!r}", param="pick")
 
 
 def ranked(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -> list[FrozenTrial]:
