@@ -175,10 +175,10 @@ def failure_reason(trial: FrozenTrial, trials: list[FrozenTrial]) -> str | None:
     Example:
         >>> import optuna
         >>> from optuna.trial import TrialState
-        >>> dead = optuna.trial.create_trial(state=TrialState.FAIL)
-        >>> retry = optuna.trial.create_trial(
-        ...     state=TrialState.WAITING, user_attrs={"retry_of": 0, "retry_reason": "silent"})
-        >>> failure_reason(dead, [dead, retry])
+        >>> study = optuna.create_study()
+        >>> study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+        >>> study.enqueue_trial({}, user_attrs={"retry_of": 0, "retry_reason": "silent"})
+        >>> failure_reason(study.trials[0], study.trials)
         'silent'
     """
     own = trial_attrs(trial).get("failure")

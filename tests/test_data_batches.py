@@ -290,7 +290,7 @@ def test_every_listed_name_is_a_dataset(name: str, tmp_path: Path) -> None:
     try:
         dm = make_datamodule(name, tmp_path, download=False)
     except UserInputError as err:  # no files in tmp_path: that is what it must say
-        assert str(err).startswith("--data-dir:")
+        assert str(err).startswith("data_dir:")
     else:
         assert dm.name == name == "digits"
 
@@ -298,8 +298,8 @@ def test_every_listed_name_is_a_dataset(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"name": "imagenet"}, "--data:"),
-        ({"name": "svhn"}, "--data-dir:"),
+        ({"name": "imagenet"}, "data:"),
+        ({"name": "svhn"}, "data_dir:"),
         ({"name": "digits", "val_size": 1.5}, "val_size:"),
         ({"name": "digits", "val_size": True}, "val_size:"),
         ({"name": "digits", "batch_size": 0}, "batch_size:"),

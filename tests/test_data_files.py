@@ -313,7 +313,7 @@ def test_offline_with_no_files_names_the_directory_and_the_files(
     with pytest.raises(UserInputError) as info:
         make_datamodule(name, tmp_path)
     message = str(info.value)
-    assert "\n" not in message and message.startswith("--data-dir:")
+    assert "\n" not in message and message.startswith("data_dir:")
     assert str(tmp_path) in message and "could not be downloaded" in message
     expected_file = {"cifar10": CIFAR10, "cifar100": CIFAR100, "svhn": "train_32x32.mat"}[name]
     assert expected_file in message

@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from dense_nas.records import failure_reason
 from dense_nas.space import Task, load_space
 from dense_nas.study._runner import TrialProcess
 from dense_nas.study._search import search
@@ -298,7 +299,7 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="k", storage=storage)
     assert _states(study).get("RUNNING", 0) == 0
     failed = study.get_trials(states=(TrialState.FAIL,))
-    assert len(failed) == 1 and "heartbeat" in failed[0].user_attrs["failure"]
+    assert len(failed) == 1 and "heartbeat" in (failure_reason(failed[0], study.trials) or "")
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") == failed[0].number]
     assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert retries[0].params == failed[0].params
@@ -348,8 +349,8 @@ def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
         (["search", "--space", "no-such-space"], "no-such-space"),
         (["best", "--study", "missing"], "--study"),
         (["best"], "--study"),
-        (["search", "--val-size", "5000"], "val_size"),
-        (["search", "--val-size", "1.5"], "val_size"),
+        (["search", "--val-size", "5000"], "--val-size:"),
+        (["search", "--val-size", "1.5"], "--val-size:"),
         (["search", "--precision", "64-true"], "--precision"),
         (["search", "--accelerator", "cpu", "--precision", "16-mixed"], "--precision"),
     ],
