@@ -11,6 +11,7 @@ study builds its own.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import tempfile
 import time
@@ -291,3 +292,31 @@ def digits_batch(n: int = 32) -> torch.Tensor:
     datamodule.setup("fit")
     images, _ = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
     return images  # type: ignore[no-any-return]
+
+
+def searched_study(base: Path) -> BuiltStudy:
+    """The session's read-only study made by a real ``search()`` (built on first use).
+
+    Four trials of the tiny test space, one epoch each, on the digits data: what a user's
+    study holds, written by the code that writes it, for the results, export, retrain and
+    report tests to read.
+    """
+    from dense_nas.study import search
+    from tests.helpers import TINY_SPACE
+
+    root = base / "searched-study"
+    built = BuiltStudy(f"sqlite:///{root / 'dense-nas.db'}", "searched", root)
+    if root.exists() and BUILT_ATTR in built.load().user_attrs:
+        return built
+    shutil.rmtree(root, ignore_errors=True)  # a build that crashed
+    study = search(
+        space=TINY_SPACE,
+        n_trials=4,
+        epochs=1,
+        study_name=built.name,
+        pruner="none",
+        out=root,
+        threads=1,
+    )
+    study.set_user_attr(BUILT_ATTR, True)
+    return built

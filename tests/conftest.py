@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._study_fixtures import BuiltStudy, one_thread, shared_study
+from tests._study_fixtures import BuiltStudy, one_thread, searched_study, shared_study
 
 
 @pytest.fixture(autouse=True)
@@ -104,3 +104,9 @@ def postgres_url() -> Iterator[str]:
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def searched(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
+    """A shared study made by a real ``search()`` (see ``searched_study``)."""
+    return searched_study(tmp_path_factory.getbasetemp())
