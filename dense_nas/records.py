@@ -54,12 +54,41 @@ class StudyAttrs(TypedDict, total=False):
     """Height and width of the images the study trained on."""
     retrain: dict[str, Any]
     """The last ``retrain`` result (:class:`~dense_nas.results.retrain.RetrainResult`)."""
+    n_trials: int
+    """The budget the last ``search`` on the study was asked to reach (``--trials``)."""
 
 
 ARTIFACT_ROOT_ATTR = "dense_nas:artifact_store"
 """Study attribute: the root folder of the study's artifact store (the trial checkpoints).
 
 It is not in :class:`StudyAttrs` because its name is not a Python identifier."""
+
+
+class WorkerInfo(TypedDict):
+    """Who runs a trial: for ``dense-nas status`` on any machine."""
+
+    host: str
+    pid: int
+    index: int
+    """The worker's number in its ``search`` command (``--workers``)."""
+    grace: float
+    """Seconds of heartbeat silence after which the trial counts as dead (``--heartbeat``)."""
+
+
+class EpochProgress(TypedDict):
+    """The latest epoch of a running trial, as its worker heard it."""
+
+    epoch: int
+    epochs: int
+    """Epochs the trial's schedule trains."""
+    accuracy: float
+    """Validation accuracy after ``epoch``."""
+    loss: float
+    """Validation loss after ``epoch``."""
+    images_per_second: float
+    """Training throughput so far."""
+    at: float
+    """Unix time the epoch ended."""
 
 
 class TrialAttrs(TypedDict, total=False):
@@ -71,6 +100,8 @@ class TrialAttrs(TypedDict, total=False):
     """Why the trial in ``retry_of`` failed, when it could not be written on that trial."""
     heartbeat: float
     """Unix time the worker last said it is alive (RUNNING trials)."""
+    worker: WorkerInfo
+    """The host, process and worker that runs (or ran) the trial."""
     params: int
     """Exact trainable parameter count of the candidate."""
     macs: int
@@ -86,6 +117,8 @@ class TrialAttrs(TypedDict, total=False):
     two trials with one key train the same network the same way."""
     duplicate_of: int
     """The earlier trial with the same ``arch_key`` whose result this trial reuses."""
+    progress: EpochProgress
+    """The latest epoch: written after every epoch, so any reader sees a trial advance."""
     epochs: int
     """Epochs trained (fewer than the recipe's when pruned)."""
     precision: str
@@ -222,6 +255,11 @@ class EpochMessage(TypedDict):
     type: Literal["epoch"]
     epoch: int
     value: float
+    """Validation accuracy (what the pruner sees)."""
+    loss: float
+    """Validation loss."""
+    images_per_second: float
+    """Training throughput so far."""
 
 
 class PruneReply(TypedDict):

@@ -120,7 +120,7 @@ from dense_nas.study.trial import TrialSpec, run
 
 if sys.argv[1] == "trial-process":  # what dense-nas runs in the processes it owns
     arch = DenseNetConfig(4, (1,), in_channels=1, num_classes=10)
-    run(TrialSpec(0, arch.to_dict(), {"epochs": 1}, "digits"), lambda epoch, value: False)
+    run(TrialSpec(0, arch.to_dict(), {"epochs": 1}, "digits"), lambda report: False)
 else:  # a user's own Trainer fitting the module in the user's process
     data = DataLoader(
         TensorDataset(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))), batch_size=8

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,17 @@ def add_parser(sub: Any) -> None:
         help="torch threads per trial on the CPU (default: cores / (workers x devices))",
     )
     p.add_argument("--verbose", action="store_true", help="show Lightning's own output")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the final table (default: a live view on a terminal, else a line "
+        "per finished trial and per epoch)",
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dense_nas.cli._progress import make_view
     from dense_nas.results.summary import best_table
     from dense_nas.study._search import run_search
     from dense_nas.study.settings import SearchSettings
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     # The flags' destinations are the settings' field names (the --help names may differ).
     names = {f.name for f in dataclasses.fields(SearchSettings)}
     settings = SearchSettings(**{k: v for k, v in vars(args).items() if k in names})
-    study = run_search(settings, echo=print)
+    view = make_view(quiet=args.quiet, terminal=sys.stdout.isatty())
+    study = run_search(settings, view)
     print(best_table(study))
     return 0

@@ -19,15 +19,17 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, cast
 
-from dense_nas.records import ErrorMessage, ResultMessage, TrialMessage
+from dense_nas.records import EpochMessage, ErrorMessage, ResultMessage, TrialMessage
 from dense_nas.study._channel import Channel, ChannelClosed
 from dense_nas.study.pruning import Decide
 from dense_nas.study.trial import TrialSpec
 
 ResultOrError = ResultMessage | ErrorMessage
+Watch = Callable[[EpochMessage], None]
 
 
 class TrialProcess:
@@ -69,8 +71,11 @@ class TrialProcess:
         theirs.close()
         return proc, Channel(ours)
 
-    def run(self, spec: TrialSpec, on_epoch: Decide, spec_dir: Path) -> ResultOrError:
-        """Train ``spec``; ``on_epoch(epoch, value)`` decides pruning. Returns the last message."""
+    def run(
+        self, spec: TrialSpec, decide: Decide, spec_dir: Path, watch: Watch | None = None
+    ) -> ResultOrError:
+        """Train ``spec``; ``decide(epoch, value)`` decides pruning, ``watch`` hears every
+        epoch's report first. Returns the last message."""
         if spec.devices > 1:
             path = spec_dir / f"trial-{spec.number}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +83,7 @@ class TrialProcess:
             proc, channel = self._start(["--spec", str(path)])
             self._current = proc
             try:
-                return self._converse(channel, proc, on_epoch)
+                return self._converse(channel, proc, decide, watch)
             finally:
                 channel.close()
                 _reap(proc)
@@ -91,17 +96,23 @@ class TrialProcess:
             self._channel.send({"spec": spec.to_dict()})
         except ChannelClosed:
             return self._crashed(self._proc)
-        return self._converse(self._channel, self._proc, on_epoch)
+        return self._converse(self._channel, self._proc, decide, watch)
 
     def _converse(
-        self, channel: Channel, proc: subprocess.Popen[bytes], on_epoch: Decide
+        self,
+        channel: Channel,
+        proc: subprocess.Popen[bytes],
+        decide: Decide,
+        watch: Watch | None = None,
     ) -> ResultOrError:
         while True:
             try:
                 message = cast(TrialMessage, channel.receive())
                 if message["type"] != "epoch":
                     return message
-                channel.send({"prune": on_epoch(int(message["epoch"]), float(message["value"]))})
+                if watch is not None:
+                    watch(message)
+                channel.send({"prune": decide(int(message["epoch"]), float(message["value"]))})
             except ChannelClosed:
                 return self._crashed(proc)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,14 +29,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
 from dense_nas.records import (
+    EpochMessage,
+    EpochProgress,
     ErrorMessage,
     ResultMessage,
+    WorkerInfo,
     record_study,
     record_trial,
     study_attrs,
     trial_attrs,
 )
-from dense_nas.results.summary import trial_line
+from dense_nas.results.summary import describe_arch, trial_line
 from dense_nas.space import (
     Candidate,
     Constraints,
@@ -47,16 +51,16 @@ from dense_nas.space import (
     sample,
 )
 from dense_nas.study._runner import TrialProcess
+from dense_nas.study.budget import counted_trials, finished_and_running
+from dense_nas.study.events import EchoLines, SearchObserver
 from dense_nas.study.hardware import gpu_assignment, resolve_accelerator, resolve_precision
-from dense_nas.study.heartbeats import Heartbeat, retried_numbers, retry, retry_silent_trials
+from dense_nas.study.heartbeats import Heartbeat, retry, retry_silent_trials
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchSettings
 from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
 from dense_nas.study.trial import TrialSpec
 
-# The states of trials that may use up the budget (see _counted).
-BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 Echo = Callable[[str], None]
 
 
@@ -74,7 +78,7 @@ class _Run:
     deadline: float
     accelerator: str
     precision: str
-    echo: Echo
+    observer: SearchObserver
     budget_lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
     runners: list[TrialProcess] = field(default_factory=list)
@@ -151,27 +155,31 @@ def search(
         The ``optuna.Study``.
     """
     options = {name: value for name, value in locals().items() if name != "echo"}
-    return run_search(SearchSettings(**options), echo)
+    return run_search(SearchSettings(**options), EchoLines(echo) if echo else None)
 
 
-def run_search(settings: SearchSettings, echo: Echo | None = None) -> optuna.Study:
+def run_search(settings: SearchSettings, observer: SearchObserver | None = None) -> optuna.Study:
     """:func:`search` with its options as one :class:`~dense_nas.study.settings.SearchSettings`.
 
     Example:
         >>> run_search(SearchSettings(n_trials=2, epochs=1, out=tmp_dir))  # doctest: +SKIP
     """
-    run = _prepare(settings, echo or (lambda line: None))
-    finished, running = _finished_and_running(run.study)
-    run.echo(
+    run = _prepare(settings, observer or SearchObserver())
+    run.observer.begin(run.study)
+    finished, running = finished_and_running(run.study.get_trials(deepcopy=False))
+    run.observer.line(
         f"study {run.study.study_name!r} in {storage_url(settings.storage, settings.out_dir)}: "
         f"{finished} of {settings.n_trials} trials finished"
         + (f", {running} running elsewhere" if running else "")
     )
-    _run_workers(run)
+    try:
+        _run_workers(run)
+    finally:
+        run.observer.close()
     return run.study
 
 
-def _prepare(settings: SearchSettings, echo: Echo) -> _Run:
+def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     from dense_nas.data import make_datamodule
 
     s = settings
@@ -234,6 +242,7 @@ def _prepare(settings: SearchSettings, echo: Echo) -> _Run:
         seed=s.seed,
         image_size=list(task.image_size),
     )
+    record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, chosen)
     return _Run(
@@ -248,7 +257,7 @@ def _prepare(settings: SearchSettings, echo: Echo) -> _Run:
         accelerator=resolved,
         precision=chosen_precision,
         gpus=gpus,
-        echo=echo,
+        observer=observer,
     )
 
 
@@ -301,7 +310,7 @@ def _worker(run: _Run, index: int, done: threading.Semaphore) -> None:
             trial = _next_trial(run)
             if trial is None:
                 return
-            _run_trial(run, runner, trial, threads)
+            _run_trial(run, runner, trial, threads, index)
     except BaseException as err:  # surfaced by the main thread
         run.stop.set()
         run.error = err
@@ -310,37 +319,13 @@ def _worker(run: _Run, index: int, done: threading.Semaphore) -> None:
         done.release()
 
 
-def _counted(study: optuna.Study, before: int | None = None) -> list[FrozenTrial]:
-    """Trials that use up the budget (numbered below ``before``, when given).
-
-    A FAILED trial counts (a study whose every trial fails must still end) unless it was
-    retried or was surplus.
-    """
-    trials = study.get_trials(deepcopy=False)
-    retried = retried_numbers(trials)
-    return [
-        t
-        for t in trials
-        if t.state in BUDGET_STATES
-        and (before is None or t.number < before)
-        and trial_attrs(t).get("counts", True)
-        and t.number not in retried
-    ]
-
-
-def _finished_and_running(study: optuna.Study) -> tuple[int, int]:
-    trials = _counted(study)
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    return len(trials) - running, running
-
-
 def _next_trial(run: _Run) -> optuna.Trial | None:
     """Ask for a trial while the budget allows; wait out RUNNING trials of dead workers."""
     study, s = run.study, run.settings
     while not run.stop.is_set() and time.monotonic() < run.deadline:
         with run.budget_lock:
             retry_silent_trials(study, s.heartbeat)
-            finished, running = _finished_and_running(study)
+            finished, running = finished_and_running(study.get_trials(deepcopy=False))
             if finished + running < s.n_trials:
                 trial = study.ask()
                 if not _surplus(run, trial):
@@ -360,7 +345,8 @@ def _surplus(run: _Run, trial: optuna.Trial) -> bool:
     a trial is surplus when the trials numbered before it already fill the budget.
     """
     n_trials = run.settings.n_trials
-    if len(_counted(run.study, before=trial.number)) < n_trials:
+    trials = run.study.get_trials(deepcopy=False)
+    if len(counted_trials(trials, before=trial.number)) < n_trials:
         return False
     reason = f"surplus: the study reached {n_trials} trials as this one started"
     record_trial(trial, failure=reason, counts=False)
@@ -368,9 +354,13 @@ def _surplus(run: _Run, trial: optuna.Trial) -> bool:
     return True
 
 
-def _run_trial(run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: int) -> None:
+def _run_trial(
+    run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: int, worker: int
+) -> None:
     study, s = run.study, run.settings
     started = time.perf_counter()
+    host = WorkerInfo(host=socket.gethostname(), pid=os.getpid(), index=worker, grace=s.heartbeat)
+    record_trial(trial, worker=host)
     with Heartbeat(trial, s.heartbeat / 3):
         try:
             candidate = sample(run.space, trial, run.task)
@@ -403,7 +393,22 @@ def _run_trial(run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: in
             verbose=s.verbose,
         )
         decide = run.objective.pruning_rule(study, trial, candidate.arch)
-        result = runner.run(spec, decide, s.out_dir / "specs")
+        epochs = candidate.training.epochs
+        run.observer.trial_started(trial.number, worker, describe_arch(arch), epochs)
+
+        def watch(report: EpochMessage) -> None:
+            progress = EpochProgress(
+                epoch=report["epoch"],
+                epochs=epochs,
+                accuracy=report["value"],
+                loss=report["loss"],
+                images_per_second=round(report["images_per_second"], 1),
+                at=time.time(),
+            )
+            record_trial(trial, progress=progress)  # any reader of the storage sees it
+            run.observer.epoch(trial.number, worker, progress)
+
+        result = runner.run(spec, decide, s.out_dir / "specs", watch)
         if result["type"] == "error":
             _record_failure(run, trial, result, started)
         else:
@@ -471,4 +476,4 @@ def _tell(
 ) -> None:
     record_trial(trial, seconds=round(time.perf_counter() - started, 3))
     run.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
-    run.echo(trial_line(run.study, trial.number))
+    run.observer.line(trial_line(run.study, trial.number))

@@ -5,7 +5,7 @@ trial); the answer is broadcast so every DDP rank stops at the same epoch. Ranks
 touch the study, so each one trains exactly the architecture it was handed.
 
 Example:
-    >>> reporter = EpochReporter(lambda epoch, value: epoch >= 2)
+    >>> reporter = EpochReporter(lambda message: message["epoch"] >= 2)
     >>> reporter.pruned
     False
 """
@@ -16,30 +16,45 @@ from collections.abc import Callable
 
 import lightning as L
 
+from dense_nas.records import EpochMessage
+from dense_nas.study.timing import StepTimer
+
 Decide = Callable[[int, float], bool]
-"""(epoch starting at 1, validation accuracy) -> stop now?"""
+"""A pruning rule on the worker: (epoch starting at 1, validation accuracy) -> stop now?"""
+
+Ask = Callable[[EpochMessage], bool]
+"""The trial process's side: report an epoch to whoever decides, and hear: stop now?"""
 
 
 class EpochReporter(L.Callback):
     """Report ``monitor`` after every validation epoch and stop all ranks when told to.
 
     Args:
-        decide: called on rank 0 only, with the 1-based epoch and the metric's value.
-        monitor: the logged metric to report.
+        ask: called on rank 0 only, with the epoch's report (1-based epoch, validation
+            accuracy and loss, training images per second so far).
+        timer: where the images per second come from (0 without one).
     """
 
-    def __init__(self, decide: Decide, monitor: str = "val/acc") -> None:
-        self.decide = decide
-        self.monitor = monitor
+    def __init__(self, ask: Ask, timer: StepTimer | None = None) -> None:
+        self.ask = ask
+        self.timer = timer
         self.pruned = False
         self.history: list[float] = []
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        value = float(trainer.callback_metrics[self.monitor])
+        metrics = trainer.callback_metrics
+        value = float(metrics["val/acc"])
         self.history.append(value)
-        stop = self.decide(trainer.current_epoch + 1, value) if trainer.is_global_zero else False
+        report: EpochMessage = {
+            "type": "epoch",
+            "epoch": trainer.current_epoch + 1,
+            "value": value,
+            "loss": float(metrics["val/loss"]),
+            "images_per_second": self.timer.images_per_second if self.timer else 0.0,
+        }
+        stop = self.ask(report) if trainer.is_global_zero else False
         stop = bool(trainer.strategy.broadcast(stop, src=0))
         if stop:
             self.pruned = True

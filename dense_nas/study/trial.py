@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from dense_nas.records import ErrorMessage, PruneReply, ResultMessage, SpecMessage
+from dense_nas.records import EpochMessage, ErrorMessage, PruneReply, ResultMessage, SpecMessage
 from dense_nas.study._channel import Channel, ChannelClosed
-from dense_nas.study.pruning import Decide
+from dense_nas.study.pruning import Ask
 from dense_nas.study.quiet import quiet_lightning
 
 
@@ -103,8 +103,8 @@ def _datamodule(spec: TrialSpec, batch_size: int) -> Any:
     return _DATA_CACHE[key]
 
 
-def run(spec: TrialSpec, decide: Decide) -> ResultMessage:
-    """Train ``spec``; ``decide(epoch, acc)`` is asked on rank 0 after each epoch.
+def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
+    """Train ``spec``; ``ask(report)`` is asked on rank 0 after each epoch: stop now?
 
     Returns the ``result`` message (on rank 0; other ranks return it too, unused).
     """
@@ -126,7 +126,8 @@ def run(spec: TrialSpec, decide: Decide) -> ResultMessage:
     arch = DenseNetConfig.from_dict(spec.arch)
     training = TrainingConfig.from_dict(spec.training)
     module = DenseNetModule.from_candidate(arch, training)
-    reporter, timer = EpochReporter(decide), StepTimer()
+    timer = StepTimer()
+    reporter = EpochReporter(ask, timer)
     trainer = L.Trainer(callbacks=[reporter, timer], **_trainer_options(spec))
     with quiet_lightning(spec.verbose):
         trainer.fit(module, datamodule=_datamodule(spec, training.batch_size))
@@ -166,12 +167,11 @@ def _error(err: BaseException) -> ErrorMessage:
     return {"type": "error", "reason": reason, "traceback": traceback.format_exc()[-4000:]}
 
 
-def _asker(channel: Channel) -> Decide:
-    def decide(epoch: int, value: float) -> bool:
-        reply = cast(PruneReply, channel.request({"type": "epoch", "epoch": epoch, "value": value}))
-        return reply["prune"]
+def _asker(channel: Channel) -> Ask:
+    def ask(report: EpochMessage) -> bool:
+        return cast(PruneReply, channel.request(report))["prune"]
 
-    return decide
+    return ask
 
 
 def serve(channel: Channel) -> None:
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = TrialSpec.from_dict(json.loads(args.spec.read_text()))
     result: ResultMessage | ErrorMessage
     try:
-        result = run(spec, _asker(channel) if channel else (lambda epoch, value: False))
+        result = run(spec, _asker(channel) if channel else (lambda report: False))
     except ChannelClosed:
         return 1
     except Exception as err:

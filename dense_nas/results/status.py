@@ -1,0 +1,187 @@
+"""Where a study stands, read from its storage alone: for any machine, while it runs.
+
+:func:`study_status` takes a snapshot (RUNNING trials with their host, epoch, last
+accuracy and heartbeat age; counts by state; the best trial; the budget left; an ETA);
+:func:`status_text` and :func:`status_json` show it. ``dense-nas status`` prints it, and
+the live view of ``dense-nas search`` redraws the same text.
+
+The ETA is the epochs still to train (the rest of each running trial, and the trials the
+budget still holds at the mean length of the finished ones) times the mean seconds an
+epoch has taken, shared among the trials running at once.
+
+Example:
+    >>> import optuna
+    >>> study = optuna.create_study(study_name="demo", direction="maximize")
+    >>> status = study_status(study, now=0.0)
+    >>> status.running, status.counts, status.best
+    ((), {}, None)
+    >>> print(status_text(status).splitlines()[0])
+    study 'demo': 0 finished (budget not recorded)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from dense_nas.records import study_attrs, trial_attrs
+from dense_nas.results.selection import best_trials
+from dense_nas.results.summary import describe_arch
+from dense_nas.study.budget import counted_trials
+
+
+@dataclass(frozen=True)
+class RunningTrial:
+    """One RUNNING trial as the storage shows it."""
+
+    number: int
+    host: str | None
+    pid: int | None
+    worker: int | None
+    arch: str
+    epoch: int
+    """Epochs done (0 before the first one ends)."""
+    epochs: int | None
+    accuracy: float | None
+    """Validation accuracy after the last epoch."""
+    images_per_second: float | None
+    elapsed: float
+    """Seconds since the trial started."""
+    heartbeat_age: float
+    """Seconds since its worker last said it is alive."""
+    stale: bool
+    """Silent for longer than its worker's grace: the worker is probably dead."""
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """A snapshot of a study."""
+
+    study: str
+    counts: dict[str, int]
+    """Trials by state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."""
+    running: tuple[RunningTrial, ...]
+    best: tuple[int, float] | None
+    """Number and accuracy of the trial ``load_best`` would take."""
+    n_trials: int | None
+    """The budget the last search asked for."""
+    finished: int
+    """Finished trials that count toward the budget."""
+    eta_seconds: float | None
+
+
+def _running(trial: FrozenTrial, now: float) -> RunningTrial:
+    attrs = trial_attrs(trial)
+    worker, progress = attrs.get("worker"), attrs.get("progress")
+    started = trial.datetime_start.timestamp() if trial.datetime_start else now
+    age = now - attrs.get("heartbeat", started)
+    return RunningTrial(
+        number=trial.number,
+        host=worker["host"] if worker else None,
+        pid=worker["pid"] if worker else None,
+        worker=worker["index"] if worker else None,
+        arch=describe_arch(attrs.get("arch") or {}),
+        epoch=progress["epoch"] if progress else 0,
+        epochs=progress["epochs"] if progress else attrs.get("training", {}).get("epochs"),
+        accuracy=progress["accuracy"] if progress else None,
+        images_per_second=progress["images_per_second"] if progress else None,
+        elapsed=max(0.0, now - started),
+        heartbeat_age=max(0.0, age),
+        stale=worker is not None and age > worker["grace"],
+    )
+
+
+def _eta(trials: list[FrozenTrial], running: tuple[RunningTrial, ...], left: int) -> float | None:
+    trained = [
+        trial_attrs(t)
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        and trial_attrs(t).get("epochs")
+        and "duplicate_of" not in trial_attrs(t)
+        and "seconds" in trial_attrs(t)
+    ]
+    if not trained:
+        return None
+    epochs_done = sum(a["epochs"] for a in trained)
+    per_epoch = sum(a["seconds"] for a in trained) / epochs_done
+    mean_epochs = epochs_done / len(trained)
+    to_train: float = sum(max(0, (r.epochs or r.epoch) - r.epoch) for r in running)
+    to_train += max(0, left - len(running)) * mean_epochs
+    return to_train * per_epoch / max(1, len(running))
+
+
+def study_status(study: optuna.Study, now: float | None = None) -> StudyStatus:
+    """A snapshot of ``study`` from its storage."""
+    now = time.time() if now is None else now
+    trials = study.get_trials(deepcopy=False)
+    running = tuple(_running(t, now) for t in trials if t.state == TrialState.RUNNING)
+    counted = counted_trials(trials)
+    finished = sum(t.state != TrialState.RUNNING for t in counted)
+    n_trials = study_attrs(study).get("n_trials")
+    left = max(0, n_trials - finished) if n_trials is not None else 0
+    best = best_trials(study, top=1)
+    return StudyStatus(
+        study=study.study_name,
+        counts=dict(Counter(t.state.name for t in trials)),
+        running=running,
+        best=(best[0].number, float(best[0].values[0])) if best else None,
+        n_trials=n_trials,
+        finished=finished,
+        eta_seconds=_eta(trials, running, left) if left else 0.0 if n_trials else None,
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def running_line(trial: RunningTrial) -> str:
+    """One line for a running trial: worker, number, architecture, epoch, accuracy, speed.
+
+    Example:
+        >>> t = RunningTrial(3, "box", 7, 0, "k=4 blocks=1 basic theta=0.5", 2, 5, 0.91,
+        ...                  850.0, 12.0, 1.0, False)
+        >>> running_line(t)
+        'worker 0@box  trial   3  epoch 2/5  acc 0.9100   850 img/s  0m12s  k=4 blocks=1 basic theta=0.5'
+    """
+    where = f"worker {trial.worker}@{trial.host}" if trial.host else "worker ?"
+    acc = f"{trial.accuracy:.4f}" if trial.accuracy is not None else "-"
+    speed = f"{trial.images_per_second:5.0f} img/s" if trial.images_per_second else "    - img/s"
+    stale = f"  STALE (silent {trial.heartbeat_age:.0f} s)" if trial.stale else ""
+    return (
+        f"{where}  trial {trial.number:>3}  epoch {trial.epoch}/{trial.epochs or '?'}  "
+        f"acc {acc}  {speed}  {_duration(trial.elapsed)}  {trial.arch}{stale}"
+    )
+
+
+def study_line(status: StudyStatus) -> str:
+    """The study's line: finished of total, pruned, failed, best, ETA."""
+    total = f" of {status.n_trials}" if status.n_trials is not None else " (budget not recorded)"
+    parts = [f"study {status.study!r}: {status.finished} finished{total}"]
+    for state, word in (("PRUNED", "pruned"), ("FAIL", "failed"), ("RUNNING", "running")):
+        if status.counts.get(state):
+            parts.append(f"{status.counts[state]} {word}")
+    if status.best is not None:
+        parts.append(f"best {status.best[1]:.4f} (#{status.best[0]})")
+    if status.eta_seconds is not None and status.n_trials is not None:
+        parts.append(f"ETA {_duration(status.eta_seconds)}")
+    return ", ".join(parts)
+
+
+def status_text(status: StudyStatus) -> str:
+    """The snapshot as lines: the study line, then one line per running trial."""
+    return "\n".join([study_line(status), *(running_line(t) for t in status.running)])
+
+
+def status_json(status: StudyStatus) -> str:
+    """The snapshot as JSON, for scripts."""
+    return json.dumps(asdict(status), indent=2)
