@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -44,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserInputError as err:
         print(f"dense-nas: error: {cli_message(err)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dense-nas status --json | head`: the reader has had enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        return 0
     except KeyboardInterrupt:
         print("dense-nas: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
