@@ -1,15 +1,29 @@
-"""Text views of a study: a line per finished trial, and the best trial(s) as a table or JSON.
+"""Text views of a study: a line per finished trial, the best trial(s) as a table or JSON.
+
+:func:`table` is the one table writer: the same rows become aligned text for the
+terminal (``dense-nas best``) or Markdown (the report's ``summary.md``), and
+:func:`trial_table` is the table of trials both show.
 
 Example:
     >>> import optuna
-    >>> study = optuna.create_study(direction="maximize")
+    >>> study = optuna.create_study(study_name="demo", direction="maximize")
     >>> best_table(study)
     'no completed trials yet'
+    >>> arch = {"growth_rate": 12, "block_layers": [6, 6], "bottleneck": False, "compression": 1}
+    >>> for acc, epochs in [(0.9, 3), (0.95, 5)]:
+    ...     study.add_trial(optuna.trial.create_trial(value=acc, user_attrs={
+    ...         "params": 12_000, "macs": 480_000, "epochs": epochs, "arch": arch}))
+    >>> print(best_table(study))
+    best trials of study 'demo' (load_best, export and retrain take the first):
+    trial  val accuracy  params     MACs  epochs  seconds  architecture                   note
+        1        0.9500  12,000  480,000       5        -  k=12 blocks=6-6 basic theta=1
+        0        0.9000  12,000  480,000       3        -  k=12 blocks=6-6 basic theta=1
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -34,6 +48,105 @@ def describe_arch(arch: dict[str, Any]) -> str:
     blocks = "-".join(str(n) for n in arch.get("block_layers", []))
     kind = f"BC({arch.get('bottleneck_width')})" if arch.get("bottleneck") else "basic"
     return f"k={arch.get('growth_rate')} blocks={blocks} {kind} theta={arch.get('compression'):g}"
+
+
+def _is_number(cell: str) -> bool:
+    return cell.replace(",", "").replace(".", "", 1).removeprefix("-").isdigit()
+
+
+def _right_aligned(column: Sequence[str]) -> bool:
+    """A column of numbers (``-`` marks a missing one) reads best aligned right."""
+    return all(cell == "-" or _is_number(cell) for cell in column)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, markdown: bool = False) -> str:
+    """Rows as an aligned text table, or as a Markdown table: the one table writer.
+
+    Cells are written with ``str``, ``None`` as ``-``. A column of numbers is aligned
+    right, in both forms.
+
+    Args:
+        headers: the column titles.
+        rows: one sequence of cells per row, as many as ``headers``.
+        markdown: a GitHub Markdown table instead of columns padded with spaces.
+
+    Example:
+        >>> rows = [(3, "0.9500", "k=12"), (10, None, "k=4")]
+        >>> print(table(("trial", "val accuracy", "architecture"), rows))
+        trial  val accuracy  architecture
+            3        0.9500  k=12
+           10             -  k=4
+        >>> print(table(("trial", "val accuracy", "architecture"), rows, markdown=True))
+        | trial | val accuracy | architecture |
+        |---:|---:|---|
+        | 3 | 0.9500 | k=12 |
+        | 10 | - | k=4 |
+    """
+    cells = [["-" if cell is None else str(cell) for cell in row] for row in rows]
+    columns = list(zip(*cells, strict=True)) if cells else [() for _ in headers]
+    right = [_right_aligned(column) for column in columns]
+    if markdown:
+        rule = "|" + "".join("---:|" if r else "---|" for r in right)
+        body = ["| " + " | ".join(line) + " |" for line in [list(headers), *cells]]
+        return "\n".join([body[0], rule, *body[1:]])
+    widths = [
+        max(map(len, [title, *column])) for title, column in zip(headers, columns, strict=True)
+    ]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if r else cell.ljust(width)
+            for cell, width, r in zip(line, widths, right, strict=True)
+        ).rstrip()
+        for line in [list(headers), *cells]
+    )
+
+
+_TRIAL_HEADERS = (
+    "trial",
+    "val accuracy",
+    "params",
+    "MACs",
+    "epochs",
+    "seconds",
+    "architecture",
+    "note",
+)
+
+
+def _count(value: int | None) -> str | None:
+    return None if value is None else f"{value:,}"
+
+
+def _trial_cells(trial: FrozenTrial) -> tuple[Any, ...]:
+    attrs = trial_attrs(trial)
+    seconds = attrs.get("seconds")
+    return (
+        trial.number,
+        f"{trial.values[0]:.4f}",
+        _count(attrs.get("params")),
+        _count(attrs.get("macs")),
+        attrs.get("epochs"),
+        None if seconds is None else f"{seconds:.1f}",
+        describe_arch(attrs.get("arch") or {}),
+        f"same as trial {attrs['duplicate_of']}" if "duplicate_of" in attrs else "",
+    )
+
+
+def trial_table(trials: Sequence[FrozenTrial], *, markdown: bool = False) -> str:
+    """Completed trials, one row each in the given order, as text or Markdown (:func:`table`).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> for seconds in (3.25, 0.01):
+        ...     study.add_trial(optuna.trial.create_trial(value=0.95, user_attrs={
+        ...         "params": 12_000, "seconds": seconds, "duplicate_of": 0}))
+        >>> print(trial_table(study.trials[1:], markdown=True))
+        | trial | val accuracy | params | MACs | epochs | seconds | architecture | note |
+        |---:|---:|---:|---:|---:|---:|---:|---|
+        | 1 | 0.9500 | 12,000 | - | - | 0.0 | - | same as trial 0 |
+    """
+    return table(_TRIAL_HEADERS, [_trial_cells(t) for t in trials], markdown=markdown)
 
 
 def _row(trial: FrozenTrial) -> dict[str, Any]:
@@ -63,22 +176,15 @@ def best_json(study: optuna.Study) -> str:
 
 
 def best_table(study: optuna.Study) -> str:
-    """The best trial(s) as an aligned text table."""
+    """The best trial(s) as an aligned text table (:func:`trial_table`), best first."""
     trials = best_trials(study)
     if not trials:
         return "no completed trials yet"
     title = "Pareto front" if len(study.directions) > 1 else "best trials"
-    lines = [
-        f"{title} of study {study.study_name!r} (load_best, export and retrain take the first):",
-        f"{'trial':>5}  {'val acc':>7}  {'params':>10}  {'MACs':>13}  {'epochs':>6}  architecture",
-    ]
-    for trial in trials:
-        row = _row(trial)
-        lines.append(
-            f"{row['trial']:>5}  {row['accuracy']:>7.4f}  {row['params'] or 0:>10,}  "
-            f"{row['macs'] or 0:>13,}  {row['epochs'] or 0:>6}  {describe_arch(row['arch'] or {})}"
-        )
-    return "\n".join(lines)
+    return (
+        f"{title} of study {study.study_name!r} (load_best, export and retrain take the first):\n"
+        + trial_table(trials)
+    )
 
 
 def trial_line(study: optuna.Study, number: int) -> str:
