@@ -14,6 +14,8 @@ from PIL import Image
 
 from dense_nas.cli import main
 from dense_nas.results.report import write_report
+from dense_nas.results.selection import best_trials, select_trial
+from dense_nas.results.summary import best_table
 from tests._study_fixtures import BuiltStudy, Spec, build_study, empty_study, shared_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -94,6 +96,26 @@ def test_report_of_a_multi_objective_study_in_a_journal_file(
     completed = built.load().get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     for trial in completed:  # sizes and accuracies both rise here: all on the front
         assert f"| {trial.number} | {trial.values[0]:.4f} |" in front
+
+
+def test_report_ranks_trials_as_best_and_load_best_do(tmp_path: Path) -> None:
+    """Of two equally accurate trials the smaller is the better, in every view of "best"."""
+    study = optuna.create_study(study_name="ties", direction="maximize")
+    for acc, size in [(0.9, 100), (0.95, 300), (0.95, 200)]:
+        study.add_trial(
+            optuna.trial.create_trial(value=acc, user_attrs={"params": size, "macs": 10 * size})
+        )
+    write_report(study, tmp_path)
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    top = summary.split("## Top")[1].split("##")[0]
+    assert re.findall(r"^\| (\d+) \| (0\.\d+) \| ([\d,]+) \|", top, re.MULTILINE) == [
+        ("2", "0.9500", "200"),
+        ("1", "0.9500", "300"),
+        ("0", "0.9000", "100"),
+    ]
+    assert "| chosen | trial 2 (what load_best, export and retrain take) |" in summary
+    assert select_trial(study).number == best_trials(study)[0].number == 2
+    assert best_table(study).splitlines()[2].split()[:2] == ["2", "0.9500"]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,10 @@
 Each plot is an interactive HTML file (plotly; the shared ``plotly.min.js`` is written
 once beside them, so the report opens offline) and a PNG drawn with matplotlib. Both
 are drawn from one description of the chart, so they always show the same data. The
-plotting libraries are the ``report`` extra: ``pip install 'dense-nas[report]'``.
+plotting libraries are the ``report`` extra: ``pip install 'dense-nas[report]'``. The
+tables of ``summary.md`` are :func:`~dense_nas.results.summary.table`'s, and its top
+trials are ranked by :func:`~dense_nas.results.selection.ranked`, so the report's first
+trial is the one ``dense-nas best`` and ``load_best`` choose.
 
 Example:
     >>> files = report("sqlite:///runs/dense-nas.db", "demo", Path("report"))  # doctest: +SKIP
@@ -46,10 +49,12 @@ from dense_nas.results.selection import (
     accuracy,
     completed_trials,
     pareto_front,
+    ranked,
+    select_trial,
     size_metric,
     trial_size,
 )
-from dense_nas.results.summary import describe_arch
+from dense_nas.results.summary import describe_arch, table, trial_table
 from dense_nas.study.storage import open_study
 
 STATE_COLORS = {
@@ -386,55 +391,19 @@ def draw(chart: Chart, output: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- summary
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _count(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else "-"
-
-
-def _trial_row(trial: FrozenTrial) -> list[Any]:
-    attrs = trial_attrs(trial)
-    note = f"same as trial {attrs['duplicate_of']}" if "duplicate_of" in attrs else ""
-    return [
-        trial.number,
-        f"{accuracy(trial):.4f}",
-        _count(attrs.get("params")),
-        _count(attrs.get("macs")),
-        attrs.get("epochs", "-"),
-        attrs.get("seconds", "-"),
-        _arch_text(trial),
-        note,
-    ]
-
-
-_TRIAL_HEADERS = (
-    "trial",
-    "val accuracy",
-    "params",
-    "MACs",
-    "epochs",
-    "seconds",
-    "architecture",
-    "note",
-)
-
-
 def _overview(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
     states = Counter(t.state.name.lower() for t in trials)
     counted = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     attrs = study_attrs(study)
-    rows: list[tuple[str, Any]] = [
-        ("data", attrs.get("data", "-")),
-        ("space", attrs.get("space", "-")),
-        ("objective", attrs.get("objective", "-")),
-        ("seed", attrs.get("seed", "-")),
+    rows = [
+        ("data", attrs.get("data")),
+        ("space", attrs.get("space")),
+        ("objective", attrs.get("objective")),
+        ("seed", attrs.get("seed")),
+        ("trials", f"{len(trials)} ({counted})"),
+        ("chosen", f"trial {select_trial(study).number} (what load_best, export and retrain take)"),
     ]
-    rows.append(("trials", f"{len(trials)} ({counted})"))
-    return f"# dense-nas study `{study.study_name}`\n\n" + _table(("", ""), rows)
+    return f"# dense-nas study `{study.study_name}`\n\n" + table(("", ""), rows, markdown=True)
 
 
 def _retrained(study: optuna.Study) -> str:
@@ -444,7 +413,7 @@ def _retrained(study: optuna.Study) -> str:
             "## Retrained\n\nNot yet: `dense-nas retrain` trains the best architecture "
             "on train + validation and measures test accuracy."
         )
-    return "## Retrained\n\n" + _table(
+    return "## Retrained\n\n" + table(
         ("trial", "epochs", "test accuracy", "checkpoint"),
         [
             (
@@ -454,6 +423,7 @@ def _retrained(study: optuna.Study) -> str:
                 done.get("checkpoint"),
             )
         ],
+        markdown=True,
     )
 
 
@@ -465,22 +435,20 @@ def _summary_markdown(
     top: int = 10,
 ) -> str:
     """The text of ``summary.md``."""
-    trials = study.get_trials(deepcopy=False)
     complete = completed_trials(study)
     metric = size_metric(study)
-    ranked = sorted(complete, key=lambda t: (-accuracy(t), t.number))[:top]
-    front = pareto_front(complete, metric)
+    best = ranked(complete, metric)[:top]
     parts = [
-        _overview(study, trials),
-        f"## Top {len(ranked)} trials by validation accuracy\n\n"
-        + _table(_TRIAL_HEADERS, [_trial_row(t) for t in ranked]),
+        _overview(study, study.get_trials(deepcopy=False)),
+        f"## Top {len(best)} trials by validation accuracy\n\n" + trial_table(best, markdown=True),
         f"## Pareto front: accuracy vs {SIZE_TITLES[metric]}\n\n"
-        + _table(_TRIAL_HEADERS, [_trial_row(t) for t in front]),
+        + trial_table(pareto_front(complete, metric), markdown=True),
         "## Parameter importances for accuracy\n\n"
         + (
-            _table(
+            table(
                 ("parameter", "importance"),
                 [(name, f"{v:.3f}") for name, v in sorted(found.items(), key=lambda i: -i[1])],
+                markdown=True,
             )
             if found
             else "Not computed; see the notes below."
