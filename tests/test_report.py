@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import optuna
 import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 from PIL import Image
 
 from dense_nas.cli import main
 from dense_nas.results.report import write_report
 from dense_nas.results.selection import best_trials, select_trial
-from dense_nas.results.summary import best_table
+from dense_nas.results.summary import best_table, describe_arch
 from tests._study_fixtures import BuiltStudy, Spec, build_study, empty_study, shared_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+COMPLETE, PRUNED = TrialState.COMPLETE, TrialState.PRUNED
 
 PLOTS = ("history", "intermediate", "importances", "pareto", "scatter")
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def assert_real_plot(path: Path) -> None:
@@ -29,7 +33,9 @@ def assert_real_plot(path: Path) -> None:
     Axes, ticks and text are black or grey; only the data series are in colour, so
     saturated pixels prove that something was plotted.
     """
-    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    image = Image.open(path)
+    assert image.format == "PNG", path
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
     height, width, _ = pixels.shape
     flat = pixels.reshape(-1, 3)
     colours = len(np.unique(flat, axis=0))
@@ -41,14 +47,40 @@ def assert_real_plot(path: Path) -> None:
     assert coloured >= 50, f"{path.name}: {coloured} coloured pixels: no data drawn"
 
 
+def page_chart(path: Path) -> ElementTree.Element:
+    """The chart of an HTML page: one well-formed inline SVG, and nothing loaded from elsewhere."""
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>"), path.name
+    assert page.count("<svg") == 1 and page.count("</svg>") == 1, path.name
+    assert not re.search(r"<script|<link|<img|src=|url\(http", page), f"{path.name} loads a file"
+    svg = ElementTree.fromstring(page[page.index("<svg") : page.index("</svg>") + len("</svg>")])
+    links = {v for e in svg.iter() for k, v in e.attrib.items() if k.endswith("href")}
+    assert links and all(link.startswith("#") for link in links), links  # marks of its own only
+    return svg
+
+
+def hover_texts(path: Path) -> list[str]:
+    """What hovering over the marks of an HTML chart shows, in drawing order."""
+    return [str(title.text) for title in page_chart(path).iter(f"{SVG}title")]
+
+
 def assert_report(output: Path, plots: tuple[str, ...] = PLOTS) -> str:
-    """Every plot as a non-blank PNG and an HTML page; returns summary.md's text."""
+    """Every plot as a non-blank PNG and the same figure on a self-contained HTML page,
+    and nothing else beside summary.md; returns summary.md's text."""
     for name in plots:
+        png = Image.open(output / f"{name}.png")
         assert_real_plot(output / f"{name}.png")
-        html = (output / f"{name}.html").read_text(encoding="utf-8")
-        assert 'src="plotly.min.js"' in html and "Plotly.newPlot" in html
-    assert (output / "plotly.min.js").stat().st_size > 1_000_000  # offline: no CDN needed
+        svg = page_chart(output / f"{name}.html")
+        width, height = (float(svg.attrib[side].removesuffix("pt")) for side in ("width", "height"))
+        assert width / height == pytest.approx(png.width / png.height), name
+        assert hover_texts(output / f"{name}.html"), f"{name}.html: nothing to hover over"
+    written = {f"{name}.{ext}" for name in plots for ext in ("html", "png")} | {"summary.md"}
+    assert {p.name for p in output.iterdir()} == written  # no script or library beside them
     return (output / "summary.md").read_text(encoding="utf-8")
+
+
+def label(trial: optuna.trial.FrozenTrial) -> str:
+    return f"trial {trial.number}: {describe_arch(trial.user_attrs['arch'])}"
 
 
 def _report_args(built: BuiltStudy, output: Path) -> list[str]:
@@ -65,12 +97,23 @@ def test_report_of_a_single_objective_study(
     assert f"start with {tmp_path / 'summary.md'}" in capsys.readouterr().out
     summary = assert_report(tmp_path)
     study = built.load()
-    best = max(
-        study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.values[0]
-    )
+    best = select_trial(study)
     top = summary.split("## Top")[1].split("##")[0]
     rows = [line for line in top.splitlines() if re.match(r"\| \d+ \|", line)]
     assert rows[0].startswith(f"| {best.number} | {best.values[0]:.4f} |")
+    completed, pruned = (study.get_trials(states=(state,)) for state in (COMPLETE, PRUNED))
+    assert hover_texts(tmp_path / "history.html") == [label(t) for t in completed]
+    assert hover_texts(tmp_path / "scatter.html") == [label(t) for t in completed + pruned]
+    curves = [t for t in study.trials if t.intermediate_values]
+    assert len(curves) == 4  # two epochs of trials 0, 1 and 3; one of the pruned trial 2
+    assert hover_texts(tmp_path / "intermediate.html") == [
+        f"trial {t.number}, epoch {epoch}: {value:.4f}"
+        for t in curves
+        for epoch, value in sorted(t.intermediate_values.items())
+    ]
+    for bar in hover_texts(tmp_path / "importances.html"):
+        name, value = bar.split(": ")
+        assert f"| {name} | {value} |" in summary
     assert "same as trial 0" in summary  # the duplicate is marked
     assert "## Pareto front: accuracy vs parameters" in summary
     assert "| parameter | importance |" in summary
@@ -93,9 +136,11 @@ def test_report_of_a_multi_objective_study_in_a_journal_file(
     )
     summary = assert_report(output)
     front = summary.split("## Pareto front")[1].split("##")[0]
-    completed = built.load().get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    completed = built.load().get_trials(states=(COMPLETE,))
     for trial in completed:  # sizes and accuracies both rise here: all on the front
         assert f"| {trial.number} | {trial.values[0]:.4f} |" in front
+    # Every completed trial is drawn twice: among the completed ones and on the front.
+    assert hover_texts(output / "pareto.html") == [label(t) for t in completed] * 2
 
 
 def test_report_ranks_trials_as_best_and_load_best_do(tmp_path: Path) -> None:
@@ -151,6 +196,18 @@ def test_missing_or_empty_study_exits_2(
     assert err.count("\n") == 1
     assert ("no study named 'nope'" if case == "missing" else "no completed trials") in err
     assert not (tmp_path / "report").exists()
+
+
+def test_a_page_that_loads_a_script_fails_the_page_check(tmp_path: Path) -> None:
+    """The HTML check itself: a page that needs another file does not open offline."""
+    page = tmp_path / "plotly.html"
+    page.write_text(
+        '<!DOCTYPE html><html><body><script src="plotly.min.js"></script>'
+        '<svg xmlns="http://www.w3.org/2000/svg"><use href="#m"/></svg></body></html>',
+        encoding="utf-8",
+    )
+    with pytest.raises(AssertionError, match="loads a file"):
+        page_chart(page)
 
 
 def test_blank_image_fails_the_plot_check(tmp_path: Path) -> None:

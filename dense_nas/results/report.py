@@ -14,13 +14,15 @@
   parameter count, by state;
 - ``summary.md``: the study, the top trials, the Pareto front, importances, retraining.
 
-Each plot is an interactive HTML file (plotly; the shared ``plotly.min.js`` is written
-once beside them, so the report opens offline) and a PNG drawn with matplotlib. Both
-are drawn from one description of the chart, so they always show the same data. The
-plotting libraries are the ``report`` extra: ``pip install 'dense-nas[report]'``. The
-tables of ``summary.md`` are :func:`~dense_nas.results.summary.table`'s, and its top
-trials are ranked by :func:`~dense_nas.results.selection.ranked`, so the report's first
-trial is the one ``dense-nas best`` and ``load_best`` choose.
+Each plot is drawn once, with matplotlib, and written twice: as a PNG and as an HTML
+page that holds the same figure as inline SVG (no script and no other file, so it opens
+offline), where hovering over a point names its trial and architecture, and over a bar
+its value. matplotlib is the ``report`` extra: ``pip install 'dense-nas[report]'``; it
+needs nothing outside Python, where plotly's PNG export (kaleido) needs a Chrome on the
+machine. The tables of ``summary.md``
+are :func:`~dense_nas.results.summary.table`'s, and its top trials are ranked by
+:func:`~dense_nas.results.selection.ranked`, so the report's first trial is the one
+``dense-nas best`` and ``load_best`` choose.
 
 Example:
     >>> files = report("sqlite:///runs/dense-nas.db", "demo", Path("report"))  # doctest: +SKIP
@@ -30,13 +32,16 @@ Example:
 
 from __future__ import annotations
 
+import html
+import io
 import itertools
+import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -57,6 +62,10 @@ from dense_nas.results.selection import (
 from dense_nas.results.summary import describe_arch, table, trial_table
 from dense_nas.study.storage import open_study
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 STATE_COLORS = {
     "COMPLETE": "#1f77b4",
     "PRUNED": "#ff7f0e",
@@ -72,7 +81,7 @@ SIZE_TITLES = {"params": "parameters", "macs": "MACs per image"}
 
 @dataclass(frozen=True)
 class Series:
-    """Points of one chart, drawn alike in plotly and matplotlib.
+    """Points of one chart.
 
     Attributes:
         name: legend entry.
@@ -80,7 +89,7 @@ class Series:
         color: a CSS hex colour.
         lines: join the points; ``steps`` joins them as a staircase.
         markers: draw the points.
-        labels: hover text per point (HTML only).
+        tips: hover text of each point (HTML only), shown over its marker.
         legend: list in the legend (``False`` for a second series of the same name).
 
     Example:
@@ -95,7 +104,7 @@ class Series:
     lines: bool = False
     steps: bool = False
     markers: bool = True
-    labels: tuple[str, ...] = ()
+    tips: tuple[str, ...] = ()
     legend: bool = True
 
 
@@ -138,12 +147,8 @@ def observed_accuracy(trial: FrozenTrial) -> float | None:
     return curve[max(curve)] if curve else None
 
 
-def _arch_text(trial: FrozenTrial) -> str:
-    return describe_arch(trial_attrs(trial).get("arch") or {})
-
-
 def _label(trial: FrozenTrial) -> str:
-    return f"trial {trial.number}: {_arch_text(trial)}"
+    return f"trial {trial.number}: {describe_arch(trial_attrs(trial).get('arch') or {})}"
 
 
 def _history_chart(trials: Sequence[FrozenTrial]) -> Chart:
@@ -162,7 +167,7 @@ def _history_chart(trials: Sequence[FrozenTrial]) -> Chart:
                 numbers,
                 accs,
                 STATE_COLORS["COMPLETE"],
-                labels=tuple(_label(t) for t in trials),
+                tips=tuple(_label(t) for t in trials),
             ),
             Series("best so far", numbers, best, BEST_COLOR, lines=True, steps=True, markers=False),
         ),
@@ -186,7 +191,7 @@ def _intermediate_chart(trials: Sequence[FrozenTrial]) -> Chart | None:
                 tuple(curve.values()),
                 STATE_COLORS.get(state, MUTED_COLOR),
                 lines=True,
-                labels=(f"trial {trial.number}",) * len(curve),
+                tips=tuple(f"trial {trial.number}, epoch {e}: {v:.4f}" for e, v in curve.items()),
                 legend=state not in named,
             )
         )
@@ -275,7 +280,7 @@ def _points(
         tuple(acc for _, acc in kept),
         color,
         lines=lines,
-        labels=tuple(_label(t) for t, _ in kept),
+        tips=tuple(_label(t) for t, _ in kept),
     )
 
 
@@ -299,93 +304,118 @@ def _scatter_chart(trials: Sequence[FrozenTrial]) -> Chart:
 
 # ----------------------------------------------------------------------------- drawing
 
-
-def _plotly_figure(chart: Chart) -> Any:
-    import plotly.graph_objects as go
-
-    figure = go.Figure()
-    if chart.bars:
-        names, values = zip(*chart.bars, strict=True)
-        figure.add_trace(
-            go.Bar(x=values, y=names, orientation="h", marker_color=STATE_COLORS["COMPLETE"])
-        )
-        figure.update_yaxes(autorange="reversed")
-    for s in chart.series:
-        mode = "+".join(m for m, on in (("lines", s.lines), ("markers", s.markers)) if on)
-        figure.add_trace(
-            go.Scatter(
-                x=s.x,
-                y=s.y,
-                mode=mode,
-                name=s.name,
-                legendgroup=s.name,
-                showlegend=s.legend,
-                marker={"color": s.color},
-                text=list(s.labels) or None,
-                line={"color": s.color, "shape": "hv" if s.steps else "linear"},
-            )
-        )
-    figure.update_layout(
-        title=chart.title,
-        xaxis_title=chart.x_title,
-        yaxis_title=chart.y_title,
-        template="plotly_white",
-    )
-    if chart.log_x:
-        figure.update_xaxes(type="log")
-    if chart.integer_x:
-        figure.update_xaxes(tickformat="d")
-    return figure
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>body {{ font-family: sans-serif; }} svg {{ max-width: 100%; height: auto; }}</style>
+</head>
+<body>
+{svg}
+<p>Hover over a mark to see what it is.</p>
+</body>
+</html>
+"""
 
 
-def _draw_png(chart: Chart, path: Path) -> None:
-    # Figure without pyplot: no global backend or state; savefig renders with Agg.
+def _tip(tips: list[str], text: str) -> str:
+    """Keep a mark's hover text; it travels as the mark's URL, which the SVG writes as a
+    link around the mark, until :func:`_html` turns the link into a title."""
+    tips.append(text)
+    return f"tip:{len(tips) - 1}"
+
+
+def _draw_bars(axes: Axes, bars: Sequence[tuple[str, float]], tips: list[str]) -> None:
+    names, values = zip(*bars, strict=True)
+    for bar, name, value in zip(
+        axes.barh(names, values, color=STATE_COLORS["COMPLETE"]), names, values, strict=True
+    ):
+        bar.set_url(_tip(tips, f"{name}: {value:.3f}"))
+    axes.invert_yaxis()  # most important on top
+
+
+def _draw_series(axes: Axes, series: Sequence[Series], tips: list[str]) -> None:
+    from matplotlib.lines import Line2D
+
+    legend = []
+    marks: list[tuple[float, float, str, str]] = []  # x, y, colour and tip of each point
+    for s in series:
+        look: dict[str, Any] = {
+            "color": s.color,
+            "linestyle": "-" if s.lines else "none",
+            "marker": "o" if s.markers else None,
+            "markersize": 4,
+            "linewidth": 1.5,
+        }
+        steps = "steps-post" if s.steps else "default"
+        axes.plot(s.x, s.y, **({**look, "marker": None} if s.tips else look), drawstyle=steps)
+        if s.tips:
+            marks += zip(s.x, s.y, [s.color] * len(s.x), s.tips, strict=True)
+        if s.legend:
+            legend.append(Line2D([], [], label=s.name, **look))
+    if marks:  # one collection for all: an element per point, each with its own tip
+        xs, ys, colours, texts = zip(*marks, strict=True)
+        points = axes.scatter(xs, ys, s=16, c=colours, zorder=2.5)
+        points.set_urls([_tip(tips, text) for text in texts])
+    if legend:
+        axes.legend(handles=legend, loc="best")
+
+
+def _figure(chart: Chart) -> tuple[Figure, list[str]]:
+    """The chart drawn once with matplotlib, and the hover texts of its marks."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=(8, 5), dpi=100)
+    figure = Figure(figsize=(8, 5), dpi=100)  # no pyplot: no global backend or state
     axes = figure.subplots()
+    tips: list[str] = []
     if chart.bars:
-        names, values = zip(*chart.bars, strict=True)
-        axes.barh(names, values, color=STATE_COLORS["COMPLETE"])
-        axes.invert_yaxis()
-    for s in chart.series:
-        axes.plot(
-            s.x,
-            s.y,
-            color=s.color,
-            label=s.name if s.legend else "_nolegend_",
-            linestyle="-" if s.lines else "none",
-            marker="o" if s.markers else None,
-            markersize=4,
-            linewidth=1.5,
-            drawstyle="steps-post" if s.steps else "default",
-        )
+        _draw_bars(axes, chart.bars, tips)
+    _draw_series(axes, chart.series, tips)
     if chart.log_x:
         axes.set_xscale("log")
     if chart.integer_x:
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(title=chart.title, xlabel=chart.x_title, ylabel=chart.y_title)
     axes.grid(alpha=0.3)
-    if any(s.legend for s in chart.series):
-        axes.legend(loc="best")
     figure.tight_layout()
-    figure.savefig(path)
+    return figure, tips
+
+
+def _html(chart: Chart, figure: Figure, tips: Sequence[str]) -> str:
+    """A page with the figure as inline SVG: no script, no other file, opens offline."""
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]  # inline SVG takes no XML prolog or DOCTYPE
+    # A tip's link becomes a plain group with a <title>: the hover text of what it holds.
+    svg = re.sub(
+        r'<a xlink:href="tip:(\d+)"[^>]*>',
+        lambda found: f"<a><title>{html.escape(tips[int(found[1])])}</title>",
+        svg,
+    )
+    return _PAGE.format(title=html.escape(chart.title), svg=svg)
 
 
 def draw(chart: Chart, output: Path) -> list[Path]:
-    """Write ``<stem>.html`` and ``<stem>.png`` of a chart into ``output``.
+    """Write ``<stem>.html`` (the figure as inline SVG) and ``<stem>.png`` into ``output``.
 
     Example:
         >>> import tempfile
-        >>> chart = Chart("demo", "Demo", "x", "y", (Series("s", (1.0, 2.0), (3.0, 4.0), "#000000"),))
-        >>> [p.name for p in draw(chart, Path(tempfile.mkdtemp()))]
-        ['demo.html', 'demo.png']
+        >>> chart = Chart("demo", "Demo", "x", "y",
+        ...               (Series("s", (1.0, 2.0), (3.0, 4.0), "#000000", tips=("a", "b")),))
+        >>> html_file, png_file = draw(chart, Path(tempfile.mkdtemp()))
+        >>> html_file.name, png_file.name
+        ('demo.html', 'demo.png')
+        >>> "<title>b</title>" in html_file.read_text(encoding="utf-8")
+        True
     """
-    html, png = output / f"{chart.stem}.html", output / f"{chart.stem}.png"
-    _plotly_figure(chart).write_html(html, include_plotlyjs="directory")
-    _draw_png(chart, png)
-    return [html, png]
+    figure, tips = _figure(chart)
+    html_file, png_file = output / f"{chart.stem}.html", output / f"{chart.stem}.png"
+    html_file.write_text(_html(chart, figure, tips), encoding="utf-8")
+    figure.savefig(png_file)
+    return [html_file, png_file]
 
 
 # ----------------------------------------------------------------------------- summary
@@ -517,11 +547,8 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
 def _check_plot_libraries() -> None:
     try:
         import matplotlib  # noqa: F401
-        import plotly  # noqa: F401
     except ImportError:
-        raise UserInputError(
-            "report: needs plotly and matplotlib; pip install 'dense-nas[report]'"
-        ) from None
+        raise UserInputError("report: needs matplotlib; pip install 'dense-nas[report]'") from None
 
 
 def report(
