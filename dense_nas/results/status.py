@@ -151,7 +151,7 @@ def running_line(trial: RunningTrial) -> str:
         >>> t = RunningTrial(3, "box", 7, 0, "k=4 blocks=1 basic theta=0.5", 2, 5, 0.91,
         ...                  850.0, 12.0, 1.0, False)
         >>> running_line(t)
-        'worker 0@box  trial   3  epoch 2/5  acc 0.9100   850 img/s  0m12s  k=4 blocks=1 basic theta=0.5'
+        'worker 0@box  trial   3  epoch 2/5  acc 0.9100    850 img/s  0m12s  k=4 blocks=1 basic theta=0.5'
     """
     where = f"worker {trial.worker}@{trial.host}" if trial.host else "worker ?"
     acc = f"{trial.accuracy:.4f}" if trial.accuracy is not None else "-"
