@@ -1,7 +1,8 @@
 """Running a study: settings, workers, trial processes, heartbeats, pruning and storages.
 
 - :func:`search` creates or resumes a study and runs its trials (``_search``).
-- :mod:`~dense_nas.study.storage`: storage URLs, the artifact store, opening a study.
+- :mod:`~dense_nas.study.storage`: storage URLs, the artifact store, opening a study;
+  :mod:`~dense_nas.study.journal`: journal files that survive a torn write.
 - :mod:`~dense_nas.study.samplers`, :mod:`~dense_nas.study.objectives`: Optuna samplers
   and pruners by name; the accuracy and accuracy-vs-size objectives.
 - :mod:`~dense_nas.study.trial`: the trial process (``python -m dense_nas.study.trial``),

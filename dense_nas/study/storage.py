@@ -2,7 +2,8 @@
 
 A storage is given as a URL (``sqlite:///s.db``, ``postgresql://user@host/db``,
 ``mysql+pymysql://...``) or as a journal file path ending in ``.log``, ``.journal`` or
-``.jsonl`` (fastest for many workers on one machine). With none, the study lives in
+``.jsonl`` (fastest for many workers on one machine; opening one moves a torn last record
+aside, see :mod:`~dense_nas.study.journal`). With none, the study lives in
 ``<out>/dense-nas.db``. Trial checkpoints go to a file-system artifact store whose root
 is recorded on the study, so any machine that mounts it can load them.
 
@@ -24,11 +25,11 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage, RDBStorage
 
 from dense_nas.errors import UserInputError
 from dense_nas.records import ARTIFACT_ROOT_ATTR
+from dense_nas.study.journal import open_journal
 
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
 
@@ -58,7 +59,7 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
             raise UserInputError(
                 f"directory {path.parent} does not exist; create it first", param="storage"
             )
-        return JournalStorage(JournalFileBackend(str(path)))
+        return open_journal(path)
     for attempt in range(5):
         try:
             return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
