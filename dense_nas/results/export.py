@@ -42,6 +42,7 @@ from dense_nas.errors import UserInputError
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.network import DenseNet
+from dense_nas.paths import output_file
 
 #: Outputs may differ from the module's by ``ATOL + RTOL * |module output|`` (float32
 #: kernels differ between runtimes; a wrong weight differs by orders of magnitude more).
@@ -200,7 +201,7 @@ def export_network(module: DenseNetModule, path: Path, fmt: str, example: Tensor
         True
     """
     writer = _format(fmt).write
-    path.parent.mkdir(parents=True, exist_ok=True)
+    output_file(path, "path")
     with _quiet(), torch.no_grad():
         writer(plain_network(module), path, example)
 

@@ -47,6 +47,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
+from dense_nas.paths import output_dir
 from dense_nas.records import learning_curve, study_attrs, trial_attrs
 from dense_nas.results.loading import DEFAULT_OUT
 from dense_nas.results.selection import (
@@ -525,7 +526,7 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
     complete = completed_trials(study)
     _check_plot_libraries()
     trials = study.get_trials(deepcopy=False)
-    output.mkdir(parents=True, exist_ok=True)
+    output_dir(output, "output")
     found, why_not = importances(study, complete)
     notes = [f"Parameter importances skipped: {why_not}."] if why_not else []
     curves = _intermediate_chart(trials)
@@ -566,4 +567,5 @@ def report(
         >>> files[-1].name  # doctest: +SKIP
         'summary.md'
     """
+    output_dir(output, "output")  # a bad place is refused before the study is read
     return write_report(open_study(storage, study_name, out), output, top)

@@ -28,6 +28,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage, RDBStorage
 
 from dense_nas.errors import UserInputError
+from dense_nas.paths import output_dir
 from dense_nas.records import ARTIFACT_ROOT_ATTR
 from dense_nas.study.journal import open_journal
 
@@ -38,7 +39,7 @@ def storage_url(storage: str | None, out: Path) -> str:
     """The storage URL or path to use: the given one, or SQLite in ``out``."""
     if storage:
         return storage
-    out.mkdir(parents=True, exist_ok=True)
+    output_dir(out, "out")
     return f"sqlite:///{(out / 'dense-nas.db').resolve()}"
 
 
