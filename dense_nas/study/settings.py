@@ -12,10 +12,15 @@ Example:
     Traceback (most recent call last):
     ...
     dense_nas.errors.UserInputError: n_trials: must be a positive integer, got 0
+    >>> SearchSettings(study_name="runs/a")
+    Traceback (most recent call last):
+    ...
+    dense_nas.errors.UserInputError: study_name: 'runs/a' holds '/'; file names are made from the study name: use letters, digits, '-', '_' or '.'
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +29,11 @@ from dense_nas.errors import UserInputError
 
 if TYPE_CHECKING:
     from dense_nas.space import SearchSpace
+
+#: Longest study name, in UTF-8 bytes: checkpoint file names start with it.
+MAX_STUDY_NAME = 128
+#: Longest heartbeat, in seconds (a day): waits longer than the clock's range would crash.
+MAX_HEARTBEAT = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -65,13 +75,43 @@ class SearchSettings:
             )
         for name in ("timeout", "heartbeat"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise UserInputError(f"must be a positive number, got {value!r}", param=name)
+            if value is not None and not (
+                isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
+            ):
+                raise UserInputError(
+                    f"must be a positive, finite number, got {value!r}", param=name
+                )
+        if self.heartbeat > MAX_HEARTBEAT:
+            raise UserInputError(
+                f"must be at most {MAX_HEARTBEAT:.0f} seconds (a day), got {self.heartbeat}",
+                param="heartbeat",
+            )
+        if self.study_name:
+            _check_study_name(self.study_name)
 
     @property
     def out_dir(self) -> Path:
         """``out`` as a path."""
         return Path(self.out)
+
+
+def _check_study_name(name: str) -> None:
+    """A study name must fit in a file name: checkpoints and retrain folders are named by it."""
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_STUDY_NAME:
+        raise UserInputError(
+            f"a name of {size} bytes is too long for the file names made from it; "
+            f"use at most {MAX_STUDY_NAME}",
+            param="study_name",
+        )
+    bad = next((c for c in name if c in "/\\" or not c.isprintable()), None)
+    if bad is not None or name in (".", ".."):
+        what = f"holds {bad!r}" if bad is not None else "is not a name"
+        raise UserInputError(
+            f"{name!r} {what}; file names are made from the study name: use letters, "
+            "digits, '-', '_' or '.'",
+            param="study_name",
+        )
 
 
 def _positive_int(name: str, value: object) -> None:
