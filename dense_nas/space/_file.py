@@ -6,6 +6,12 @@ names the field holding it. Two things differ from plain ``yaml.safe_load``: a k
 twice in one mapping is an error (PyYAML would keep the last silently), and ``1e-4``
 reads as a number (YAML 1.1 would read a string without a dot in the mantissa).
 
+A space is a few kB, so a hostile or mistaken file is refused before it costs much: a
+file over :data:`MAX_FILE_BYTES` is not read past that, and a document whose aliases
+(``*name``) expand beyond :data:`MAX_NODES` values, or refer to themselves, is refused
+before anything is built from it (a few hundred bytes of nested aliases would otherwise
+expand to gigabytes).
+
 Example:
     >>> read_yaml_text("training: {weight_decay: 1e-4}", "s.yaml")
     {'training': {'weight_decay': 0.0001}}
@@ -27,12 +33,21 @@ import yaml
 
 from dense_nas.space._values import Where
 
+#: Largest space file read, in bytes (the built-in spaces are about 1 kB).
+MAX_FILE_BYTES = 1_000_000
+#: Most values (scalars, lists and mappings) a document may hold once aliases are expanded.
+MAX_NODES = 10_000
+
 _SAFE_TAGS = "str|int|float|bool|null|binary|timestamp|map|seq|omap|pairs|set|merge"
 _STANDARD_TAG = re.compile(rf"^tag:yaml\.org,2002:({_SAFE_TAGS})$")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys."""
+    """SafeLoader that refuses duplicate keys and documents that aliases blow up."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _expanded_size(node, {}, set())
+        return super().construct_document(node)  # type: ignore[no-untyped-call]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -48,6 +63,37 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Values under ``node`` with every alias expanded, counting each shared node once
+    per use but visiting it once (so a billion laughs costs microseconds to measure).
+
+    Raises:
+        yaml.constructor.ConstructorError: more than :data:`MAX_NODES`, or a node that
+            holds itself through an alias.
+    """
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise yaml.constructor.ConstructorError(
+            None, None, "an alias refers to a value that holds it", node.start_mark
+        )
+    open_nodes.add(key)
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(key)
+    if size > MAX_NODES:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"aliases expand it to more than {MAX_NODES} values", node.start_mark
+        )
+    sizes[key] = size
+    return size
+
+
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -61,11 +107,19 @@ def read_yaml_file(path: Path) -> Any:
     Raises:
         UserInputError: the file cannot be read or is not safe, valid YAML.
     """
+    where = Where(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # never more, whatever the file's size
+        if len(data) > MAX_FILE_BYTES:
+            raise where.error(
+                f"larger than {MAX_FILE_BYTES:,} bytes; a space file is a few kB: "
+                "check that this is the right file"
+            )
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise Where(str(path)).error(f"cannot read the file ({reason}); check the path") from None
+        raise where.error(f"cannot read the file ({reason}); check the path") from None
     return read_yaml_text(text, str(path))
 
 
@@ -77,13 +131,18 @@ def read_yaml_text(text: str, source: str) -> Any:
         raise _explain(err, text, source) from None
     except yaml.YAMLError as err:
         raise Where(source).error(f"not valid YAML ({err}); fix the syntax") from None
+    except RecursionError:  # PyYAML composes nested lists and mappings recursively
+        raise Where(source).error(
+            "nested too deeply to read; a space file needs a few levels at most"
+        ) from None
 
 
 def _explain(err: yaml.MarkedYAMLError, text: str, source: str) -> Exception:
     problem = err.problem or err.context or "invalid"
     line = err.problem_mark.line + 1 if err.problem_mark else None
-    tag = _foreign_tag(text)
-    if "constructor for the tag" in problem and tag is not None:
+    # Only now: the search walks every alias, which is safe once their expansion is checked.
+    tag = _foreign_tag(text) if "constructor for the tag" in problem else None
+    if tag is not None:
         path, name = tag
         return Where(source, path or f"line {line}").error(
             f"tag {name} is not allowed (space files hold plain data, nothing is executed); "
@@ -92,6 +151,8 @@ def _explain(err: yaml.MarkedYAMLError, text: str, source: str) -> Exception:
     where = Where(source, f"line {line}") if line else Where(source)
     if "appears twice" in problem:
         return where.error(f"{problem}; keep one of them")
+    if "alias" in problem:
+        return where.error(f"{problem}; write the values out instead")
     return where.error(f"not valid YAML: {problem}; fix the syntax")
 
 

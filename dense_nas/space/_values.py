@@ -70,18 +70,27 @@ class Where:
         return UserInputError(" ".join(text.split()))
 
 
+#: Longest value an error message shows; the rest is cut to "...".
+SHOWN = 80
+
+
 def show(value: Any) -> str:
-    """A value as the user wrote it in YAML (``true``, not ``True``).
+    """A value as the user wrote it in YAML (``true``, not ``True``), cut to :data:`SHOWN`.
 
     Example:
         >>> show(True), show("cifar"), show(0.5)
         ('true', 'cifar', '0.5')
+        >>> shown = show(list(range(100)))
+        >>> len(shown), shown[-8:]
+        (80, '0, 21...')
     """
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(show(v) for v in value) + "]"
-    return str(value)
+        text = "true" if value else "false"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(show(v) for v in value) + "]"
+    else:
+        text = str(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
 
 
 def refused(value: Any, rule: str) -> str:
@@ -91,7 +100,7 @@ def refused(value: Any, rule: str) -> str:
         >>> refused("twelve", "use an integer")
         "'twelve' is not allowed; use an integer"
     """
-    shown = f"'{value}'" if isinstance(value, str) else show(value)
+    shown = f"'{show(value)}'" if isinstance(value, str) else show(value)
     return f"{shown} is not allowed; {rule}"
 
 
