@@ -450,10 +450,8 @@ def test_bad_folders_raise_one_line(tmp_path: Path, layout: dict[str, Any], mess
     assert "\n" not in str(info.value)
 
 
-def test_an_unreadable_image_is_named(tmp_path: Path) -> None:
+def test_an_unreadable_image_is_named_before_the_datamodule_is_made(tmp_path: Path) -> None:
     write_folder(tmp_path, {"a": 5, "b": 5}, seed=4)
     (tmp_path / "b" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    dm = make_datamodule("folder", tmp_path, num_workers=2)
     with pytest.raises(UserInputError, match=r"broken\.jpg is not a readable image"):
-        dm.setup("fit")
-        dm.test_dataloader()
+        make_datamodule("folder", tmp_path, num_workers=2)

@@ -7,7 +7,9 @@ Two layouts are understood:
 * ``DIR/<class>/*.jpg``: a fixed 20% is held out as test set, as for digits.
 
 Every image is converted to RGB and resized to a fixed square size (shorter side scaled,
-then centre-cropped) when it is decoded. A dataset whose decoded pixels fit in
+then centre-cropped) when it is decoded. Before the datamodule is made, up to
+:data:`CHECKED_IMAGES` files spread over the dataset (all of a small one) are decoded, so
+a folder of files that are not images is refused before any study or training starts. A dataset whose decoded pixels fit in
 :data:`IN_MEMORY_BYTES` is decoded once into memory and served like CIFAR; a larger one
 streams through a ``DataLoader`` with worker processes. Either way the batches are
 augmented (random crop after zero padding, horizontal flip) and normalised on the device.
@@ -52,6 +54,8 @@ DEFAULT_IMAGE_SIZE = 32
 IN_MEMORY_BYTES = 2 * 1024**3
 #: Training images decoded to estimate the normalisation of a streamed dataset.
 STATS_SAMPLE = 1000
+#: Files decoded up front, spread evenly over the dataset, to refuse non-images early.
+CHECKED_IMAGES = 256
 _LAYOUT_HINT = "put images in DIR/<class>/*.jpg, or DIR/train/<class>/ and DIR/test/<class>/"
 
 
@@ -158,6 +162,21 @@ def load_image(path: Path, size: int) -> Tensor:
             f"{path} is not a readable image ({err}); replace or delete it", param="data_dir"
         ) from err
     return torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1).contiguous()
+
+
+def check_images(index: FolderIndex, size: int, workers: int = 1) -> None:
+    """Decode up to :data:`CHECKED_IMAGES` files spread evenly over the dataset (every
+    file of a small one).
+
+    Raises:
+        UserInputError: the first file that is not a readable image, named.
+    """
+    files = index.pool_files + index.test_files
+    count = min(len(files), CHECKED_IMAGES)
+    sample = [files[i * len(files) // count] for i in range(count)]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for _ in pool.map(lambda path: load_image(path, size), sample):
+            pass  # map raises the first file's error, in file order
 
 
 class ImageFiles(Dataset[tuple[Tensor, int]]):
@@ -299,11 +318,17 @@ def folder_datamodule(
         in_memory: force one path; ``None`` decides by :data:`IN_MEMORY_BYTES`.
         **kwargs: ``image_size``, ``num_workers`` and the shared options of
             :class:`~dense_nas.data.DenseNetDataModule`.
+
+    Raises:
+        UserInputError: a bad layout (see :func:`scan_image_folder`), or a file that is
+            not a readable image among those :func:`check_images` decodes.
     """
     index = scan_image_folder(Path(data_dir))
+    side = kwargs.get("image_size", DEFAULT_IMAGE_SIZE)
     if in_memory is None:
-        side = kwargs.get("image_size", DEFAULT_IMAGE_SIZE)
         n_images = len(index.pool_files) + len(index.test_files)
         in_memory = n_images * 3 * side * side <= IN_MEMORY_BYTES
     kind = FolderDataModule if in_memory else StreamingFolderDataModule
-    return kind(index, **kwargs)
+    datamodule = kind(index, **kwargs)
+    check_images(index, datamodule.image_size[0], datamodule.num_workers)
+    return datamodule
