@@ -63,7 +63,8 @@ def study_args(parser: argparse.ArgumentParser, *, search: bool = False) -> None
     parser.add_argument(
         "--study",
         dest="study_name",
-        help="study name (default: <space>-<data>)"
+        help="study name (default: <space>-<data>); it names checkpoint files, so at most "
+        "128 bytes and no '/'"
         if search
         else "study name (default: the only study in the storage)",
     )

@@ -63,7 +63,8 @@ def add_parser(sub: Any) -> None:
         "--heartbeat",
         type=positive_float,
         default=30.0,
-        help="seconds after which a silent RUNNING trial counts as dead and is retried",
+        help="seconds after which a silent RUNNING trial counts as dead and is retried "
+        "(at most 86400, a day)",
     )
     p.add_argument(
         "--threads",

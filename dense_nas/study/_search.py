@@ -132,7 +132,8 @@ def search(
         timeout: stop starting new trials after this many seconds.
         epochs: epochs per trial; ``None`` uses the space's training ``epochs``.
         storage: Optuna storage URL or journal file; default SQLite in ``out``.
-        study_name: default ``"<space>-<data>"``.
+        study_name: default ``"<space>-<data>"``; checkpoint files are named by it, so
+            at most 128 bytes, with no ``/``, ``\\`` or control characters.
         sampler: tpe, random, cmaes, gp, nsga2 or qmc (seeded with ``seed``).
         pruner: hyperband, asha (successive halving), median, percentile or none;
             resources are epochs.
@@ -145,8 +146,10 @@ def search(
         devices: devices per trial; more than one trains with DDP.
         workers: trials run at once on this machine.
         seed: sampler seed and base of each trial's training seed.
-        out: directory for the default storage, checkpoints and logs.
-        heartbeat: seconds of silence after which a RUNNING trial counts as dead.
+        out: directory for the default storage, checkpoints and logs; created when
+            missing, and refused when it cannot be written.
+        heartbeat: seconds of silence after which a RUNNING trial counts as dead
+            (finite, at most a day).
         threads: torch threads per trial process on the CPU; 0: the cores shared out
             among workers and devices.
         verbose: show Lightning's own output.
