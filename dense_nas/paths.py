@@ -3,18 +3,19 @@
 A path that cannot take what a command writes (a file given for a directory, a
 directory given for a file, a place under ``/proc`` or on a read-only disk) is one
 :class:`~dense_nas.errors.UserInputError` line naming the parameter, before any study,
-checkpoint or report file exists.
+checkpoint or report file exists. The checks create nothing: the command makes the
+directory when it first writes there.
 
 Example:
     >>> import tempfile
-    >>> runs = output_dir(Path(tempfile.mkdtemp()) / "runs", "out")
-    >>> runs.is_dir()
-    True
-    >>> output_dir(Path("/proc/runs"), "out")  # doctest: +ELLIPSIS
+    >>> runs = Path(tempfile.mkdtemp()) / "runs"
+    >>> check_output_dir(runs, "out") == runs, runs.exists()
+    (True, False)
+    >>> check_output_dir(Path("/proc/runs"), "out")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    dense_nas.errors.UserInputError: out: cannot write in /proc/runs (...); choose a writable directory
-    >>> output_file(runs, "output")  # doctest: +ELLIPSIS
+    dense_nas.errors.UserInputError: out: cannot write in /proc (...); choose a writable directory
+    >>> check_output_file(runs.parent, "output")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     dense_nas.errors.UserInputError: output: ... is a directory; give the name of the file to write
@@ -28,31 +29,34 @@ from pathlib import Path
 from dense_nas.errors import UserInputError
 
 
-def output_dir(path: Path, param: str) -> Path:
-    """Create the directory ``path`` when missing and check a file can be written in it.
+def check_output_dir(path: Path, param: str) -> Path:
+    """Check that ``path`` is a directory, or can be made one, that files can be written in.
 
     Raises:
-        UserInputError: ``path`` is a file, or cannot be created or written in.
+        UserInputError: ``path`` or the nearest existing folder above it is a file, or
+            that folder cannot be written in.
     """
-    if path.exists() and not path.is_dir():
+    existing = path.absolute()
+    while not existing.exists():  # ends at the root, which exists
+        existing = existing.parent
+    if not existing.is_dir():
         raise UserInputError(
-            f"{path} is a file, not a directory; give a directory (it is created when missing)",
+            f"{existing} is a file, not a directory; give a directory (it is created when missing)",
             param=param,
         )
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):  # permissions alone miss /proc and root
+        with tempfile.TemporaryFile(dir=existing):  # permissions alone miss /proc and root
             pass
     except OSError as err:
         raise UserInputError(
-            f"cannot write in {path} ({err.strerror or err}); choose a writable directory",
+            f"cannot write in {existing} ({err.strerror or err}); choose a writable directory",
             param=param,
         ) from None
     return path
 
 
-def output_file(path: Path, param: str) -> Path:
-    """Check a file can be written at ``path`` (its directory is created when missing).
+def check_output_file(path: Path, param: str) -> Path:
+    """Check a file can be written at ``path`` (its directory may be missing yet).
 
     Raises:
         UserInputError: ``path`` is a directory, or its directory cannot be written in.
@@ -61,5 +65,5 @@ def output_file(path: Path, param: str) -> Path:
         raise UserInputError(
             f"{path} is a directory; give the name of the file to write", param=param
         )
-    output_dir(path.parent, param)
+    check_output_dir(path.parent, param)
     return path

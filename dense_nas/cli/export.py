@@ -31,11 +31,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dense_nas.paths import output_file
+    from dense_nas.paths import check_output_file
     from dense_nas.results.export import ExportMismatch, export_checked
     from dense_nas.results.loading import find_trial, load_trial, study_image_size
 
-    output_file(args.output, "output")  # before the study is read and a network loaded
+    check_output_file(args.output, "output")  # before the study is read and a network loaded
     study, trial = find_trial(args.storage, args.study_name, **choice(args))
     module = load_trial(study, trial)
     try:

@@ -42,7 +42,7 @@ from dense_nas.errors import UserInputError
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.network import DenseNet
-from dense_nas.paths import output_file
+from dense_nas.paths import check_output_file
 
 #: Outputs may differ from the module's by ``ATOL + RTOL * |module output|`` (float32
 #: kernels differ between runtimes; a wrong weight differs by orders of magnitude more).
@@ -201,7 +201,8 @@ def export_network(module: DenseNetModule, path: Path, fmt: str, example: Tensor
         True
     """
     writer = _format(fmt).write
-    output_file(path, "path")
+    check_output_file(path, "path")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet(), torch.no_grad():
         writer(plain_network(module), path, example)
 

@@ -47,7 +47,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
-from dense_nas.paths import output_dir
+from dense_nas.paths import check_output_dir
 from dense_nas.records import learning_curve, study_attrs, trial_attrs
 from dense_nas.results.loading import DEFAULT_OUT
 from dense_nas.results.selection import (
@@ -526,7 +526,8 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
     complete = completed_trials(study)
     _check_plot_libraries()
     trials = study.get_trials(deepcopy=False)
-    output_dir(output, "output")
+    check_output_dir(output, "output")
+    output.mkdir(parents=True, exist_ok=True)
     found, why_not = importances(study, complete)
     notes = [f"Parameter importances skipped: {why_not}."] if why_not else []
     curves = _intermediate_chart(trials)
@@ -567,5 +568,5 @@ def report(
         >>> files[-1].name  # doctest: +SKIP
         'summary.md'
     """
-    output_dir(output, "output")  # a bad place is refused before the study is read
+    check_output_dir(output, "output")  # a bad place is refused before the study is read
     return write_report(open_study(storage, study_name, out), output, top)

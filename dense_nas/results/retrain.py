@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from dense_nas.data import make_datamodule
 from dense_nas.errors import UserInputError
 from dense_nas.model.module import DenseNetModule
-from dense_nas.paths import output_dir
+from dense_nas.paths import check_output_dir
 from dense_nas.records import record_study, study_attrs
 from dense_nas.results.loading import (
     DEFAULT_OUT,
@@ -171,7 +171,7 @@ def retrain(
     recorded = study_attrs(study)
     seed = recorded.get("seed", 0)
     L.seed_everything(seed, verbose=False)  # before the module: its initial weights too
-    directory = output_dir(run_dir(out, study.study_name), "out")
+    directory = check_output_dir(run_dir(out, study.study_name), "out")
     module = DenseNetModule.from_candidate(arch, training)
     done = _resume_point(directory / LAST, module)
     datamodule = make_datamodule(

@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
-from dense_nas.paths import output_dir
+from dense_nas.paths import check_output_dir
 from dense_nas.records import (
     EpochMessage,
     EpochProgress,
@@ -187,7 +187,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     from dense_nas.data import make_datamodule
 
     s = settings
-    output_dir(s.out_dir, "out")  # checkpoints and logs go there: refuse a bad one first
+    check_output_dir(s.out_dir, "out")  # checkpoints and logs go there: refuse a bad one now
     data_path = None if s.data_dir is None else str(Path(s.data_dir).resolve())
     chosen = load_space(s.space) if isinstance(s.space, (str, Path)) else s.space
     max_params = s.max_params

@@ -28,7 +28,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage, RDBStorage
 
 from dense_nas.errors import UserInputError
-from dense_nas.paths import output_dir
+from dense_nas.paths import check_output_dir
 from dense_nas.records import ARTIFACT_ROOT_ATTR
 from dense_nas.study.journal import open_journal
 
@@ -39,7 +39,8 @@ def storage_url(storage: str | None, out: Path) -> str:
     """The storage URL or path to use: the given one, or SQLite in ``out``."""
     if storage:
         return storage
-    output_dir(out, "out")
+    check_output_dir(out, "out")
+    out.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(out / 'dense-nas.db').resolve()}"
 
 
