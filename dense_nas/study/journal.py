@@ -6,8 +6,8 @@ tail when it reads, but the next append is glued onto it, and the joined line ma
 every later read fail. Here:
 
 * :class:`WholeLineBackend` appends each batch of records with one ``os.write`` on an
-  ``O_APPEND`` descriptor, under Optuna's lock, and truncates a write that fails part-way
-  back off: a batch is in the file whole or not at all.
+  ``O_APPEND`` descriptor, under Optuna's lock, and cuts a write that fails part-way back
+  to its last whole line: a record is in the file whole or not at all.
 * :func:`open_journal` checks the file first. A torn last record (the bytes after the
   last newline) is copied to ``<journal>.torn-<time>`` beside it, never deleted, and
   truncated away with one warning, so the study goes on with every record before it.
@@ -69,7 +69,7 @@ class WholeLineBackend(JournalFileBackend):
             try:
                 # A tail left by a writer that died mid-record would glue onto this batch.
                 move_torn_tail(fd, self.path)
-                _write_whole(fd, data.encode("utf-8"))
+                _append_lines(fd, data.encode("utf-8"))
             finally:
                 os.close(fd)
 
@@ -191,20 +191,24 @@ def _write_aside(path: str, data: bytes) -> str:
     for attempt in range(1000):
         name = f"{path}.torn-{stamp}" + (f"-{attempt}" if attempt else "")
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with open(name, "xb") as aside:
+                try:
+                    aside.write(data)
+                    aside.flush()
+                    os.fsync(aside.fileno())
+                except BaseException:
+                    os.remove(name)  # the journal keeps the tail: try again next time
+                    raise
         except FileExistsError:
             continue
-        try:
-            _write_whole(fd, data)
-        finally:
-            os.close(fd)
         return name
     raise FileExistsError(errno.EEXIST, "no free name for the torn record", path)
 
 
-def _write_whole(fd: int, data: bytes) -> None:
-    """Append ``data`` in one write and make it durable, or leave the file as it was."""
-    start = os.fstat(fd).st_size
+def _append_lines(fd: int, data: bytes) -> None:
+    """Append whole lines in one write and make them durable; on any failure, cut what
+    was written back to its last whole line (a one-record batch: to nothing at all)."""
+    start = os.fstat(fd).st_size  # the end: the caller holds the lock
     try:
         written = os.write(fd, data)
         if written < len(data):  # the disk filled up part-way
@@ -214,8 +218,10 @@ def _write_whole(fd: int, data: bytes) -> None:
             )
         os.fsync(fd)
     except BaseException:
+        # Read back what landed rather than trust ``written``: Ctrl-C may come between.
         with contextlib.suppress(OSError):  # failing too: the next open moves the tail aside
-            os.ftruncate(fd, start)
+            landed = os.pread(fd, os.fstat(fd).st_size - start, start)
+            os.ftruncate(fd, start + landed.rfind(b"\n") + 1)
         raise
 
 
