@@ -145,6 +145,9 @@ CASES = {
     "space file of 8 GB": Case(_search_with(_huge_space), "larger than 1,000,000 bytes"),
     "best on a study with no completed trial": Case(_best_of_empty_study, "no completed trials"),
     "a garbage journal file": Case(_garbage_journal, "line 1 is not an Optuna journal record"),
+    "status of a garbage journal file": Case(
+        lambda root: ["status", *_garbage_journal(root)[1:]], "line 1 is not an Optuna journal"
+    ),
 }
 
 
