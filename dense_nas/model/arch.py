@@ -56,7 +56,8 @@ class DenseNetConfig:
         num_classes: outputs of the linear head.
         in_channels: channels of the input images.
         memory_efficient: recompute concat-BN-ReLU-conv1x1 in the backward pass instead of
-            storing it; the network and its outputs are the same.
+            storing it; training leaves the same weights and BN statistics, and the
+            outputs are the same.
 
     Example:
         >>> DenseNetConfig(growth_rate=12, block_layers=(4, 4), num_classes=10).init_channels
