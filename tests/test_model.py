@@ -121,6 +121,20 @@ def test_memory_efficient_with_dropout_recomputes_the_same_mask() -> None:
         torch.testing.assert_close(lean_grads[n], g, rtol=1e-4, atol=1e-6, msg=n)
 
 
+@pytest.mark.parametrize("bottleneck", [True, False])
+def test_paper_dropout_follows_every_conv_but_the_stems(bottleneck: bool) -> None:
+    cfg = DenseNetConfig(4, (2, 2), bottleneck=bottleneck).resolve_dropout(augmented=False)
+    net: Any = DenseNet(cfg)  # nn.Module indexing is untyped
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    drops = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == len(convs) - 1 and {d.p for d in drops} == {0.2}
+    for unit in (net.blocks[0][0].first, net.blocks[1]):  # right after the conv
+        kinds = [type(m) for m in unit]
+        assert kinds[kinds.index(nn.Conv2d) + 1] is nn.Dropout
+    augmented = DenseNet(cfg.replace(dropout=None).resolve_dropout(augmented=True))
+    assert not any(isinstance(m, nn.Dropout) for m in augmented.modules())
+
+
 def test_layer_order_follows_the_paper() -> None:
     net: Any = DenseNet(preset("densenet-bc-100-12"))  # nn.Module indexing is untyped
     layer = net.blocks[0][0]

@@ -176,6 +176,7 @@ class DenseNet(nn.Module):
     def __init__(self, cfg: DenseNetConfig) -> None:
         super().__init__()
         self.config = cfg
+        dropout = cfg.dropout or 0.0  # unset: the paper's rule was never applied, so none
         stages: list[nn.Module] = []
         for block in channel_plan(cfg):
             stages.append(
@@ -185,14 +186,14 @@ class DenseNet(nn.Module):
                         cfg.growth_rate,
                         bottleneck=cfg.bottleneck,
                         bottleneck_width=cfg.bottleneck_width,
-                        dropout=cfg.dropout,
+                        dropout=dropout,
                         memory_efficient=cfg.memory_efficient,
                     )
                     for channels in block.layer_inputs
                 )
             )
             if block.transition_out is not None:
-                stages.append(Transition(block.out_channels, block.transition_out, cfg.dropout))
+                stages.append(Transition(block.out_channels, block.transition_out, dropout))
         self.stem = _stem(cfg)
         self.blocks = nn.Sequential(*stages)
         self.num_features = channel_plan(cfg)[-1].out_channels

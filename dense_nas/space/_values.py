@@ -162,9 +162,16 @@ def _fields() -> dict[str, FieldSpec]:
             "layers_per_block", "architecture", int, REQUIRED, _positive_int("layers_per_block")
         ),
     ]
-    for name in ("bottleneck_width", "compression", "init_channels", "dropout", "memory_efficient"):
-        default = None if name == "init_channels" else getattr(arch, name)
-        kind = int if default is None else type(default)
+    # Unset (None) init_channels and dropout resolve later: to 2k, and by the data's
+    # augmentation (the paper's dropout rule).
+    optional: list[tuple[str, type, Any]] = [
+        ("bottleneck_width", int, arch.bottleneck_width),
+        ("compression", float, arch.compression),
+        ("init_channels", int, None),
+        ("dropout", float, arch.dropout),
+        ("memory_efficient", bool, arch.memory_efficient),
+    ]
+    for name, kind, default in optional:
         specs.append(FieldSpec(name, "architecture", kind, default, _arch_check(name)))
     for name, default in training.to_dict().items():
         specs.append(FieldSpec(name, "training", type(default), default, _training_check(name)))

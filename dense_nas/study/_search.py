@@ -206,7 +206,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     datamodule = make_datamodule(s.data, s.data_dir, seed=s.seed, val_size=s.val_size)
     if isinstance(s.val_size, int):
         datamodule.setup("fit")  # a count must leave training images: check it here
-    task = Task(datamodule.num_classes, datamodule.in_channels, datamodule.image_size)
+    task = Task.from_datamodule(datamodule)
     chosen.check(task)
     name = s.study_name or f"{chosen.name}-{s.data}"
     study = optuna.create_study(
