@@ -302,6 +302,29 @@ def test_unset_fields_keep_the_config_defaults() -> None:
 
 
 @pytest.mark.parametrize(
+    ("milestones", "schedule", "decays"),
+    [
+        ([30, 60], "multistep", [30, 60]),
+        ([0.5, 0.75], "multistep", [45, 67]),
+        ({"value": [30, 60], "when": {"schedule": "multistep"}}, "multistep", [30, 60]),
+        ({"value": [30, 60], "when": {"schedule": "multistep"}}, "cosine", [45, 67]),
+    ],
+)
+def test_milestones_are_read_as_one_list(
+    milestones: object, schedule: str, decays: list[int]
+) -> None:
+    training = {
+        "epochs": 90,
+        "milestones": milestones,
+        "schedule": {"choices": ["multistep", "cosine"]},
+    }
+    space = yaml_space({"growth_rate": 4, "layers_per_block": 1}, training=training)
+    recipe = space.suggest(fixed({"schedule": schedule}), CIFAR).training
+    assert recipe.schedule == schedule
+    assert recipe.milestone_epochs() == decays  # unset under cosine: the paper's default
+
+
+@pytest.mark.parametrize(
     ("training", "expected"),
     [
         ({"epochs": 9}, 9),

@@ -136,8 +136,7 @@ class Candidate:
             >>> c.key.startswith(c.arch.key + "|") and "lr=0.05" in c.key
             True
         """
-        recipe = ";".join(f"{k}={v}" for k, v in sorted(self.training.to_dict().items()))
-        return f"{self.arch.key}|{recipe}"
+        return f"{self.arch.key}|{self.training.key}"
 
 
 @dataclass(frozen=True)

@@ -130,9 +130,14 @@ def _arch_check(name: str) -> Callable[[Any], object]:
 
 
 def _training_check(name: str) -> Callable[[Any], object]:
-    # Nesterov (on by default) needs momentum > 0: judge momentum on its own here; the
-    # combination is checked on whole candidates when the space is loaded.
-    base: dict[str, Any] = {"nesterov": False} if name == "momentum" else {}
+    # Nesterov (on by default) needs momentum > 0, and milestones in epochs must lie
+    # inside the schedule: judge momentum and milestones on their own here (any schedule
+    # long enough); the combinations are checked on whole candidates when the space loads.
+    others: dict[str, dict[str, Any]] = {
+        "momentum": {"nesterov": False},
+        "milestones": {"epochs": 2**62},
+    }
+    base = others.get(name, {})
 
     def check(value: Any) -> object:
         return TrainingConfig(**{**base, name: value})
@@ -196,7 +201,13 @@ def coerce(spec: FieldSpec, value: Any, where: Where) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        wanted = {
+            bool: "true or false",
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            list: "a list, e.g. [30, 60]",
+        }
         raise where.error(refused(value, f"use {wanted[kind]}"))
     try:
         spec.check(value)
@@ -341,6 +352,12 @@ def parse_dist(spec: FieldSpec, node: Any, where: Where, extra_keys: Sequence[st
     for key in node:
         if key not in allowed:
             raise where.at(str(key)).error(f"unknown key; allowed keys: {', '.join(allowed)}")
+    if spec.kind is list and "value" not in node:
+        # A list-valued field is fixed: Optuna stores only plain values as categorical choices.
+        raise where.error(
+            "takes one list, not a distribution; write e.g. [30, 60], or "
+            "{value: [30, 60], when: {...}}"
+        )
     if "value" in node:
         _refuse(node, where, "value", ("choices", *RANGE_KEYS))
         return Fixed(coerce(spec, node["value"], where.at("value")))

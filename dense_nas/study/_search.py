@@ -129,7 +129,8 @@ def search(
             :func:`~dense_nas.data.make_datamodule`). Fixed for the study's life.
         n_trials: total finished trials the study should reach.
         timeout: stop starting new trials after this many seconds.
-        epochs: epochs per trial; ``None`` uses the space's training ``epochs``.
+        epochs: epochs per trial; ``None`` uses the space's training ``epochs``. A step
+            schedule keeps its shape (:meth:`~dense_nas.model.recipe.TrainingConfig.with_epochs`).
         storage: Optuna storage URL or journal file; default SQLite in ``out``.
         study_name: default ``"<space>-<data>"``.
         sampler: tpe, random, cmaes, gp, nsga2 or qmc (seeded with ``seed``).
@@ -368,7 +369,7 @@ def _run_trial(
             _tell(run, trial, TrialState.PRUNED, None, started)
             return
         if s.epochs is not None:
-            candidate = Candidate(candidate.arch, candidate.training.replace(epochs=s.epochs))
+            candidate = Candidate(candidate.arch, candidate.training.with_epochs(s.epochs))
         arch, training = candidate.arch.to_dict(), candidate.training.to_dict()
         record_trial(trial, arch=arch, training=training, arch_key=candidate.key)
         duplicate = find_duplicate(study, candidate.key)
