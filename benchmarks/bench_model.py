@@ -19,6 +19,7 @@ Usage (torchvision does not import beside the 2.13 CPU torch; tox has an env for
 
     tox -e bench -- --runs 3
     python benchmarks/bench_model.py --device cuda --batch-size 64 --runs 5
+    python benchmarks/bench_model.py --memory-only   # no torchvision needed
 """
 
 from __future__ import annotations
@@ -131,6 +132,34 @@ def memory_figures(cfg: DenseNetConfig, x: Tensor, y: Tensor, bf16: bool) -> tup
     return saved, peak[0]
 
 
+def compare_speed(
+    cfg: DenseNetConfig, x: Tensor, y: Tensor, bf16: bool, args: argparse.Namespace
+) -> None:
+    """Print images/s of ours and torchvision's training step, interleaved runs, medians."""
+    device = x.device
+    torch.manual_seed(0)
+    steps = {
+        "ours (channels_last)": make_step(DenseNet(cfg).to(device), x, y, True, bf16),
+        "torchvision (NCHW)": make_step(torchvision_densenet(cfg).to(device), x, y, False, bf16),
+    }
+    if args.compile:
+        compiled = torch.compile(DenseNet(cfg).to(device))
+        steps["ours (compiled)"] = make_step(compiled, x, y, True, bf16)  # type: ignore[arg-type]
+    results: dict[str, list[float]] = {label: [] for label in steps}
+    for _ in range(args.runs):  # interleaved, so drift in machine load hits both alike
+        for label, step in steps.items():
+            results[label].append(images_per_second(step, args.batch_size, args.steps, device))
+    medians = {label: statistics.median(values) for label, values in results.items()}
+    for label, value in medians.items():
+        print(
+            f"  {label:24s} {value:9.1f} images/s  (runs: {', '.join(f'{v:.1f}' for v in results[label])})"
+        )
+    theirs = medians["torchvision (NCHW)"]
+    for label, value in medians.items():
+        if label.startswith("ours"):
+            print(f"speed ratio {label} / torchvision: {value / theirs:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="densenet-bc-100-12")
@@ -153,6 +182,12 @@ def main() -> None:
         "(both models share the process, so both get it); default: glibc as it comes",
     )
     parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="skip the speed comparison (and torchvision): plain against memory-efficient "
+        "memory only, which runs beside the 2.13 CPU torch",
+    )
+    parser.add_argument(
         "--cpu-bf16",
         action="store_true",
         help="bf16 autocast on the CPU for both models, as `--precision bf16-mixed` trains "
@@ -173,35 +208,16 @@ def main() -> None:
     y = torch.randint(0, cfg.num_classes, (args.batch_size,), generator=g)
     x, y = x.to(device), y.to(device)
 
-    torch.manual_seed(0)
-    steps = {
-        "ours (channels_last)": make_step(DenseNet(cfg).to(device), x, y, True, bf16),
-        "torchvision (NCHW)": make_step(torchvision_densenet(cfg).to(device), x, y, False, bf16),
-    }
-    if args.compile:
-        compiled = torch.compile(DenseNet(cfg).to(device))
-        steps["ours (compiled)"] = make_step(compiled, x, y, True, bf16)  # type: ignore[arg-type]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"{args.preset}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
         f"{device.type} ({name or platform.machine()}), {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, precision {'bf16 autocast' if bf16 else 'fp32'}, "
-        f"{args.runs} runs x {args.steps} steps (median)"
+        f"torch {torch.__version__}, precision {'bf16 autocast' if bf16 else 'fp32'}"
+        + ("" if args.memory_only else f", {args.runs} runs x {args.steps} steps (median)")
         + (", C allocator keeps freed memory" if tuned else "")
     )
-    results: dict[str, list[float]] = {label: [] for label in steps}
-    for _ in range(args.runs):  # interleaved, so drift in machine load hits both alike
-        for label, step in steps.items():
-            results[label].append(images_per_second(step, args.batch_size, args.steps, device))
-    medians = {label: statistics.median(values) for label, values in results.items()}
-    for label, value in medians.items():
-        print(
-            f"  {label:24s} {value:9.1f} images/s  (runs: {', '.join(f'{v:.1f}' for v in results[label])})"
-        )
-    theirs = medians["torchvision (NCHW)"]
-    for label, value in medians.items():
-        if label.startswith("ours"):
-            print(f"speed ratio {label} / torchvision: {value / theirs:.2f}")
+    if not args.memory_only:
+        compare_speed(cfg, x, y, bf16, args)
 
     plain_saved, plain_peak = memory_figures(cfg, x, y, bf16)
     lean_saved, lean_peak = memory_figures(cfg.replace(memory_efficient=True), x, y, bf16)

@@ -77,6 +77,19 @@ def test_key_ignores_what_does_not_change_the_network() -> None:
     assert bc.key != DenseNetConfig(12, (4, 4), compression=0.6).key
 
 
+def test_unset_dropout_takes_the_papers_rate_only_without_augmentation() -> None:
+    cfg = preset("densenet-bc-100-12")
+    assert cfg.dropout is None  # the presets leave it to the data
+    plain, augmented = cfg.resolve_dropout(augmented=False), cfg.resolve_dropout(augmented=True)
+    assert (plain.dropout, augmented.dropout) == (0.2, 0.0)
+    # An unset dropout builds no dropout layers, so it keys like the augmented case.
+    assert augmented.key == cfg.key and "drop=0;" in cfg.key
+    assert "drop=0.2;" in plain.key
+    chosen = cfg.replace(dropout=0.1)  # set by a space or a user: kept, augmented or not
+    assert chosen.resolve_dropout(augmented=False) == chosen == chosen.resolve_dropout(True)
+    assert DenseNetConfig.from_dict(plain.to_dict()) == plain
+
+
 def test_round_trip_through_plain_dict() -> None:
     for name in list_presets():
         cfg = preset(name)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from dense_nas.model.arch import DenseNetConfig, list_presets, preset
 from dense_nas.model.network import DenseNet
@@ -51,6 +52,60 @@ def test_preset_forward_backward_and_memory_efficient_equivalence(name: str) -> 
         torch.testing.assert_close(lean_grads[n], g, rtol=1e-3, atol=1e-5, msg=n)
 
 
+# Both stems and both layer kinds; three steps in two modes of the other presets take 10-15 s
+# each on a 2-core CPU, so they run in the slow tier.
+_FAST_PRESETS = ("densenet-40-12", "densenet-bc-100-12", "densenet-bc-100-12-c100", "densenet121")
+
+
+def _presets_big_ones_slow() -> list[object]:
+    return [
+        name if name in _FAST_PRESETS else pytest.param(name, marks=pytest.mark.slow)
+        for name in list_presets()
+    ]
+
+
+def _train(model: DenseNet, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> DenseNet:
+    """The paper's SGD, one step per batch."""
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4
+    )
+    model.train()
+    for x, y in batches:
+        opt.zero_grad()
+        torch.autograd.backward(nn.functional.cross_entropy(model(x), y))
+        opt.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", _presets_big_ones_slow())
+def test_memory_efficient_training_leaves_the_same_network(name: str) -> None:
+    cfg = preset(name)
+    g = torch.Generator().manual_seed(0)
+    # Small inputs that leave 2x2 maps in the last block: with 1x1 maps, BN would normalise
+    # two values a channel and its gradients blow up within three steps.
+    size = 64 if cfg.stem == "imagenet" else 8
+    batches = [
+        (
+            torch.randn(2, 3, size, size, generator=g),
+            torch.randint(0, cfg.num_classes, (2,), generator=g),
+        )
+        for _ in range(3)
+    ]
+    torch.manual_seed(0)
+    plain = DenseNet(cfg)
+    lean = DenseNet(cfg.replace(memory_efficient=True))
+    lean.load_state_dict(plain.state_dict())
+    _train(plain, batches)
+    _train(lean, batches)
+    state, lean_state = plain.state_dict(), lean.state_dict()
+    for key, value in state.items():  # weights, running mean/var and batch counts alike
+        torch.testing.assert_close(lean_state[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    counts = {v.item() for key, v in lean_state.items() if key.endswith("num_batches_tracked")}
+    assert counts == {len(batches)}  # one update a step, recomputation or not
+    with torch.no_grad():
+        torch.testing.assert_close(lean(batches[0][0]), plain(batches[0][0]), rtol=1e-4, atol=1e-4)
+
+
 def test_memory_efficient_with_dropout_recomputes_the_same_mask() -> None:
     cfg = DenseNetConfig(6, (3, 3), dropout=0.2)
     x = torch.randn(4, 3, 16, 16)
@@ -64,6 +119,20 @@ def test_memory_efficient_with_dropout_recomputes_the_same_mask() -> None:
     torch.testing.assert_close(lean_out, out)
     for n, g in grads.items():
         torch.testing.assert_close(lean_grads[n], g, rtol=1e-4, atol=1e-6, msg=n)
+
+
+@pytest.mark.parametrize("bottleneck", [True, False])
+def test_paper_dropout_follows_every_conv_but_the_stems(bottleneck: bool) -> None:
+    cfg = DenseNetConfig(4, (2, 2), bottleneck=bottleneck).resolve_dropout(augmented=False)
+    net: Any = DenseNet(cfg)  # nn.Module indexing is untyped
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    drops = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == len(convs) - 1 and {d.p for d in drops} == {0.2}
+    for unit in (net.blocks[0][0].first, net.blocks[1]):  # right after the conv
+        kinds = [type(m) for m in unit]
+        assert kinds[kinds.index(nn.Conv2d) + 1] is nn.Dropout
+    augmented = DenseNet(cfg.replace(dropout=None).resolve_dropout(augmented=True))
+    assert not any(isinstance(m, nn.Dropout) for m in augmented.modules())
 
 
 def test_layer_order_follows_the_paper() -> None:

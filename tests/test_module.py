@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dense_nas.model.arch import DenseNetConfig, list_presets, preset
 from dense_nas.model.module import DenseNetModule
+from dense_nas.model.recipe import TrainingConfig
 
 
 def _cifar_loader(n: int = 32, batch: int = 16) -> DataLoader[tuple[torch.Tensor, ...]]:
@@ -70,6 +72,80 @@ def test_recipe_is_the_papers() -> None:
     assert lrs[224] == pytest.approx(0.01) and lrs[225] == pytest.approx(0.001)
 
 
+def _lr_per_epoch(module: DenseNetModule) -> list[float]:
+    """The lr of every epoch of the module's schedule, stepped once an epoch as Lightning does."""
+    config = module.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "epoch"
+    lrs = []
+    for _ in range(module.training_config.epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize(
+    ("milestones", "epochs", "decays"),
+    [
+        ([30, 60], 90, [30, 60]),  # the paper's ImageNet schedule
+        ((30, 60), 90, [30, 60]),
+        ([0.25, 0.5], 8, [2, 4]),  # fractions of the schedule
+        ([0.29], 100, [29]),  # floored, and not one lower through float error
+        ([3], 4, [3]),
+    ],
+)
+def test_step_schedule_divides_the_lr_by_10_at_each_milestone(
+    milestones: list[float], epochs: int, decays: list[int]
+) -> None:
+    module = DenseNetModule(DenseNetConfig(4, (1,)), epochs=epochs, milestones=milestones)
+    expected = [0.1 * 0.1 ** sum(epoch >= d for d in decays) for epoch in range(epochs)]
+    assert _lr_per_epoch(module) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("milestones", "epochs", "message"),
+    [
+        ([60, 30], 90, "must increase, got [60, 30]"),
+        ([30, 30], 90, "must increase"),
+        ([30, 90], 90, "[30, 90] do not fit a schedule of 90 epochs; give epochs in [1, 89]"),
+        ([0, 5], 10, "do not fit a schedule of 10 epochs"),
+        ([0.5, 1.0], 10, "must hold fractions in (0, 1), got [0.5, 1.0]"),
+        ([0.0, 0.5], 10, "must hold fractions in (0, 1)"),
+        ([30, 0.75], 90, "not a mix, got [30, 0.75]"),
+        ([], 90, "at least one epoch or fraction, got []"),
+        (30, 90, "must be a list of epochs like [30, 60]"),
+        (["30"], 90, "must be a list of epochs"),
+        ([True], 90, "must be a list of epochs"),
+    ],
+)
+def test_bad_milestones_are_one_line_errors_naming_the_fix(
+    milestones: object, epochs: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=r"^milestones: ") as caught:
+        TrainingConfig(epochs=epochs, milestones=milestones)  # type: ignore[arg-type]
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_milestones_survive_json_and_keep_one_spelling() -> None:
+    recipe = TrainingConfig(epochs=90, milestones=[30, 60])  # type: ignore[arg-type]
+    assert recipe.milestones == (30, 60)  # a list is kept as a tuple: configs compare equal
+    stored = json.loads(json.dumps(recipe.to_dict()))  # how a study keeps its user attrs
+    assert stored["milestones"] == [30, 60]
+    assert TrainingConfig.from_dict(stored) == recipe
+    assert TrainingConfig.from_dict(stored).to_dict() == recipe.to_dict()  # one training key
+
+
+def test_a_shorter_or_longer_run_keeps_the_step_schedules_shape() -> None:
+    imagenet = TrainingConfig(epochs=90, milestones=(30, 60))
+    assert imagenet.with_epochs(90) == imagenet
+    proxy = imagenet.with_epochs(9)
+    assert proxy.milestone_epochs() == [3, 6]
+    assert proxy.with_epochs(90).milestone_epochs() == [30, 60]
+    assert imagenet.with_epochs(2).milestone_epochs() == [0, 1]  # short, yet a valid recipe
+    assert TrainingConfig(epochs=300).with_epochs(40).milestone_epochs() == [20, 30]
+
+
 def test_cosine_schedule_anneals_to_zero() -> None:
     module = DenseNetModule(DenseNetConfig(4, (1,)), epochs=10, schedule="cosine")
     config = module.configure_optimizers()
@@ -94,7 +170,7 @@ def test_nan_loss_stops_training(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", list_presets())
 def test_checkpoint_round_trip_under_weights_only(name: str, tmp_path: Path) -> None:
     cfg = preset(name)
-    module = DenseNetModule(cfg, epochs=7, lr=0.05, label_smoothing=0.1)
+    module = DenseNetModule(cfg, epochs=7, lr=0.05, label_smoothing=0.1, milestones=[2, 5])
     trainer = _trainer(tmp_path, max_epochs=0)
     trainer.strategy.connect(module)
     path = tmp_path / "model.ckpt"

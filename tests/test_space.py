@@ -12,6 +12,7 @@ from typing import Any, cast
 import optuna
 import pytest
 
+from dense_nas.data import DenseNetDataModule, make_datamodule
 from dense_nas.errors import UserInputError
 from dense_nas.model import cost
 from dense_nas.model.arch import DenseNetConfig, preset, valid_depths
@@ -30,6 +31,14 @@ from dense_nas.space import (
     sample,
 )
 from dense_nas.space._registry import builtin_names
+from tests.test_data_files import (
+    CIFAR10_TEST,
+    CIFAR10_TRAIN,
+    cifar_records,
+    random_images,
+    write_folder,
+    write_svhn,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -124,6 +133,56 @@ def test_task_is_validated() -> None:
         Task(1, 1, (8, 8))
     with pytest.raises(ValueError, match="image_size"):
         Task(10, 1, (8, 0))
+
+
+def _datamodule_on_files(name: str, root: Path) -> DenseNetDataModule:
+    """The dataset's datamodule, read from small files written in its official format."""
+    images, labels = random_images(8, seed=0)
+    if name == "cifar10":
+        for member in (*CIFAR10_TRAIN, CIFAR10_TEST):
+            (root / member).parent.mkdir(parents=True, exist_ok=True)
+            (root / member).write_bytes(cifar_records(images, labels))
+    elif name == "cifar100":
+        (root / "cifar-100-binary").mkdir(parents=True)
+        for split in ("train", "test"):
+            records = cifar_records(images, labels, labels * 9)
+            (root / "cifar-100-binary" / f"{split}.bin").write_bytes(records)
+    elif name == "svhn":
+        for split in ("train", "test"):
+            write_svhn(root, f"{split}_32x32.mat", 8, seed=0)
+    elif name == "folder":
+        write_folder(root / "train", {"cat": 4, "dog": 4}, seed=0)
+    return make_datamodule(name, root, download=False)
+
+
+@pytest.mark.parametrize(
+    ("data", "dropout"),
+    [("digits", 0.0), ("cifar10", 0.0), ("cifar100", 0.0), ("svhn", 0.2), ("folder", 0.0)],
+)
+def test_unset_dropout_follows_the_papers_rule_for_the_data(
+    data: str, dropout: float, tmp_path: Path
+) -> None:
+    datamodule = _datamodule_on_files(data, tmp_path)
+    assert datamodule.augment == (dropout == 0.0)  # the paper: SVHN is not augmented
+    task = Task.from_datamodule(datamodule)
+    space = yaml_space({"growth_rate": 4, "layers_per_block": [1, 1], "compression": 1.0})
+    candidate = sample(space, random_study().ask(), task)
+    assert candidate.arch.dropout == dropout
+    assert f"drop={dropout:g};" in candidate.arch.key  # what duplicate detection compares
+
+
+def test_dropout_rule_reads_augmentation_not_the_dataset() -> None:
+    space = load_space("digits-tiny")
+    for augment, dropout in ((False, 0.2), (True, 0.0)):
+        task = Task.from_datamodule(make_datamodule("digits", augment=augment))
+        assert sample(space, random_study().ask(), task).arch.dropout == dropout
+
+
+def test_dropout_a_space_sets_is_kept_whatever_the_data() -> None:
+    space = yaml_space({"growth_rate": 4, "layers_per_block": 1, "dropout": 0.1})
+    for augmented in (False, True):
+        task = Task(10, 1, (8, 8), augmented=augmented)
+        assert sample(space, random_study().ask(), task).arch.dropout == 0.1
 
 
 # ----------------------------------------------------------------------------- study helpers
@@ -240,6 +299,29 @@ def test_unset_fields_keep_the_config_defaults() -> None:
     candidate = yaml_space({"growth_rate": 12, "depth": 100}).suggest(fixed({}), CIFAR)
     assert candidate.arch == preset("densenet-bc-100-12")
     assert candidate.training == TrainingConfig()
+
+
+@pytest.mark.parametrize(
+    ("milestones", "schedule", "decays"),
+    [
+        ([30, 60], "multistep", [30, 60]),
+        ([0.5, 0.75], "multistep", [45, 67]),
+        ({"value": [30, 60], "when": {"schedule": "multistep"}}, "multistep", [30, 60]),
+        ({"value": [30, 60], "when": {"schedule": "multistep"}}, "cosine", [45, 67]),
+    ],
+)
+def test_milestones_are_read_as_one_list(
+    milestones: object, schedule: str, decays: list[int]
+) -> None:
+    training = {
+        "epochs": 90,
+        "milestones": milestones,
+        "schedule": {"choices": ["multistep", "cosine"]},
+    }
+    space = yaml_space({"growth_rate": 4, "layers_per_block": 1}, training=training)
+    recipe = space.suggest(fixed({"schedule": schedule}), CIFAR).training
+    assert recipe.schedule == schedule
+    assert recipe.milestone_epochs() == decays  # unset under cosine: the paper's default
 
 
 @pytest.mark.parametrize(

@@ -109,3 +109,10 @@ def test_digits_tiny_is_cpu_sized() -> None:
     space("digits-tiny").check(task)
     limit = space("digits-tiny").constraints.max_params
     assert limit is not None and limit <= 200_000
+
+
+def test_imagenet_space_trains_the_papers_imagenet_schedule() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    training = sample(space("densenet-imagenet"), study.ask(), TASKS["densenet-imagenet"]).training
+    assert (training.epochs, training.batch_size, training.schedule) == (90, 256, "multistep")
+    assert training.milestone_epochs() == [30, 60]  # lr / 10 at epochs 30 and 60 of 90

@@ -12,9 +12,13 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
+from dense_nas.model.module import DenseNetModule
 from dense_nas.records import failure_reason
+from dense_nas.results import load_best
+from dense_nas.results.retrain import retrain
 from dense_nas.space import Task, load_space
 from dense_nas.study._runner import TrialProcess
 from dense_nas.study._search import search
@@ -22,6 +26,7 @@ from dense_nas.study.storage import make_storage
 from dense_nas.study.trial import TrialSpec
 from tests._study_fixtures import ctrl_c_reaches_it
 from tests.helpers import TINY_SPACE, cli, wait_for
+from tests.test_data_files import write_svhn
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -447,3 +452,21 @@ def test_val_size_sets_the_validation_split_for_the_studys_life(tmp_path: Path) 
         "dense-nas: error: --val-size: study 'v' validates on val size 0.3; "
         "use --val-size 0.3 or a new --study"
     ]
+
+
+@pytest.mark.slow  # a search, a retrain and a reload: about 25 s
+def test_unaugmented_data_trains_records_and_reloads_the_papers_dropout(tmp_path: Path) -> None:
+    data = tmp_path / "svhn"
+    for split, images in (("train", 40), ("test", 8)):
+        write_svhn(data, f"{split}_32x32.mat", images, seed=0)
+    study = _one_short_trial(tmp_path, "d", data="svhn", data_dir=data)
+    (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
+    # SVHN is not augmented and the tiny space leaves dropout unset: the paper's 0.2.
+    assert trial.user_attrs["arch"]["dropout"] == 0.2
+    assert "drop=0.2;" in trial.user_attrs["arch_key"]
+    reloaded = load_best(None, "d", out=tmp_path)
+    retrained = retrain(None, "d", epochs=1, out=tmp_path, accelerator="cpu")
+    checkpoint = DenseNetModule.load_from_checkpoint(retrained.checkpoint, weights_only=True)
+    for module in (reloaded, checkpoint):
+        drops = [m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)]
+        assert drops and set(drops) == {0.2}

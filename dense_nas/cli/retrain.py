@@ -18,7 +18,10 @@ def add_parser(sub: Any) -> None:
     )
     study_args(p)
     p.add_argument(
-        "--epochs", type=positive_int, help="length of the schedule (default: the trial's recipe)"
+        "--epochs",
+        type=positive_int,
+        help="length of the schedule (default: the trial's recipe); step milestones keep "
+        "their place",
     )
     choice_args(p)
     device_args(p)

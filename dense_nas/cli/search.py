@@ -38,7 +38,11 @@ def add_parser(sub: Any) -> None:
         help="trials the study should hold (COMPLETE, PRUNED and FAILED count; retried ones do not); a resumed study goes on to N",
     )
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after S seconds")
-    p.add_argument("--epochs", type=positive_int, help="epochs per trial (default: the space's)")
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="epochs per trial (default: the space's); step milestones keep their place",
+    )
     study_args(p, search=True)
     p.add_argument("--sampler", default="tpe", help="tpe, random, cmaes, gp, nsga2 or qmc")
     p.add_argument(

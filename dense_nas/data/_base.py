@@ -110,8 +110,10 @@ class DenseNetDataModule(L.LightningDataModule):
         num_classes: outputs the model needs.
         in_channels: image channels.
         image_size: ``(height, width)`` of every image.
-        augment: whether training batches are augmented (the model uses dropout only
-            without augmentation, as in the paper).
+        augment: whether training batches are augmented. A search reads it for the
+            paper's dropout rule: a space that leaves dropout unset trains with 0.2
+            without augmentation and 0 with it (see
+            :meth:`~dense_nas.model.arch.DenseNetConfig.resolve_dropout`).
         crop_padding: zero padding before the random crop when augmenting; 0: no crop.
         flip: mirror training images left-right at random when augmenting.
         mean: per-channel mean (0..1 units) used to normalise; set by ``setup``.

@@ -26,6 +26,9 @@ from typing import Any, Literal
 Stem = Literal["cifar", "imagenet"]
 STEMS: tuple[str, ...] = ("cifar", "imagenet")
 
+PAPER_DROPOUT = 0.2
+"""The paper's dropout rate when the data is not augmented (C10, C100, SVHN); 0 with it."""
+
 
 def transition_channels(channels: int, compression: float) -> int:
     """Channels after a transition layer: ``floor(compression * channels)``.
@@ -51,12 +54,15 @@ class DenseNetConfig:
         compression: theta in (0, 1]; transitions keep ``floor(theta * m)`` maps.
         init_channels: maps of the stem conv; ``None`` means 2k.
         stem: ``"cifar"`` (one 3x3 conv) or ``"imagenet"`` (7x7/2 conv, BN, ReLU, 3x3/2 pool).
-        dropout: dropout rate after every conv but the stem's (the paper: 0.2 without
-            augmentation, 0 with it).
+        dropout: dropout rate after every conv but the stem's; ``None`` (the default)
+            means the paper's rule, 0.2 without augmentation and 0 with it, which
+            :meth:`resolve_dropout` applies once the data is known (a search does so for
+            every trial). A network built from ``None`` has no dropout.
         num_classes: outputs of the linear head.
         in_channels: channels of the input images.
         memory_efficient: recompute concat-BN-ReLU-conv1x1 in the backward pass instead of
-            storing it; the network and its outputs are the same.
+            storing it; training leaves the same weights and BN statistics, and the
+            outputs are the same.
 
     Example:
         >>> DenseNetConfig(growth_rate=12, block_layers=(4, 4), num_classes=10).init_channels
@@ -74,7 +80,7 @@ class DenseNetConfig:
     compression: float = 0.5
     init_channels: int = field(default=None)  # type: ignore[assignment]  # resolved to 2k
     stem: Stem = "cifar"
-    dropout: float = 0.0
+    dropout: float | None = None
     num_classes: int = 10
     in_channels: int = 3
     memory_efficient: bool = False
@@ -115,6 +121,23 @@ class DenseNetConfig:
             **kwargs,
         )
 
+    def resolve_dropout(self, augmented: bool) -> DenseNetConfig:
+        """The config with the paper's dropout where it was left unset (``None``).
+
+        0.2 (:data:`PAPER_DROPOUT`) when the training data is not augmented, 0 when it is;
+        a dropout set explicitly is kept.
+
+        Example:
+            >>> cfg = preset("densenet-bc-100-12")
+            >>> cfg.resolve_dropout(augmented=False).dropout, cfg.resolve_dropout(True).dropout
+            (0.2, 0.0)
+            >>> cfg.replace(dropout=0.1).resolve_dropout(augmented=False).dropout
+            0.1
+        """
+        if self.dropout is not None:
+            return self
+        return self.replace(dropout=0.0 if augmented else PAPER_DROPOUT)
+
     def replace(self, **changes: Any) -> DenseNetConfig:
         """A copy with some fields changed (validated again).
 
@@ -145,7 +168,8 @@ class DenseNetConfig:
         """Canonical key: equal for any two configs that build the same network.
 
         ``memory_efficient`` only changes how gradients are computed, and the bottleneck
-        width does not exist without a bottleneck, so neither enters the key.
+        width does not exist without a bottleneck, so neither enters the key; an unset
+        dropout builds no dropout layers, so it keys as 0.
 
         Example:
             >>> a = DenseNetConfig(12, (4, 4), bottleneck=False, bottleneck_width=2)
@@ -161,7 +185,7 @@ class DenseNetConfig:
             "blocks=" + "-".join(str(n) for n in self.block_layers),
             f"bn={self.bottleneck_width}" if self.bottleneck else "bn=none",
             f"theta={self.compression:.6g}",
-            f"drop={self.dropout:.6g}",
+            f"drop={self.dropout or 0.0:.6g}",
             f"classes={self.num_classes}",
         ]
         return ";".join(parts)
@@ -269,8 +293,9 @@ def _validate(cfg: DenseNetConfig) -> None:
     if cfg.stem not in STEMS:
         raise ValueError(f"stem: must be one of {', '.join(STEMS)}, got {cfg.stem!r}")
     drop = cfg.dropout
-    if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop < 1:
-        raise ValueError(f"dropout: must be in [0, 1), got {drop!r}")
+    number = isinstance(drop, (int, float)) and not isinstance(drop, bool)
+    if drop is not None and not (number and 0 <= drop < 1):
+        raise ValueError(f"dropout: must be in [0, 1) or unset for the paper's rule, got {drop!r}")
     if _as_int("num_classes", cfg.num_classes) < 2:
         raise ValueError(f"num_classes: must be at least 2, got {cfg.num_classes}")
     if _as_int("in_channels", cfg.in_channels) < 1:

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -28,7 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.network import DenseNet
-from dense_nas.model.recipe import Schedule, TrainingConfig
+from dense_nas.model.recipe import PAPER_MILESTONES, Schedule, TrainingConfig
 
 
 class DenseNetModule(L.LightningModule):
@@ -36,8 +36,9 @@ class DenseNetModule(L.LightningModule):
 
     Args:
         config: the architecture, as a :class:`DenseNetConfig` or its ``to_dict()``.
-        lr, momentum, nesterov, weight_decay, schedule, epochs, label_smoothing,
-            batch_size: the training recipe (see :class:`~dense_nas.model.recipe.TrainingConfig`).
+        lr, momentum, nesterov, weight_decay, schedule, milestones, epochs,
+            label_smoothing, batch_size: the training recipe (see
+            :class:`~dense_nas.model.recipe.TrainingConfig`).
         channels_last: run convs in NHWC layout; faster for DenseNet on CPUs and on GPUs
             with tensor cores.
         compile: wrap the network in ``torch.compile`` when the Trainer sets the model up
@@ -54,8 +55,11 @@ class DenseNetModule(L.LightningModule):
     Example:
         >>> from dense_nas.model.arch import preset
         >>> module = DenseNetModule(preset("densenet-bc-100-12"), epochs=300)
-        >>> module.training_config.milestones()
+        >>> module.training_config.milestone_epochs()
         [150, 225]
+        >>> DenseNetModule(preset("densenet121"), epochs=90, milestones=[30, 60],
+        ...                batch_size=256).training_config.milestone_epochs()
+        [30, 60]
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class DenseNetModule(L.LightningModule):
         nesterov: bool = True,
         weight_decay: float = 1e-4,
         schedule: Schedule = "multistep",
+        milestones: Sequence[int] | Sequence[float] = PAPER_MILESTONES,
         epochs: int = 300,
         label_smoothing: float = 0.0,
         batch_size: int = 64,
@@ -82,6 +87,7 @@ class DenseNetModule(L.LightningModule):
             nesterov=nesterov,
             weight_decay=weight_decay,
             schedule=schedule,
+            milestones=tuple(milestones),
             epochs=epochs,
             label_smoothing=label_smoothing,
             batch_size=batch_size,
@@ -174,7 +180,7 @@ class DenseNetModule(L.LightningModule):
         scheduler: torch.optim.lr_scheduler.LRScheduler
         if recipe.schedule == "multistep":
             scheduler = torch.optim.lr_scheduler.MultiStepLR(
-                optimizer, milestones=recipe.milestones(), gamma=0.1
+                optimizer, milestones=recipe.milestone_epochs(), gamma=0.1
             )
         else:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs)

@@ -14,6 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -35,12 +39,31 @@ def _bn_relu_conv(
     return layers
 
 
+@contextlib.contextmanager
+def _buffers_kept(module: nn.Module) -> Iterator[None]:
+    """Run the body, then put every buffer of ``module`` back as it was.
+
+    The backward pass of memory-efficient mode runs concat-BN-ReLU-conv a second time to
+    get back the activations it did not store. In train mode that second BN forward
+    would move the running mean and variance again and count the batch twice; saving and
+    restoring them (as the paper's memory-efficient code does) keeps one update a step.
+    """
+    saved = [(buffer, buffer.clone()) for buffer in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
 class DenseLayer(nn.Module):
     """One dense layer: takes the list of earlier feature maps, returns k new maps.
 
     The first unit (concat-BN-ReLU-conv, the 1x1 bottleneck in BC layers) is the
     memory-hungry part: its input grows with every layer. In memory-efficient mode it is
-    recomputed in the backward pass instead of stored.
+    recomputed in the backward pass instead of stored; the recomputation leaves the BN
+    running statistics alone, so both modes train the same network.
     """
 
     def __init__(
@@ -67,13 +90,24 @@ class DenseLayer(nn.Module):
         joined = features[0] if len(features) == 1 else torch.cat(features, dim=1)
         return self.first(joined)  # type: ignore[no-any-return]
 
+    def _recompute_contexts(
+        self,
+    ) -> tuple[contextlib.AbstractContextManager[None], contextlib.AbstractContextManager[None]]:
+        """For ``checkpoint``: nothing around the forward, buffers kept around the recompute."""
+        return contextlib.nullcontext(), _buffers_kept(self.first)
+
     def forward(self, features: list[Tensor]) -> Tensor:
         if (
             self.memory_efficient
             and torch.is_grad_enabled()
             and any(f.requires_grad for f in features)
         ):
-            hidden = checkpoint(self._first, *features, use_reentrant=False)
+            # Compiled graphs apply buffer updates once, in the forward graph, and dynamo
+            # takes no context_fn but a selective-checkpoint policy: pass none there.
+            options: dict[str, Any] = (
+                {} if torch.compiler.is_compiling() else {"context_fn": self._recompute_contexts}
+            )
+            hidden = checkpoint(self._first, *features, use_reentrant=False, **options)
         else:
             hidden = self._first(*features)
         return self.second(hidden)  # type: ignore[no-any-return]
@@ -142,6 +176,7 @@ class DenseNet(nn.Module):
     def __init__(self, cfg: DenseNetConfig) -> None:
         super().__init__()
         self.config = cfg
+        dropout = cfg.dropout or 0.0  # unset: the paper's rule was never applied, so none
         stages: list[nn.Module] = []
         for block in channel_plan(cfg):
             stages.append(
@@ -151,14 +186,14 @@ class DenseNet(nn.Module):
                         cfg.growth_rate,
                         bottleneck=cfg.bottleneck,
                         bottleneck_width=cfg.bottleneck_width,
-                        dropout=cfg.dropout,
+                        dropout=dropout,
                         memory_efficient=cfg.memory_efficient,
                     )
                     for channels in block.layer_inputs
                 )
             )
             if block.transition_out is not None:
-                stages.append(Transition(block.out_channels, block.transition_out, cfg.dropout))
+                stages.append(Transition(block.out_channels, block.transition_out, dropout))
         self.stem = _stem(cfg)
         self.blocks = nn.Sequential(*stages)
         self.num_features = channel_plan(cfg)[-1].out_channels

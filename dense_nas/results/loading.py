@@ -55,7 +55,7 @@ def trial_training(trial: FrozenTrial) -> TrainingConfig:
     Example:
         >>> import optuna
         >>> t = optuna.trial.create_trial(value=0.9, user_attrs={"training": {"epochs": 12}})
-        >>> trial_training(t).milestones()
+        >>> trial_training(t).milestone_epochs()
         [6, 9]
     """
     return TrainingConfig.from_dict(_plain_attr(trial, "training"))

@@ -145,7 +145,9 @@ def retrain(
     Args:
         storage: the study's storage URL or journal path (``None``: SQLite in ``out``).
         study_name: the study; ``None``: the storage's only study.
-        epochs: length of the schedule; ``None``: the trial's recipe's epochs.
+        epochs: length of the schedule; ``None``: the trial's recipe's epochs. Step
+            milestones keep their place in the schedule
+            (:meth:`~dense_nas.model.recipe.TrainingConfig.with_epochs`).
         trial, pick, max_params: which trial (see :func:`dense_nas.results.loading.select_trial`).
         out: base directory; checkpoints go to ``<out>/retrain/<study>/``.
         accelerator: ``cpu``, ``gpu`` or ``auto`` (the GPU when one is visible).
@@ -167,7 +169,7 @@ def retrain(
     )
     arch, training = trial_arch(chosen), trial_training(chosen)
     if epochs is not None:
-        training = training.replace(epochs=epochs)
+        training = training.with_epochs(epochs)  # a step schedule keeps its shape
     recorded = study_attrs(study)
     seed = recorded.get("seed", 0)
     L.seed_everything(seed, verbose=False)  # before the module: its initial weights too

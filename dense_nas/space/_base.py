@@ -32,9 +32,10 @@ Example:
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -44,10 +45,21 @@ from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.recipe import TrainingConfig
 from dense_nas.records import record_trial, trial_attrs
 
+if TYPE_CHECKING:
+    from dense_nas.data import DenseNetDataModule
+
 
 @dataclass(frozen=True)
 class Task:
-    """What the data gives a space: classes, image channels and image size.
+    """What the data gives a space: classes, image channels, image size, augmentation.
+
+    Args:
+        num_classes: outputs the network needs.
+        in_channels: channels of the images.
+        image_size: ``(height, width)`` of the images.
+        augmented: whether training batches are augmented; :func:`sample` resolves an
+            unset dropout by it (the paper's rule, see
+            :meth:`~dense_nas.model.arch.DenseNetConfig.resolve_dropout`).
 
     Example:
         >>> Task(num_classes=10, in_channels=1, image_size=(8, 8)).image_size
@@ -57,6 +69,23 @@ class Task:
     num_classes: int
     in_channels: int
     image_size: tuple[int, int]
+    augmented: bool = True
+
+    @classmethod
+    def from_datamodule(cls, datamodule: DenseNetDataModule) -> Task:
+        """The task a datamodule poses, as a study reads it before any pixel is loaded.
+
+        Example:
+            >>> from dense_nas.data import make_datamodule
+            >>> Task.from_datamodule(make_datamodule("digits", augment=False))
+            Task(num_classes=10, in_channels=1, image_size=(8, 8), augmented=False)
+        """
+        return cls(
+            datamodule.num_classes,
+            datamodule.in_channels,
+            datamodule.image_size,
+            augmented=datamodule.augment,
+        )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(self.image_size))
@@ -107,8 +136,7 @@ class Candidate:
             >>> c.key.startswith(c.arch.key + "|") and "lr=0.05" in c.key
             True
         """
-        recipe = ";".join(f"{k}={v}" for k, v in sorted(self.training.to_dict().items()))
-        return f"{self.arch.key}|{recipe}"
+        return f"{self.arch.key}|{self.training.key}"
 
 
 @dataclass(frozen=True)
@@ -232,8 +260,11 @@ class SearchSpace(abc.ABC):
 def sample(space: SearchSpace, trial: optuna.Trial, task: Task) -> Candidate:
     """Draw a candidate and reject it, before any training, if it breaks a constraint.
 
-    The trial gets user attributes ``params`` and ``macs`` (at the task's image size);
-    a rejected one also gets ``pruned_reason`` and raises :class:`optuna.TrialPruned`.
+    A dropout the space left unset is resolved here, once, by the paper's rule for the
+    task's data (0.2 without augmentation, 0 with it), so the candidate returned is the
+    network that trains. The trial gets user attributes ``params`` and ``macs`` (at the
+    task's image size); a rejected one also gets ``pruned_reason`` and raises
+    :class:`optuna.TrialPruned`.
 
     Raises:
         optuna.TrialPruned: the candidate breaks a constraint.
@@ -247,8 +278,12 @@ def sample(space: SearchSpace, trial: optuna.Trial, task: Task) -> Candidate:
         >>> candidate = sample(load_space("digits-tiny"), trial, Task(10, 1, (8, 8)))
         >>> trial.user_attrs["params"] == cost.params(candidate.arch)
         True
+        >>> sample(load_space("digits-tiny"), study.ask(), Task(10, 1, (8, 8), augmented=False)
+        ...        ).arch.dropout
+        0.2
     """
-    candidate = space.suggest(trial, task)
+    drawn = space.suggest(trial, task)
+    candidate = dataclasses.replace(drawn, arch=drawn.arch.resolve_dropout(task.augmented))
     _check_task_fields(space, candidate.arch, task)
     found = cost.estimate(candidate.arch, task.image_size)
     record_trial(trial, params=found.params, macs=found.macs)

@@ -139,9 +139,14 @@ def _arch_check(name: str) -> Callable[[Any], object]:
 
 
 def _training_check(name: str) -> Callable[[Any], object]:
-    # Nesterov (on by default) needs momentum > 0: judge momentum on its own here; the
-    # combination is checked on whole candidates when the space is loaded.
-    base: dict[str, Any] = {"nesterov": False} if name == "momentum" else {}
+    # Nesterov (on by default) needs momentum > 0, and milestones in epochs must lie
+    # inside the schedule: judge momentum and milestones on their own here (any schedule
+    # long enough); the combinations are checked on whole candidates when the space loads.
+    others: dict[str, dict[str, Any]] = {
+        "momentum": {"nesterov": False},
+        "milestones": {"epochs": 2**62},
+    }
+    base = others.get(name, {})
 
     def check(value: Any) -> object:
         return TrainingConfig(**{**base, name: value})
@@ -171,9 +176,16 @@ def _fields() -> dict[str, FieldSpec]:
             "layers_per_block", "architecture", int, REQUIRED, _positive_int("layers_per_block")
         ),
     ]
-    for name in ("bottleneck_width", "compression", "init_channels", "dropout", "memory_efficient"):
-        default = None if name == "init_channels" else getattr(arch, name)
-        kind = int if default is None else type(default)
+    # Unset (None) init_channels and dropout resolve later: to 2k, and by the data's
+    # augmentation (the paper's dropout rule).
+    optional: list[tuple[str, type, Any]] = [
+        ("bottleneck_width", int, arch.bottleneck_width),
+        ("compression", float, arch.compression),
+        ("init_channels", int, None),
+        ("dropout", float, arch.dropout),
+        ("memory_efficient", bool, arch.memory_efficient),
+    ]
+    for name, kind, default in optional:
         specs.append(FieldSpec(name, "architecture", kind, default, _arch_check(name)))
     for name, default in training.to_dict().items():
         specs.append(FieldSpec(name, "training", type(default), default, _training_check(name)))
@@ -198,7 +210,13 @@ def coerce(spec: FieldSpec, value: Any, where: Where) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        wanted = {
+            bool: "true or false",
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            list: "a list, e.g. [30, 60]",
+        }
         raise where.error(refused(value, f"use {wanted[kind]}"))
     try:
         spec.check(value)
@@ -343,6 +361,12 @@ def parse_dist(spec: FieldSpec, node: Any, where: Where, extra_keys: Sequence[st
     for key in node:
         if key not in allowed:
             raise where.at(str(key)).error(f"unknown key; allowed keys: {', '.join(allowed)}")
+    if spec.kind is list and "value" not in node:
+        # A list-valued field is fixed: Optuna stores only plain values as categorical choices.
+        raise where.error(
+            "takes one list, not a distribution; write e.g. [30, 60], or "
+            "{value: [30, 60], when: {...}}"
+        )
     if "value" in node:
         _refuse(node, where, "value", ("choices", *RANGE_KEYS))
         return Fixed(coerce(spec, node["value"], where.at("value")))

@@ -130,7 +130,8 @@ def search(
             :func:`~dense_nas.data.make_datamodule`). Fixed for the study's life.
         n_trials: total finished trials the study should reach.
         timeout: stop starting new trials after this many seconds.
-        epochs: epochs per trial; ``None`` uses the space's training ``epochs``.
+        epochs: epochs per trial; ``None`` uses the space's training ``epochs``. A step
+            schedule keeps its shape (:meth:`~dense_nas.model.recipe.TrainingConfig.with_epochs`).
         storage: Optuna storage URL or journal file; default SQLite in ``out``.
         study_name: default ``"<space>-<data>"``; checkpoint files are named by it, so
             at most 128 bytes, with no ``/``, ``\\`` or control characters.
@@ -211,7 +212,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     datamodule = make_datamodule(s.data, s.data_dir, seed=s.seed, val_size=s.val_size)
     if isinstance(s.val_size, int):
         datamodule.setup("fit")  # a count must leave training images: check it here
-    task = Task(datamodule.num_classes, datamodule.in_channels, datamodule.image_size)
+    task = Task.from_datamodule(datamodule)
     chosen.check(task)
     name = s.study_name or f"{chosen.name}-{s.data}"
     study = optuna.create_study(
@@ -373,7 +374,7 @@ def _run_trial(
             _tell(run, trial, TrialState.PRUNED, None, started)
             return
         if s.epochs is not None:
-            candidate = Candidate(candidate.arch, candidate.training.replace(epochs=s.epochs))
+            candidate = Candidate(candidate.arch, candidate.training.with_epochs(s.epochs))
         arch, training = candidate.arch.to_dict(), candidate.training.to_dict()
         record_trial(trial, arch=arch, training=training, arch_key=candidate.key)
         duplicate = find_duplicate(study, candidate.key)
