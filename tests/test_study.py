@@ -20,7 +20,7 @@ from dense_nas.study._search import search
 from dense_nas.study.storage import make_storage
 from dense_nas.study.trial import TrialSpec
 from tests._study_fixtures import ctrl_c_reaches_it
-from tests.helpers import TINY_SPACE, cli, wait_for
+from tests.helpers import TINY_SPACE, cli, main_in_process, wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -321,17 +321,17 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     assert _finished(optuna.load_study(study_name="c", storage=storage)) == 2
 
 
-def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
+def test_best_prints_a_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     search(space=TINY_SPACE, n_trials=2, out=tmp_path, accelerator="cpu", threads=1, study_name="b")
-    table = cli("best", "--out", str(tmp_path), cwd=tmp_path)  # the only study: no --study
+    table = main_in_process(capsys, "best", "--out", str(tmp_path))  # the only study: no --study
     assert table.returncode == 0, table.stderr
     assert "val acc" in table.stdout and "params" in table.stdout
-    as_json = cli("best", "--study", "b", "--out", str(tmp_path), "--json", cwd=tmp_path)
+    as_json = main_in_process(capsys, "best", "--study", "b", "--out", str(tmp_path), "--json")
     best = json.loads(as_json.stdout)["best"]
     assert best and {"trial", "accuracy", "params", "macs", "epochs", "arch"} <= set(best[0])
 
     optuna.create_study(study_name="other", storage=make_storage(None, tmp_path))
-    ambiguous = cli("best", "--out", str(tmp_path), cwd=tmp_path)
+    ambiguous = main_in_process(capsys, "best", "--out", str(tmp_path))
     assert ambiguous.returncode == 2
     assert ambiguous.stderr.strip().endswith("holds 2 studies (b, other); name one with --study")
 
@@ -354,8 +354,15 @@ def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
         (["search", "--accelerator", "cpu", "--precision", "16-mixed"], "--precision"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], field: str) -> None:
-    result = cli(*args, "--out", str(tmp_path), cwd=tmp_path, timeout=120)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    field: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = main_in_process(capsys, *args, "--out", str(tmp_path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and "Traceback" not in result.stderr
@@ -396,9 +403,12 @@ def test_hyperband_knows_the_trial_length_before_any_trial_finishes(tmp_path: Pa
     assert vars(_one_short_trial(tmp_path, "e").pruner)["_max_resource"] == 1  # --epochs 1
 
 
-def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
+def test_resuming_with_another_objective_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _one_short_trial(tmp_path, "o")
-    result = cli(
+    result = main_in_process(
+        capsys,
         "search",
         "--space",
         TINY_SPACE,
@@ -408,7 +418,6 @@ def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
         "accuracy,params",
         "--out",
         str(tmp_path),
-        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -428,7 +437,9 @@ def test_bf16_mixed_trains_on_the_cpu_when_asked_and_the_trial_records_it(
     assert trial.value is not None and 0.0 < trial.value <= 1.0
 
 
-def test_val_size_sets_the_validation_split_for_the_studys_life(tmp_path: Path) -> None:
+def test_val_size_sets_the_validation_split_for_the_studys_life(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     study = _one_short_trial(tmp_path, "v", val_size=0.3)
     # 30% of the 1,438 digits outside the test set: accuracies count out of 431 images.
     (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
@@ -438,8 +449,8 @@ def test_val_size_sets_the_validation_split_for_the_studys_life(tmp_path: Path) 
     assert abs(trial.value * 144 - round(trial.value * 144)) > 1e-3  # not the default 144
     assert study.user_attrs["val_size"] == 0.3
 
-    resumed = cli(
-        "search", "--space", TINY_SPACE, "--study", "v", "--out", str(tmp_path), cwd=tmp_path
+    resumed = main_in_process(
+        capsys, "search", "--space", TINY_SPACE, "--study", "v", "--out", str(tmp_path)
     )
     assert resumed.returncode == 2
     assert resumed.stderr.strip().splitlines() == [
