@@ -282,7 +282,9 @@ def _search_until_training(args: list[str], cwd: Path, study_name: str) -> subpr
     return proc
 
 
-def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
+def test_sigkilled_worker_trial_is_failed_and_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = _search_args(
         "k", trials=3, epochs=30, extra=["--heartbeat", "2", "--out", str(tmp_path)]
     )
@@ -291,8 +293,8 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
     os.kill(worker.pid, signal.SIGKILL)
     worker.communicate()
     # The rerun may train briefly; the kill is the point.
-    rerun = cli(
-        *_search_args("k", 3, 1, ["--heartbeat", "2", "--out", str(tmp_path)]), cwd=tmp_path
+    rerun = main_in_process(
+        capsys, *_search_args("k", 3, 1, ["--heartbeat", "2", "--out", str(tmp_path)])
     )
     assert rerun.returncode == 0, rerun.stderr
     study = optuna.load_study(study_name="k", storage=storage)
@@ -305,7 +307,9 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
     assert _finished(study) == 3
 
 
-def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+def test_ctrl_c_stops_cleanly_and_resume_finishes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = _search_args("c", trials=2, epochs=40, extra=["--out", str(tmp_path)])
     storage = make_storage(None, tmp_path)
     proc = _search_until_training(args, tmp_path, "c")
@@ -317,7 +321,8 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     assert _states(study).get("RUNNING", 0) == 0
     (interrupted,) = study.get_trials(states=(TrialState.FAIL,))
     assert "interrupted" in interrupted.user_attrs["failure"]
-    assert cli(*_search_args("c", 2, 1, ["--out", str(tmp_path)]), cwd=tmp_path).returncode == 0
+    resumed = main_in_process(capsys, *_search_args("c", 2, 1, ["--out", str(tmp_path)]))
+    assert resumed.returncode == 0, resumed.stderr
     assert _finished(optuna.load_study(study_name="c", storage=storage)) == 2
 
 
