@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,6 +102,11 @@ def _search_args(study: str, trials: int, epochs: int, extra: list[str]) -> list
     ]  # fmt: skip
 
 
+def _trials_told(output: str) -> set[int]:
+    """The numbers of the trials a `dense-nas search` ran, from its line per finished trial."""
+    return {int(number) for number in re.findall(r"^trial +(\d+) ", output, flags=re.MULTILINE)}
+
+
 def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: str) -> None:
     """Two separate `dense-nas search` processes (two machines) fill one budget exactly."""
     args = _search_args("shared", trials=8, epochs=1, extra=["--storage", postgres_url])
@@ -114,14 +120,18 @@ def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: s
         )
         for i in range(2)
     ]
+    ran = []
     for proc in procs:
-        _, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
+        ran.append(_trials_told(out))
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     assert _finished(study) == 8
     assert _states(study).get("RUNNING", 0) == 0
-    workers = {t.user_attrs.get("checkpoint") is not None for t in study.trials}
-    assert workers  # both machines wrote trials into the one study
+    assert all(ran), f"trials each machine ran: {ran}"  # both trained into the one study
+    assert not ran[0] & ran[1]  # no trial twice
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert ran[0] | ran[1] == {t.number for t in finished}
     assert len({json.dumps(t.user_attrs.get("arch")) for t in study.trials}) > 1
 
 
