@@ -412,10 +412,13 @@ def _one_short_trial(out: Path, name: str, epochs: int | None = 1, **options: An
 
 def test_hyperband_knows_the_trial_length_before_any_trial_finishes(tmp_path: Path) -> None:
     """Its brackets come from --epochs, else the space's epochs: not from a first full trial."""
-    from_space = _one_short_trial(tmp_path, "s", epochs=None)
+    before_any_trial = 1e-9  # a timeout that stops the study before it starts a trial
+    from_space = _one_short_trial(tmp_path, "s", epochs=None, timeout=before_any_trial)
+    assert from_space.trials == []
     assert isinstance(from_space.pruner, optuna.pruners.HyperbandPruner)
     assert vars(from_space.pruner)["_max_resource"] == 2  # tiny.yaml trains 2 epochs
-    assert vars(_one_short_trial(tmp_path, "e").pruner)["_max_resource"] == 1  # --epochs 1
+    from_flag = _one_short_trial(tmp_path, "e", timeout=before_any_trial)
+    assert vars(from_flag.pruner)["_max_resource"] == 1  # --epochs 1
 
 
 def test_resuming_with_another_objective_is_refused(
