@@ -79,7 +79,7 @@ def test_two_workers_finish_exactly_the_budget(tmp_path: Path, storage: str) -> 
     url = f"sqlite:///{tmp_path / 's.db'}" if storage == "sqlite" else str(tmp_path / "s.journal")
     study = search(
         space=TINY_SPACE,
-        n_trials=20,
+        n_trials=8,
         epochs=1,
         workers=2,
         storage=url,
@@ -89,7 +89,7 @@ def test_two_workers_finish_exactly_the_budget(tmp_path: Path, storage: str) -> 
         pruner="none",
     )
     reloaded = optuna.load_study(study_name=study.study_name, storage=make_storage(url, tmp_path))
-    assert _finished(reloaded) == 20
+    assert _finished(reloaded) == 8
     assert _states(reloaded).get("RUNNING", 0) == 0
 
 
