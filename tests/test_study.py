@@ -107,6 +107,7 @@ def _trials_told(output: str) -> set[int]:
     return {int(number) for number in re.findall(r"^trial +(\d+) ", output, flags=re.MULTILINE)}
 
 
+@pytest.mark.slow  # four interpreters import Lightning: two commands and their trial processes
 def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: str) -> None:
     """Two separate `dense-nas search` processes (two machines) fill one budget exactly."""
     args = _search_args("shared", trials=8, epochs=1, extra=["--storage", postgres_url])
