@@ -1,4 +1,5 @@
-"""Helpers the tests share: the CLI in a real process, waiting for a condition, test files.
+"""Helpers the tests share: the CLI in a real process or in this one, waiting for a
+condition, test files.
 
 Example:
     >>> Path(TINY_SPACE).is_file()
@@ -7,14 +8,20 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 import pytest
+
+from dense_nas.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SPACE = str(ROOT / "tests" / "study_spaces" / "tiny.yaml")
@@ -30,6 +37,52 @@ def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
         timeout=timeout,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What one in-process ``dense-nas`` command returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def main_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> Ran:
+    """Run ``dense-nas ARGS`` through ``main()`` here: the same exit code and output as
+    :func:`cli` without a second interpreter importing torch (seconds per call).
+
+    Logging starts as in a fresh process, so a stray log line still lands in ``stderr``.
+    """
+    capsys.readouterr()  # what the test printed before is not the command's
+    with _fresh_process_logging():
+        returncode = main(list(args))
+    out, err = capsys.readouterr()
+    return Ran(returncode, out, err)
+
+
+@contextlib.contextmanager
+def _fresh_process_logging() -> Iterator[None]:
+    """No root handler (``main``'s ``logging.basicConfig`` then writes to the captured
+    stderr) and Optuna at its INFO default, propagating there: what ``main`` must quiet
+    itself. pytest's handlers and the levels the tests set come back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    verbosity = optuna.logging.get_verbosity()
+    root.handlers = []
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers = handlers
+        root.setLevel(level)
+        optuna.logging.disable_propagation()
+        optuna.logging.enable_default_handler()
+        optuna.logging.set_verbosity(verbosity)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:

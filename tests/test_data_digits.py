@@ -26,7 +26,7 @@ def one_thread() -> Iterator[None]:
 @pytest.mark.usefixtures("one_thread")
 def test_small_densenet_reaches_95_percent_validation_accuracy_on_digits() -> None:
     L.seed_everything(0, verbose=False)
-    epochs = 20
+    epochs = 10  # 97.9% to 99.3% over training seeds 0 to 2; 20 epochs: 97.2% to 98.6%
     dm = make_datamodule("digits", seed=0)
     config = DenseNetConfig(
         growth_rate=8,

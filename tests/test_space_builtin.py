@@ -1,15 +1,17 @@
 """Every candidate the built-in spaces give builds, costs what cost.py says, and fits.
 
 Hypothesis picks the sampler seeds; each example runs a few trials of an in-memory study
-with the random or the TPE sampler. Models are built on the meta device: the layers and
-their parameter shapes are real, but no memory is allocated, so ImageNet-sized
-candidates cost nothing.
+with the random or the TPE sampler. Models are built on the meta device and skip their
+random initialisers: the layers and their parameter shapes are real, but no memory is
+allocated, so ImageNet-sized candidates cost nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import cache
+from unittest import mock
 
 import optuna
 import pytest
@@ -42,9 +44,22 @@ def space(name: str) -> SearchSpace:
     return load_space(name)
 
 
+#: The initialisers that draw random numbers: on the meta device they run as Python
+#: decompositions (DenseNet-BC-190-40 builds in 3.4 s with them, 0.2 s without), and no
+#: parameter's shape depends on them.
+RANDOM_INITS = ("kaiming_normal_", "kaiming_uniform_", "normal_", "uniform_")
+
+
+def _unchanged(tensor: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+    return tensor
+
+
 def built_params(arch: DenseNetConfig) -> int:
-    with torch.device("meta"):
-        model = DenseNet(arch)
+    with contextlib.ExitStack() as stack:
+        for name in RANDOM_INITS:
+            stack.enter_context(mock.patch.object(torch.nn.init, name, _unchanged))
+        with torch.device("meta"):
+            model = DenseNet(arch)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

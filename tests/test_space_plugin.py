@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from dense_nas.space import Task, YamlSearchSpace, enqueue_seeds, list_spaces, load_space, sample
-from tests.helpers import cli
+from tests.helpers import main_in_process
 
 try:
     distribution("dense-nas-example-plugin")
@@ -50,11 +50,15 @@ def test_a_plugin_yaml_file_loads_by_name_and_samples() -> None:
     assert len(candidate.arch.block_layers) == 2
 
 
-def test_a_study_runs_on_a_plugin_space(tmp_path: Path) -> None:
+def test_a_study_runs_on_a_plugin_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`dense-nas spaces` lists the plugin's space and `dense-nas search` trains on it."""
-    listed = cli("spaces", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    listed = main_in_process(capsys, "spaces")
     assert listed.returncode == 0 and "example-yaml" in listed.stdout and SOURCE in listed.stdout
-    result = cli(
+    result = main_in_process(
+        capsys,
         "search",
         "--space",
         "example-yaml",
@@ -68,7 +72,6 @@ def test_a_study_runs_on_a_plugin_space(tmp_path: Path) -> None:
         "1",
         "--out",
         str(tmp_path),
-        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(

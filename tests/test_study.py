@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from dense_nas.study._search import search
 from dense_nas.study.storage import make_storage
 from dense_nas.study.trial import TrialSpec
 from tests._study_fixtures import ctrl_c_reaches_it
-from tests.helpers import TINY_SPACE, cli, wait_for
+from tests.helpers import TINY_SPACE, cli, main_in_process, wait_for
 from tests.test_data_files import write_svhn
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -84,7 +85,7 @@ def test_two_workers_finish_exactly_the_budget(tmp_path: Path, storage: str) -> 
     url = f"sqlite:///{tmp_path / 's.db'}" if storage == "sqlite" else str(tmp_path / "s.journal")
     study = search(
         space=TINY_SPACE,
-        n_trials=20,
+        n_trials=8,
         epochs=1,
         workers=2,
         storage=url,
@@ -94,7 +95,7 @@ def test_two_workers_finish_exactly_the_budget(tmp_path: Path, storage: str) -> 
         pruner="none",
     )
     reloaded = optuna.load_study(study_name=study.study_name, storage=make_storage(url, tmp_path))
-    assert _finished(reloaded) == 20
+    assert _finished(reloaded) == 8
     assert _states(reloaded).get("RUNNING", 0) == 0
 
 
@@ -107,6 +108,12 @@ def _search_args(study: str, trials: int, epochs: int, extra: list[str]) -> list
     ]  # fmt: skip
 
 
+def _trials_told(output: str) -> set[int]:
+    """The numbers of the trials a `dense-nas search` ran, from its line per finished trial."""
+    return {int(number) for number in re.findall(r"^trial +(\d+) ", output, flags=re.MULTILINE)}
+
+
+@pytest.mark.slow  # four interpreters import Lightning: two commands and their trial processes
 def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: str) -> None:
     """Two separate `dense-nas search` processes (two machines) fill one budget exactly."""
     args = _search_args("shared", trials=8, epochs=1, extra=["--storage", postgres_url])
@@ -120,14 +127,18 @@ def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: s
         )
         for i in range(2)
     ]
+    ran = []
     for proc in procs:
-        _, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
+        ran.append(_trials_told(out))
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     assert _finished(study) == 8
     assert _states(study).get("RUNNING", 0) == 0
-    workers = {t.user_attrs.get("checkpoint") is not None for t in study.trials}
-    assert workers  # both machines wrote trials into the one study
+    assert all(ran), f"trials each machine ran: {ran}"  # both trained into the one study
+    assert not ran[0] & ran[1]  # no trial twice
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert ran[0] | ran[1] == {t.number for t in finished}
     assert len({json.dumps(t.user_attrs.get("arch")) for t in study.trials}) > 1
 
 
@@ -288,7 +299,9 @@ def _search_until_training(args: list[str], cwd: Path, study_name: str) -> subpr
     return proc
 
 
-def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
+def test_sigkilled_worker_trial_is_failed_and_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = _search_args(
         "k", trials=3, epochs=30, extra=["--heartbeat", "2", "--out", str(tmp_path)]
     )
@@ -297,8 +310,8 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
     os.kill(worker.pid, signal.SIGKILL)
     worker.communicate()
     # The rerun may train briefly; the kill is the point.
-    rerun = cli(
-        *_search_args("k", 3, 1, ["--heartbeat", "2", "--out", str(tmp_path)]), cwd=tmp_path
+    rerun = main_in_process(
+        capsys, *_search_args("k", 3, 1, ["--heartbeat", "2", "--out", str(tmp_path)])
     )
     assert rerun.returncode == 0, rerun.stderr
     study = optuna.load_study(study_name="k", storage=storage)
@@ -311,7 +324,9 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path) -> None:
     assert _finished(study) == 3
 
 
-def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+def test_ctrl_c_stops_cleanly_and_resume_finishes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = _search_args("c", trials=2, epochs=40, extra=["--out", str(tmp_path)])
     storage = make_storage(None, tmp_path)
     proc = _search_until_training(args, tmp_path, "c")
@@ -323,21 +338,22 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     assert _states(study).get("RUNNING", 0) == 0
     (interrupted,) = study.get_trials(states=(TrialState.FAIL,))
     assert "interrupted" in interrupted.user_attrs["failure"]
-    assert cli(*_search_args("c", 2, 1, ["--out", str(tmp_path)]), cwd=tmp_path).returncode == 0
+    resumed = main_in_process(capsys, *_search_args("c", 2, 1, ["--out", str(tmp_path)]))
+    assert resumed.returncode == 0, resumed.stderr
     assert _finished(optuna.load_study(study_name="c", storage=storage)) == 2
 
 
-def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
+def test_best_prints_a_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     search(space=TINY_SPACE, n_trials=2, out=tmp_path, accelerator="cpu", threads=1, study_name="b")
-    table = cli("best", "--out", str(tmp_path), cwd=tmp_path)  # the only study: no --study
+    table = main_in_process(capsys, "best", "--out", str(tmp_path))  # the only study: no --study
     assert table.returncode == 0, table.stderr
     assert "val acc" in table.stdout and "params" in table.stdout
-    as_json = cli("best", "--study", "b", "--out", str(tmp_path), "--json", cwd=tmp_path)
+    as_json = main_in_process(capsys, "best", "--study", "b", "--out", str(tmp_path), "--json")
     best = json.loads(as_json.stdout)["best"]
     assert best and {"trial", "accuracy", "params", "macs", "epochs", "arch"} <= set(best[0])
 
     optuna.create_study(study_name="other", storage=make_storage(None, tmp_path))
-    ambiguous = cli("best", "--out", str(tmp_path), cwd=tmp_path)
+    ambiguous = main_in_process(capsys, "best", "--out", str(tmp_path))
     assert ambiguous.returncode == 2
     assert ambiguous.stderr.strip().endswith("holds 2 studies (b, other); name one with --study")
 
@@ -360,8 +376,15 @@ def test_best_prints_a_table_and_json(tmp_path: Path) -> None:
         (["search", "--accelerator", "cpu", "--precision", "16-mixed"], "--precision"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], field: str) -> None:
-    result = cli(*args, "--out", str(tmp_path), cwd=tmp_path, timeout=120)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    field: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = main_in_process(capsys, *args, "--out", str(tmp_path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and "Traceback" not in result.stderr
@@ -396,15 +419,21 @@ def _one_short_trial(out: Path, name: str, epochs: int | None = 1, **options: An
 
 def test_hyperband_knows_the_trial_length_before_any_trial_finishes(tmp_path: Path) -> None:
     """Its brackets come from --epochs, else the space's epochs: not from a first full trial."""
-    from_space = _one_short_trial(tmp_path, "s", epochs=None)
+    before_any_trial = 1e-9  # a timeout that stops the study before it starts a trial
+    from_space = _one_short_trial(tmp_path, "s", epochs=None, timeout=before_any_trial)
+    assert from_space.trials == []
     assert isinstance(from_space.pruner, optuna.pruners.HyperbandPruner)
     assert vars(from_space.pruner)["_max_resource"] == 2  # tiny.yaml trains 2 epochs
-    assert vars(_one_short_trial(tmp_path, "e").pruner)["_max_resource"] == 1  # --epochs 1
+    from_flag = _one_short_trial(tmp_path, "e", timeout=before_any_trial)
+    assert vars(from_flag.pruner)["_max_resource"] == 1  # --epochs 1
 
 
-def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
+def test_resuming_with_another_objective_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _one_short_trial(tmp_path, "o")
-    result = cli(
+    result = main_in_process(
+        capsys,
         "search",
         "--space",
         TINY_SPACE,
@@ -414,7 +443,6 @@ def test_resuming_with_another_objective_is_refused(tmp_path: Path) -> None:
         "accuracy,params",
         "--out",
         str(tmp_path),
-        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -434,7 +462,9 @@ def test_bf16_mixed_trains_on_the_cpu_when_asked_and_the_trial_records_it(
     assert trial.value is not None and 0.0 < trial.value <= 1.0
 
 
-def test_val_size_sets_the_validation_split_for_the_studys_life(tmp_path: Path) -> None:
+def test_val_size_sets_the_validation_split_for_the_studys_life(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     study = _one_short_trial(tmp_path, "v", val_size=0.3)
     # 30% of the 1,438 digits outside the test set: accuracies count out of 431 images.
     (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
@@ -444,8 +474,8 @@ def test_val_size_sets_the_validation_split_for_the_studys_life(tmp_path: Path) 
     assert abs(trial.value * 144 - round(trial.value * 144)) > 1e-3  # not the default 144
     assert study.user_attrs["val_size"] == 0.3
 
-    resumed = cli(
-        "search", "--space", TINY_SPACE, "--study", "v", "--out", str(tmp_path), cwd=tmp_path
+    resumed = main_in_process(
+        capsys, "search", "--space", TINY_SPACE, "--study", "v", "--out", str(tmp_path)
     )
     assert resumed.returncode == 2
     assert resumed.stderr.strip().splitlines() == [
