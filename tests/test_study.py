@@ -142,6 +142,7 @@ def test_postgresql_study_shared_by_two_machines(tmp_path: Path, postgres_url: s
     assert len({json.dumps(t.user_attrs.get("arch")) for t in study.trials}) > 1
 
 
+@pytest.mark.slow  # its trial runs as two DDP ranks: two more interpreters import Lightning
 def test_ddp_trial_builds_the_same_model_on_both_ranks(tmp_path: Path) -> None:
     study = search(
         space=TINY_SPACE,
@@ -299,6 +300,7 @@ def _search_until_training(args: list[str], cwd: Path, study_name: str) -> subpr
     return proc
 
 
+@pytest.mark.slow  # its own command, killed, then a rerun: three interpreters import Lightning
 def test_sigkilled_worker_trial_is_failed_and_retried(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -324,6 +326,7 @@ def test_sigkilled_worker_trial_is_failed_and_retried(
     assert _finished(study) == 3
 
 
+@pytest.mark.slow  # its own command, interrupted, then a resume: three interpreters as above
 def test_ctrl_c_stops_cleanly_and_resume_finishes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
