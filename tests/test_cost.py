@@ -33,6 +33,11 @@ def test_params_equal_reference_and_built_model(name: str) -> None:
         assert built == REFERENCE_PARAMS[name]
 
 
+def test_every_reference_count_names_a_preset() -> None:
+    """Else a renamed preset would skip its reference check above without a word."""
+    assert set(REFERENCE_PARAMS) <= set(list_presets())
+
+
 def test_macs_match_reference_figures() -> None:
     assert round(cost.macs(preset("densenet-bc-100-12"), (32, 32)) / 1e9, 3) == 0.288
     assert round(cost.macs(preset("densenet-bc-250-24"), (32, 32)) / 1e9, 2) == 5.42
