@@ -23,6 +23,7 @@ from dense_nas.model import cost
 from dense_nas.model.arch import DenseNetConfig, preset
 from dense_nas.model.network import DenseNet
 from dense_nas.space import SearchSpace, Task, enqueue_seeds, load_space, sample
+from dense_nas.space._registry import builtin_names
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -117,6 +118,11 @@ def test_seeds_hold_the_reference_architectures(name: str, seed: int, preset_nam
     arch = sample(space(name), study.ask(), task).arch
     expected = preset(preset_name, num_classes=task.num_classes, in_channels=task.in_channels)
     assert arch.key == expected.key
+
+
+def test_every_built_in_space_has_a_task_here() -> None:
+    """The tests above cover the spaces in TASKS: that must be all of them."""
+    assert set(TASKS) == set(builtin_names())
 
 
 def test_digits_tiny_is_cpu_sized() -> None:
