@@ -20,7 +20,7 @@ from dense_nas.cli import main
 from dense_nas.study._search import search
 from dense_nas.study.journal import open_journal
 from tests._study_fixtures import shared_study
-from tests.helpers import TINY_SPACE, cli
+from tests.helpers import TINY_SPACE, main_in_process
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -59,15 +59,19 @@ def _torn_files(journal: Path) -> list[Path]:
 
 
 def test_best_on_a_torn_journal_keeps_every_trial_and_moves_the_record_aside(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     journal, name = _journal_copy(tmp_path_factory.getbasetemp(), tmp_path)
     before = _trials(journal, name)
     whole = journal.read_bytes()
     with journal.open("ab") as file:
         file.write(TORN)
 
-    best = cli("best", "--storage", str(journal), "--study", name, "--json", cwd=tmp_path)
+    best = main_in_process(capsys, "best", "--storage", str(journal), "--study", name, "--json")
     assert best.returncode == 0, best.stderr
     shown = {row["trial"] for row in json.loads(best.stdout)["best"]}
     assert shown == {n for n, state, _, _ in before if state == TrialState.COMPLETE}
@@ -79,7 +83,7 @@ def test_best_on_a_torn_journal_keeps_every_trial_and_moves_the_record_aside(
     _assert_parses(journal)
     assert _trials(journal, name) == before
 
-    again = cli("best", "--storage", str(journal), "--study", name, cwd=tmp_path)
+    again = main_in_process(capsys, "best", "--storage", str(journal), "--study", name)
     assert again.returncode == 0 and again.stderr == ""  # repaired once; nothing more to say
     assert _torn_files(journal) == [aside]
 
