@@ -25,7 +25,7 @@ from dense_nas.study._runner import TrialProcess
 from dense_nas.study._search import search
 from dense_nas.study.storage import make_storage
 from dense_nas.study.trial import TrialSpec
-from tests._study_fixtures import ctrl_c_reaches_it
+from tests._study_fixtures import BuiltStudy, ctrl_c_reaches_it
 from tests.helpers import TINY_SPACE, cli, main_in_process, wait_for
 from tests.test_data_files import write_svhn
 
@@ -346,8 +346,16 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(
     assert _finished(optuna.load_study(study_name="c", storage=storage)) == 2
 
 
-def test_best_prints_a_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    search(space=TINY_SPACE, n_trials=2, out=tmp_path, accelerator="cpu", threads=1, study_name="b")
+def test_best_prints_a_table_and_json(
+    single: BuiltStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = make_storage(None, tmp_path)  # where --out puts it
+    optuna.copy_study(
+        from_study_name=single.name,
+        from_storage=single.storage,
+        to_storage=storage,
+        to_study_name="b",
+    )
     table = main_in_process(capsys, "best", "--out", str(tmp_path))  # the only study: no --study
     assert table.returncode == 0, table.stderr
     assert "val acc" in table.stdout and "params" in table.stdout
@@ -355,7 +363,7 @@ def test_best_prints_a_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixt
     best = json.loads(as_json.stdout)["best"]
     assert best and {"trial", "accuracy", "params", "macs", "epochs", "arch"} <= set(best[0])
 
-    optuna.create_study(study_name="other", storage=make_storage(None, tmp_path))
+    optuna.create_study(study_name="other", storage=storage)
     ambiguous = main_in_process(capsys, "best", "--out", str(tmp_path))
     assert ambiguous.returncode == 2
     assert ambiguous.stderr.strip().endswith("holds 2 studies (b, other); name one with --study")
@@ -411,6 +419,10 @@ def test_default_search_finds_a_good_digits_model(tmp_path: Path) -> None:
     assert "best trials" in result.stdout
 
 
+#: A timeout that ends a study before it starts a trial: what it records up front, cheaply.
+BEFORE_ANY_TRIAL = 1e-9
+
+
 def _one_short_trial(out: Path, name: str, epochs: int | None = 1, **options: Any) -> optuna.Study:
     """A study of one trial over the tiny space (one epoch unless told), on one CPU thread."""
     return search(
@@ -427,19 +439,18 @@ def _one_short_trial(out: Path, name: str, epochs: int | None = 1, **options: An
 
 def test_hyperband_knows_the_trial_length_before_any_trial_finishes(tmp_path: Path) -> None:
     """Its brackets come from --epochs, else the space's epochs: not from a first full trial."""
-    before_any_trial = 1e-9  # a timeout that stops the study before it starts a trial
-    from_space = _one_short_trial(tmp_path, "s", epochs=None, timeout=before_any_trial)
+    from_space = _one_short_trial(tmp_path, "s", epochs=None, timeout=BEFORE_ANY_TRIAL)
     assert from_space.trials == []
     assert isinstance(from_space.pruner, optuna.pruners.HyperbandPruner)
     assert vars(from_space.pruner)["_max_resource"] == 2  # tiny.yaml trains 2 epochs
-    from_flag = _one_short_trial(tmp_path, "e", timeout=before_any_trial)
+    from_flag = _one_short_trial(tmp_path, "e", timeout=BEFORE_ANY_TRIAL)
     assert vars(from_flag.pruner)["_max_resource"] == 1  # --epochs 1
 
 
 def test_resuming_with_another_objective_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _one_short_trial(tmp_path, "o")
+    _one_short_trial(tmp_path, "o", timeout=BEFORE_ANY_TRIAL)  # the objective is set up front
     result = main_in_process(
         capsys,
         "search",
@@ -458,7 +469,7 @@ def test_resuming_with_another_objective_is_refused(
         "use --objective accuracy or a new --study"
     ]
     study = optuna.load_study(study_name="o", storage=make_storage(None, tmp_path))
-    assert len(study.trials) == 1 and study.user_attrs["objective"] == "accuracy"
+    assert study.trials == [] and study.user_attrs["objective"] == "accuracy"
 
 
 def test_bf16_mixed_trains_on_the_cpu_when_asked_and_the_trial_records_it(
