@@ -107,7 +107,13 @@ class TrialAttrs(TypedDict, total=False):
     macs: int
     """Multiply-accumulates of one forward pass at the study's image size."""
     pruned_reason: str
-    """Why the candidate was pruned before training (a broken constraint)."""
+    """Why the candidate was pruned before training (a broken constraint, or a step that
+    would not fit in the GPU memory the trial may use)."""
+    memory_mode: str
+    """``memory-efficient`` when the drawn candidate only fits its GPU memory share in that
+    mode (:mod:`dense_nas.study.memory_fit`); with the reason in ``memory_reason``."""
+    memory_reason: str
+    """Why the trial trains in ``memory_mode``: the estimated and available bytes."""
     arch: dict[str, Any]
     """The architecture, :meth:`~dense_nas.model.arch.DenseNetConfig.to_dict`."""
     training: dict[str, Any]

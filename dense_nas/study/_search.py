@@ -54,8 +54,14 @@ from dense_nas.space import (
 from dense_nas.study._runner import TrialProcess
 from dense_nas.study.budget import counted_trials, finished_and_running
 from dense_nas.study.events import EchoLines, SearchObserver
-from dense_nas.study.hardware import gpu_assignment, resolve_accelerator, resolve_precision
+from dense_nas.study.hardware import (
+    gpu_assignment,
+    resolve_accelerator,
+    resolve_precision,
+    trials_per_gpu,
+)
 from dense_nas.study.heartbeats import Heartbeat, retry, retry_silent_trials
+from dense_nas.study.memory_fit import fit_to_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchSettings
@@ -85,6 +91,8 @@ class _Run:
     runners: list[TrialProcess] = field(default_factory=list)
     #: each worker's CUDA_VISIBLE_DEVICES (GPU studies only)
     gpus: list[str] = field(default_factory=list)
+    #: bytes each worker's trial may plan for on its GPU (GPU studies only)
+    memory_budgets: list[int] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -203,11 +211,9 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     resolved = resolve_accelerator(s.accelerator)
     chosen_precision = resolve_precision(resolved, s.precision)
     gpus: list[str] = []
+    budgets: list[int] = []
     if resolved == "gpu":
-        import torch
-
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        gpus = gpu_assignment(s.workers, s.devices, torch.cuda.device_count(), visible)
+        gpus, budgets = _share_gpus(s.workers, s.devices)
     # checks the files and the split now: bad input exits 2 before anything is stored
     datamodule = make_datamodule(s.data, s.data_dir, seed=s.seed, val_size=s.val_size)
     if isinstance(s.val_size, int):
@@ -263,8 +269,29 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         accelerator=resolved,
         precision=chosen_precision,
         gpus=gpus,
+        memory_budgets=budgets,
         observer=observer,
     )
+
+
+def _share_gpus(workers: int, devices: int) -> tuple[list[str], list[int]]:
+    """Each worker's GPUs (:func:`~dense_nas.study.hardware.gpu_assignment`) and the bytes
+    its trial may plan for: its GPUs' memory shared out among the workers on them."""
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    count = torch.cuda.device_count()
+    gpus = gpu_assignment(workers, devices, count, visible)
+    ids = gpu_assignment(count, 1, count, visible)  # torch's index of each visible id
+    shares = trials_per_gpu(gpus)
+    budgets = [
+        min(
+            trial_budget(torch.cuda.get_device_properties(ids.index(gpu)).total_memory, shares[gpu])
+            for gpu in own.split(",")
+        )
+        for own in gpus
+    ]
+    return gpus, budgets
 
 
 def _run_workers(run: _Run) -> None:
@@ -375,6 +402,14 @@ def _run_trial(
             return
         if s.epochs is not None:
             candidate = Candidate(candidate.arch, candidate.training.with_epochs(s.epochs))
+        if run.memory_budgets:  # several trials may share this GPU: fit the step to a share
+            try:
+                candidate = fit_to_memory(
+                    trial, candidate, run.task.image_size, run.memory_budgets[worker], run.precision
+                )
+            except optuna.TrialPruned:
+                _tell(run, trial, TrialState.PRUNED, None, started)
+                return
         arch, training = candidate.arch.to_dict(), candidate.training.to_dict()
         record_trial(trial, arch=arch, training=training, arch_key=candidate.key)
         duplicate = find_duplicate(study, candidate.key)

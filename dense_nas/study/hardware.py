@@ -45,7 +45,14 @@ def resolve_accelerator(accelerator: str) -> str:
 
 
 def gpu_assignment(workers: int, devices: int, count: int, visible: str | None) -> list[str]:
-    """Each worker's ``CUDA_VISIBLE_DEVICES``: ``devices`` GPUs of its own, none shared.
+    """Each worker's ``CUDA_VISIBLE_DEVICES``.
+
+    The rule: with one device per trial (``devices == 1``), worker ``i`` trains on GPU
+    ``i mod G`` of the ``G`` visible ones, so ``--workers`` may exceed the GPUs and each GPU
+    runs ``N / G`` trials at once (rounded up or down), each planning for its share of the
+    GPU's memory (:mod:`dense_nas.study.memory_fit`). A multi-device (DDP) trial gets
+    ``devices`` GPUs of its own, never shared, so ``workers x devices`` must not exceed
+    ``G``.
 
     ``count`` is how many GPUs torch sees; ``visible`` is the launcher's own
     ``CUDA_VISIBLE_DEVICES``, whose entries (indices or UUIDs) are handed out in order.
@@ -53,24 +60,47 @@ def gpu_assignment(workers: int, devices: int, count: int, visible: str | None) 
     Example:
         >>> gpu_assignment(2, 1, 2, None)
         ['0', '1']
+        >>> gpu_assignment(5, 1, 2, None)
+        ['0', '1', '0', '1', '0']
         >>> gpu_assignment(2, 2, 4, "3,2,1,0")
         ['3,2', '1,0']
-        >>> gpu_assignment(2, 1, 1, None)
+        >>> gpu_assignment(2, 2, 2, None)
         Traceback (most recent call last):
         ...
-        dense_nas.errors.UserInputError: workers: 2 workers x 1 devices need 2 GPUs but 1 is visible; lower --workers or --devices
+        dense_nas.errors.UserInputError: workers: 2 workers x 2 devices need 4 GPUs (a DDP trial does not share its GPUs) but 2 are visible; lower --workers or --devices
     """
     if visible is None:
         ids = [str(i) for i in range(count)]
     else:
         ids = [d.strip() for d in visible.split(",") if d.strip()][:count]
+    if not ids:
+        raise UserInputError(
+            "no CUDA device is visible; use --accelerator cpu", param="accelerator"
+        )
+    if devices == 1:
+        return [ids[w % len(ids)] for w in range(workers)]
     if workers * devices > len(ids):
         raise UserInputError(
             f"{workers} workers x {devices} devices need {workers * devices} GPUs "
+            "(a DDP trial does not share its GPUs) "
             f"but {len(ids)} {'is' if len(ids) == 1 else 'are'} visible; lower --workers or --devices",
             param="workers",
         )
     return [",".join(ids[w * devices : (w + 1) * devices]) for w in range(workers)]
+
+
+def trials_per_gpu(assignment: list[str]) -> dict[str, int]:
+    """How many workers train on each GPU at once under ``assignment``.
+
+    Example:
+        >>> trials_per_gpu(gpu_assignment(5, 1, 2, None))
+        {'0': 3, '1': 2}
+    """
+    shares: dict[str, int] = {}
+    for gpus in assignment:
+        for gpu in gpus.split(","):
+            shares[gpu] = shares.get(gpu, 0) + 1
+    return shares
 
 
 #: what ``--precision`` accepts: ``auto`` or a Lightning ``precision``
