@@ -7,7 +7,7 @@ duplicates exactly); these read what the search itself wrote.
 from __future__ import annotations
 
 import json
-import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +74,13 @@ def test_export_and_retrain_work_on_the_searched_study(
     expected = load_best(searched.storage, searched.name)(images).detach().numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4)
     # retrain records its result on the study: a copy keeps the shared one read-only
-    shutil.copy(searched.out / "dense-nas.db", tmp_path / "copy.db")
-    copy = BuiltStudy(f"sqlite:///{tmp_path / 'copy.db'}", searched.name, tmp_path)
+    copied = tmp_path / "copy.db"
+    # (SQLite's backup API: the storage is in WAL mode, so the file alone may lag behind)
+    source, target = sqlite3.connect(searched.out / "dense-nas.db"), sqlite3.connect(copied)
+    source.backup(target)
+    source.close()
+    target.close()
+    copy = BuiltStudy(f"sqlite:///{copied}", searched.name, tmp_path)
     assert main(["retrain", *_where(copy), "--epochs", "1"]) == 0
     recorded = study_attrs(copy.load())["retrain"]
     assert recorded["trial"] == chosen.number and recorded["epochs"] == 1
