@@ -129,6 +129,8 @@ class TrialAttrs(TypedDict, total=False):
     """Epochs trained (fewer than the recipe's when pruned)."""
     precision: str
     """The Lightning precision the Trainer trained in."""
+    compiled: bool
+    """Whether the training steps ran compiled (CUDA graphs on a GPU; ``--compile``)."""
     ranks: list[dict[str, Any]]
     """What each DDP rank built and trained (one entry on a single device)."""
     images_per_second: float
@@ -283,6 +285,7 @@ class ResultMessage(TypedDict):
     pruned: bool
     epochs: int
     precision: str
+    compiled: bool
     step_seconds: float
     images_per_second: float
     ranks: list[dict[str, Any]]

@@ -39,6 +39,8 @@ def test_the_search_recorded_what_every_reader_needs(searched: BuiltStudy) -> No
         assert attrs["arch_key"].startswith(trial_arch(trial).key + "|")
         assert attrs["epochs"] == 1 and attrs["params"] > 0
         assert "checkpoint" in attrs or "duplicate_of" in attrs
+        if "duplicate_of" not in attrs:  # --compile auto stays eager on the CPU
+            assert attrs["compiled"] is False
 
 
 def test_best_and_load_best_agree_and_the_weights_score_what_the_trial_recorded(

@@ -91,11 +91,19 @@ def device_args(parser: argparse.ArgumentParser) -> None:
         help="training precision; auto: bf16-mixed on a GPU, 32-true on the CPU "
         "(bf16-mixed pays on CPUs with native bf16; 16-mixed needs a GPU)",
     )
+    parser.add_argument(
+        "--compile",
+        choices=COMPILE_CHOICES,
+        default="auto",
+        help="torch.compile the training step; auto: CUDA graphs on a GPU when the run is long "
+        "enough to repay the compile (about 3,600 steps for a 100-layer net), else eager",
+    )
 
 
 # Spelled out rather than imported so that ``--help`` need not import torch; the tests
 # check they equal dense_nas.results.export.FORMATS and dense_nas.results.loading.PICKS.
 FORMAT_CHOICES = ("onnx", "torchscript", "state-dict", "exported-program")
+COMPILE_CHOICES = ("auto", "on", "off")
 PICK_CHOICES = ("accuracy", "smallest", "knee")
 
 

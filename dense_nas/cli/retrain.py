@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         accelerator=args.accelerator,
         precision=args.precision,
+        compile=args.compile,
         verbose=args.verbose,
         **choice(args),
     )

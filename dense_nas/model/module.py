@@ -27,6 +27,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.graphs import CompiledForward
 from dense_nas.model.network import DenseNet
 from dense_nas.model.recipe import PAPER_MILESTONES, Schedule, TrainingConfig
 
@@ -41,8 +42,12 @@ class DenseNetModule(L.LightningModule):
             :class:`~dense_nas.model.recipe.TrainingConfig`).
         channels_last: run convs in NHWC layout; faster for DenseNet on CPUs and on GPUs
             with tensor cores.
-        compile: wrap the network in ``torch.compile`` when the Trainer sets the model up
-            (costs minutes of compile time; worth it on a GPU for long runs).
+        compile: run the network through ``torch.compile`` once the Trainer sets the
+            model up: ``True`` for the default mode, or a mode such as
+            ``"reduce-overhead"`` (CUDA graphs: launch-free steps on a GPU). Costs a minute
+            or more of compile time; if compiling fails the module trains eager, with one
+            warning (:class:`~dense_nas.model.graphs.CompiledForward`). Checkpoints keep the
+            eager parameter names either way.
 
     The module changes nothing outside itself: the trial and retrain processes that
     dense-nas starts tune the C allocator for CPU training
@@ -76,7 +81,7 @@ class DenseNetModule(L.LightningModule):
         label_smoothing: float = 0.0,
         batch_size: int = 64,
         channels_last: bool = True,
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         arch = config if isinstance(config, DenseNetConfig) else DenseNetConfig.from_dict(config)
@@ -94,6 +99,7 @@ class DenseNetModule(L.LightningModule):
         )
         self.channels_last = channels_last
         self.compile_model = compile
+        self._forward: CompiledForward | None = None  # set up by configure_model
         # Plain values only: a checkpoint must load under torch.load(weights_only=True).
         self.save_hyperparameters(
             {
@@ -130,14 +136,20 @@ class DenseNetModule(L.LightningModule):
         return cls(arch, **training.to_dict(), **options)
 
     def configure_model(self) -> None:
-        if self.compile_model and not isinstance(
-            self.model, torch._dynamo.eval_frame.OptimizedModule
-        ):
-            self.model = torch.compile(self.model)  # type: ignore[assignment]
+        if self.compile_model and self._forward is None:
+            mode = None if self.compile_model is True else str(self.compile_model)
+            self._forward = CompiledForward(self.model, mode)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether training steps run the compiled network (see ``compile``)."""
+        return self._forward is not None and self._forward.compiled
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self._forward is not None:
+            return self._forward(x)
         return self.model(x)  # type: ignore[no-any-return]
 
     def _loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:

@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from dense_nas.data import make_datamodule
 from dense_nas.errors import UserInputError
+from dense_nas.model.graphs import COMPILE_CHOICES, compile_mode, training_steps
 from dense_nas.model.module import DenseNetModule
 from dense_nas.paths import check_output_dir
 from dense_nas.records import record_study, study_attrs
@@ -138,6 +139,7 @@ def retrain(
     out: Path = DEFAULT_OUT,
     accelerator: str = "auto",
     precision: str = "auto",
+    compile: str = "auto",
     verbose: bool = False,
 ) -> RetrainResult:
     """Train the chosen trial's architecture from scratch on train + validation; test it.
@@ -153,6 +155,8 @@ def retrain(
         accelerator: ``cpu``, ``gpu`` or ``auto`` (the GPU when one is visible).
         precision: Lightning precision; ``auto`` is ``bf16-mixed`` on a GPU and
             ``32-true`` on the CPU (:func:`~dense_nas.study.hardware.resolve_precision`).
+        compile: ``auto`` (CUDA graphs on a GPU when the run repays the compile),
+            ``on`` or ``off`` (:func:`~dense_nas.model.graphs.compile_mode`).
         verbose: show Lightning's progress bar and model summary.
 
     Returns:
@@ -164,6 +168,10 @@ def retrain(
     """
     device = resolve_accelerator(accelerator)
     precision = resolve_precision(device, precision)  # bad input stops before any training
+    if compile not in COMPILE_CHOICES:
+        raise UserInputError(
+            f"must be one of {', '.join(COMPILE_CHOICES)}, got {compile!r}", param="compile"
+        )
     study, chosen = find_trial(
         storage, study_name, trial, pick=pick, max_params=max_params, out=out
     )
@@ -172,10 +180,7 @@ def retrain(
         training = training.with_epochs(epochs)  # a step schedule keeps its shape
     recorded = study_attrs(study)
     seed = recorded.get("seed", 0)
-    L.seed_everything(seed, verbose=False)  # before the module: its initial weights too
     directory = check_output_dir(run_dir(out, study.study_name), "out")
-    module = DenseNetModule.from_candidate(arch, training)
-    done = _resume_point(directory / LAST, module)
     datamodule = make_datamodule(
         recorded.get("data", "digits"),
         recorded.get("data_dir"),
@@ -184,6 +189,12 @@ def retrain(
         seed=seed,
         full_train=True,
     )
+    steps = training_steps(datamodule, training.epochs) if device == "gpu" else None
+    L.seed_everything(seed, verbose=False)  # before the module: its initial weights too
+    module = DenseNetModule.from_candidate(
+        arch, training, compile=compile_mode(compile, device, arch, steps)
+    )
+    done = _resume_point(directory / LAST, module)
     with quiet_lightning(verbose):
         trainer = _trainer(directory, training.epochs, device, precision, verbose)
         _fit(trainer, module, datamodule, directory / LAST if done else None)

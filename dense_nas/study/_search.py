@@ -118,6 +118,7 @@ def search(
     out: str | Path = "dense-nas-runs",
     heartbeat: float = 30.0,
     threads: int = 0,
+    compile: str = "auto",
     verbose: bool = False,
     echo: Echo | None = None,
 ) -> optuna.Study:
@@ -161,6 +162,9 @@ def search(
             (finite, at most a day).
         threads: torch threads per trial process on the CPU; 0: the cores shared out
             among workers and devices.
+        compile: ``auto`` (CUDA graphs on a GPU for trials long enough to repay the
+            compile, see :func:`~dense_nas.model.graphs.compile_mode`), ``on`` or ``off``.
+            Each trial records ``compiled``.
         verbose: show Lightning's own output.
         echo: called with a line per finished trial (``print`` in the CLI).
 
@@ -430,6 +434,7 @@ def _run_trial(
             devices=s.devices,
             threads=threads,
             precision=run.precision,
+            compile=s.compile,
             checkpoint=str(checkpoint),
             verbose=s.verbose,
         )
@@ -483,6 +488,7 @@ def _record_result(run: _Run, trial: optuna.Trial, result: ResultMessage, starte
         trial,
         epochs=result["epochs"],
         precision=result["precision"],
+        compiled=result["compiled"],
         ranks=result["ranks"],
         images_per_second=round(result["images_per_second"], 1),
         step_seconds=round(result["step_seconds"], 3),

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dense_nas.errors import UserInputError
+from dense_nas.model.graphs import COMPILE_CHOICES
 
 if TYPE_CHECKING:
     from dense_nas.space import SearchSpace
@@ -61,6 +62,7 @@ class SearchSettings:
     out: str | Path = "dense-nas-runs"
     heartbeat: float = 30.0
     threads: int = 0
+    compile: str = "auto"
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -88,6 +90,11 @@ class SearchSettings:
             )
         if self.study_name:
             _check_study_name(self.study_name)
+        if self.compile not in COMPILE_CHOICES:
+            raise UserInputError(
+                f"must be one of {', '.join(COMPILE_CHOICES)}, got {self.compile!r}",
+                param="compile",
+            )
 
     @property
     def out_dir(self) -> Path:

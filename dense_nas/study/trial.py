@@ -57,6 +57,7 @@ class TrialSpec:
     devices: int = 1
     threads: int = 0
     precision: str = "auto"
+    compile: str = "auto"
     checkpoint: str | None = None
     verbose: bool = False
 
@@ -112,6 +113,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     import torch
 
     from dense_nas.model.arch import DenseNetConfig
+    from dense_nas.model.graphs import compile_mode, training_steps
     from dense_nas.model.module import DenseNetModule
     from dense_nas.model.recipe import TrainingConfig
     from dense_nas.study.hardware import keep_freed_memory
@@ -125,12 +127,17 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     L.seed_everything(spec.seed + spec.number, workers=True, verbose=False)
     arch = DenseNetConfig.from_dict(spec.arch)
     training = TrainingConfig.from_dict(spec.training)
-    module = DenseNetModule.from_candidate(arch, training)
+    datamodule = _datamodule(spec, training.batch_size)
+    steps = None
+    if spec.accelerator == "gpu" and spec.compile == "auto":
+        steps = training_steps(datamodule, training.epochs)
+    compiled = compile_mode(spec.compile, spec.accelerator, arch, steps)
+    module = DenseNetModule.from_candidate(arch, training, compile=compiled)
     timer = StepTimer()
     reporter = EpochReporter(ask, timer)
     trainer = L.Trainer(callbacks=[reporter, timer], **_trainer_options(spec))
     with quiet_lightning(spec.verbose):
-        trainer.fit(module, datamodule=_datamodule(spec, training.batch_size))
+        trainer.fit(module, datamodule=datamodule)
     if not reporter.history:
         raise RuntimeError("training ended before the first validation epoch")
     if spec.checkpoint and not reporter.pruned:
@@ -143,6 +150,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
         "pruned": reporter.pruned,
         "epochs": len(reporter.history),
         "precision": str(trainer.precision),
+        "compiled": module.compiled,
         "step_seconds": timer.step_seconds,
         "images_per_second": timer.train_images / timer.train_seconds
         if timer.train_seconds
