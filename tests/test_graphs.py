@@ -7,6 +7,8 @@ by ``benchmarks/gpu_check.sh``.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -27,7 +29,7 @@ from dense_nas.model.graphs import (
 )
 from dense_nas.model.module import DenseNetModule
 from dense_nas.study.settings import SearchSettings
-from tests.helpers import main_in_process
+from tests.helpers import ROOT, main_in_process
 
 TINY = DenseNetConfig(4, (2, 2), in_channels=1, init_channels=8, num_classes=4)
 
@@ -140,3 +142,42 @@ def test_compiled_training_matches_eager(tmp_path: Path) -> None:
     assert list(results[True]) == list(results[False])
     for name, value in results[False].items():
         torch.testing.assert_close(results[True][name], value, rtol=1e-3, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "benchmarks").glob("*.sh")), ids=lambda p: p.name)
+def test_the_gpu_scripts_parse(script: Path) -> None:
+    """The lent-GPU scripts cannot run here; they must at least be valid bash."""
+    checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.slow
+def test_the_graph_benchmark_runs_its_eager_path_on_the_cpu() -> None:
+    """bench_graphs.py on the CPU, eager only, one step: its code paths stay runnable."""
+    ran = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_graphs.py"),
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "concurrent",
+            "--preset",
+            "densenet-bc-10-4",
+            "--batch-size",
+            "2",
+            "--processes",
+            "1",
+            "2",
+            "--runs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "2 at once" in ran.stdout
