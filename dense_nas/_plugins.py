@@ -133,7 +133,8 @@ def plain_arguments(values: Any, param: str) -> dict[str, Any]:
         if not _is_plain(value):
             raise UserInputError(
                 f"{key!r} is {value!r}, not a plain value; the study stores the arguments so "
-                "that every process rebuilds the datamodule: pass strings, numbers, booleans, "
+                "that every process rebuilds the datamodule: pass strings (quote a --data-arg "
+                "value to keep it text), numbers, booleans, "
                 "None, or lists and dicts of them",
                 param=param,
             )
