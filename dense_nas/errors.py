@@ -19,6 +19,7 @@ FLAGS = {
     "n_trials": "--trials",
     "study_name": "--study",
     "trial": "--trial",
+    "data_args": "--data-arg",
 }
 """Python parameter names whose command-line flag is not ``--`` + the name with dashes."""
 

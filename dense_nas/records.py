@@ -41,11 +41,15 @@ class StudyAttrs(TypedDict, total=False):
     space: str
     """Name of the search space."""
     data: str
-    """Dataset name (see :data:`dense_nas.data.DATASETS`)."""
+    """Dataset name (see :data:`dense_nas.data.DATASETS`), a plugin datamodule's name
+    (entry-point group ``dense_nas.datamodules``) or a user datamodule's ``module:Name``."""
+    data_args: dict[str, Any]
+    """Keyword arguments of a user datamodule, as plain values (``{}`` for built-in data)."""
     data_dir: str | None
     """Absolute path of the dataset files, or ``None`` for embedded data."""
     val_size: int | float
-    """Validation images held out of training: fixed for the study's life."""
+    """Validation images held out of training: fixed for the study's life (built-in data
+    only; a user datamodule holds out its own)."""
     objective: str
     """``accuracy``, ``accuracy,params`` or ``accuracy,macs``."""
     seed: int

@@ -475,7 +475,7 @@ def test_python_class_errors(fake_plugin: str, spec: str, fragment: str) -> None
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch, **targets: str) -> None:
     points = [EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in targets.items()]
     monkeypatch.setattr(
-        "dense_nas.space._registry.entry_points",
+        "dense_nas._plugins.entry_points",
         lambda group: points if group == ENTRY_POINT_GROUP else [],
     )
 
@@ -517,7 +517,7 @@ def test_broken_entry_points(
 
 def test_one_name_from_two_plugins_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     points = [EntryPoint("twin", f"pkg{i}:Space", ENTRY_POINT_GROUP) for i in (1, 2)]
-    monkeypatch.setattr("dense_nas.space._registry.entry_points", lambda group: points)
+    monkeypatch.setattr("dense_nas._plugins.entry_points", lambda group: points)
     with pytest.raises(UserInputError, match="registered by both"):
         load_space("twin")
 

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from dense_nas.cli import best, export, report, retrain, search, spaces, status
+from dense_nas.cli import best, data, export, report, retrain, search, spaces, status
 from dense_nas.cli._args import Parser
 from dense_nas.errors import UserInputError, cli_message
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (also what ``--help`` shows)."""
     parser = Parser(prog="dense-nas", description="Neural architecture search over DenseNet.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in (search, status, best, export, retrain, report, spaces):
+    for command in (search, status, best, export, retrain, report, spaces, data):
         command.add_parser(sub)
     return parser
 

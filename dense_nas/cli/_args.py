@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dense_nas.errors import UserInputError
 from dense_nas.study.hardware import PRECISIONS
 
@@ -38,6 +40,55 @@ def val_size_arg(text: str) -> int | float:
         raise argparse.ArgumentTypeError(
             f"must be an image count or a fraction in (0, 1), got {text!r}"
         ) from None
+
+
+def data_arg(text: str) -> tuple[str, Any]:
+    """One ``--data-arg KEY=VALUE``; the value is read as a YAML scalar.
+
+    Example:
+        >>> data_arg("size=12"), data_arg("root=/data"), data_arg("shuffle=false")
+        (('size', 12), ('root', '/data'), ('shuffle', False))
+    """
+    key, equals, value = text.partition("=")
+    key = key.strip()
+    if not equals or not key.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"must be KEY=VALUE with KEY a Python identifier, got {text!r}"
+        )
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        reason = str(err).splitlines()[0]
+        raise argparse.ArgumentTypeError(
+            f"{key}: {value!r} is not a YAML value ({reason}); quote it"
+        ) from None
+
+
+def data_args(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The ``--data-arg`` pairs as keyword arguments; a key given twice is refused.
+
+    Example:
+        >>> data_args([("size", 12), ("seed", 1)])
+        {'size': 12, 'seed': 1}
+    """
+    arguments: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in arguments:
+            raise UserInputError(f"{key} is given twice; give it once", param="data_args")
+        arguments[key] = value
+    return arguments
+
+
+def print_listing(entries: Any) -> None:
+    """Print named things one a line: name, where it comes from, description.
+
+    Example:
+        >>> from dense_nas.space import SpaceInfo
+        >>> print_listing([SpaceInfo("tiny", "a small space", "built-in")])
+        tiny                     built-in                     a small space
+    """
+    for info in entries:
+        print(f"{info.name:24s} {info.source:28s} {info.description}")
 
 
 def positive_float(text: str) -> float:

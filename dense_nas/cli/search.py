@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dense_nas.cli._args import device_args, positive_float, positive_int, study_args, val_size_arg
+from dense_nas.cli._args import (
+    data_arg,
+    data_args,
+    device_args,
+    positive_float,
+    positive_int,
+    study_args,
+    val_size_arg,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -22,13 +30,31 @@ def add_parser(sub: Any) -> None:
         default="digits-tiny",
         help="built-in space name, YAML file, module:Class, or plugin name",
     )
-    p.add_argument("--data", default="digits", help="dataset name (digits, cifar10, ...)")
-    p.add_argument("--data-dir", type=Path, help="where dataset files live or are downloaded")
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="built-in dataset (digits, cifar10, ...; see `dense-nas data`), a plugin's "
+        "datamodule name, or your own LightningDataModule as package.module:Name (a class "
+        "or a function returning one, importable in every process)",
+    )
+    p.add_argument(
+        "--data-arg",
+        dest="data_args",
+        metavar="KEY=VALUE",
+        type=data_arg,
+        action="append",
+        default=[],
+        help="keyword argument of your datamodule (repeatable); VALUE is read as a YAML "
+        "scalar: 12 is a number, true a boolean, '12' (quoted) a string",
+    )
+    p.add_argument(
+        "--data-dir", type=Path, help="where a built-in dataset's files live or are downloaded"
+    )
     p.add_argument(
         "--val-size",
         type=val_size_arg,
-        help="validation images held out of training: a count or a fraction "
-        "(default: 5000 for CIFAR, 0.1 elsewhere)",
+        help="built-in datasets: validation images held out of training, a count or a "
+        "fraction (default: 5000 for CIFAR, 0.1 elsewhere); your datamodule holds out its own",
     )
     p.add_argument(
         "--trials",
@@ -94,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
 
     # The flags' destinations are the settings' field names (the --help names may differ).
     names = {f.name for f in dataclasses.fields(SearchSettings)}
-    settings = SearchSettings(**{k: v for k, v in vars(args).items() if k in names})
+    options = {k: v for k, v in vars(args).items() if k in names}
+    options["data_args"] = data_args(args.data_args)
+    settings = SearchSettings(**options)
     view = make_view(quiet=args.quiet, terminal=sys.stdout.isatty())
     study = run_search(settings, view)
     print(best_table(study))

@@ -12,8 +12,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dense_nas.cli._args import print_listing
     from dense_nas.space import list_spaces
 
-    for info in list_spaces():
-        print(f"{info.name:24s} {info.source:28s} {info.description}")
+    print_listing(list_spaces())
     return 0

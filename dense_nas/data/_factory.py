@@ -15,6 +15,15 @@ from dense_nas.errors import UserInputError
 #: Names :func:`make_datamodule` accepts; ``digits`` (embedded, no download) is the default.
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "svhn", "folder")
 
+#: One line about each of :data:`DATASETS`, as ``dense-nas data`` lists them.
+DESCRIPTIONS: dict[str, str] = {
+    "digits": "scikit-learn's 8x8 handwritten digits, embedded: no download (the default)",
+    "cifar10": "CIFAR-10, 32x32 colour, 10 classes (downloaded to --data-dir)",
+    "cifar100": "CIFAR-100, 32x32 colour, 100 classes (downloaded to --data-dir)",
+    "svhn": "SVHN street-view digits, 32x32 colour (downloaded to --data-dir)",
+    "folder": "your JPEG/PNG images in --data-dir, one subfolder per class",
+}
+
 _OFFICIAL: dict[str, type[FileDataModule]] = {
     "cifar10": CIFAR10DataModule,
     "cifar100": CIFAR100DataModule,

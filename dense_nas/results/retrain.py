@@ -24,8 +24,9 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from dense_nas.data import make_datamodule
+from dense_nas.data import build_datamodule
 from dense_nas.errors import UserInputError
 from dense_nas.model.graphs import COMPILE_CHOICES, compile_mode, training_steps
 from dense_nas.model.module import DenseNetModule
@@ -144,6 +145,10 @@ def retrain(
 ) -> RetrainResult:
     """Train the chosen trial's architecture from scratch on train + validation; test it.
 
+    A user datamodule (``--data module:Name``) is rebuilt from the study's recorded
+    import path and arguments; it trains on its ``train_dataloader`` and is measured on
+    its ``test_dataloader`` (the split is the datamodule's own).
+
     Args:
         storage: the study's storage URL or journal path (``None``: SQLite in ``out``).
         study_name: the study; ``None``: the storage's only study.
@@ -164,7 +169,8 @@ def retrain(
 
     Raises:
         UserInputError: a missing or empty study, no such trial, a run directory that
-            cannot be written, or a ``last.ckpt`` of another architecture or recipe in it.
+            cannot be written, a ``last.ckpt`` of another architecture or recipe in it, or
+            a datamodule without a ``test_dataloader``.
     """
     device = resolve_accelerator(accelerator)
     precision = resolve_precision(device, precision)  # bad input stops before any training
@@ -181,14 +187,21 @@ def retrain(
     recorded = study_attrs(study)
     seed = recorded.get("seed", 0)
     directory = check_output_dir(run_dir(out, study.study_name), "out")
-    datamodule = make_datamodule(
-        recorded.get("data", "digits"),
+    data = recorded.get("data", "digits")
+    datamodule = build_datamodule(
+        data,
         recorded.get("data_dir"),
+        recorded.get("data_args", {}),
         batch_size=training.batch_size,
         val_size=recorded.get("val_size"),
         seed=seed,
         full_train=True,
     )
+    if not is_overridden("test_dataloader", datamodule, L.LightningDataModule):
+        raise UserInputError(
+            f"retrain: the study's datamodule {data!r} has no test_dataloader, so there is "
+            "nothing to measure the retrained network on; define test_dataloader()"
+        )
     steps = training_steps(datamodule, training.epochs) if device == "gpu" else None
     L.seed_everything(seed, verbose=False)  # before the module: its initial weights too
     module = DenseNetModule.from_candidate(

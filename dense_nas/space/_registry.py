@@ -9,15 +9,15 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from dense_nas._plugins import entry_points_in, import_object, load_entry_point, owner
 from dense_nas.errors import UserInputError
 from dense_nas.space._base import Constraints, SearchSpace
 from dense_nas.space._yaml import YamlSearchSpace
@@ -96,7 +96,7 @@ def load_space(spec: str | Path) -> SearchSpace:
         return YamlSearchSpace.from_file(builtin_path(spec))
     found = [ep for ep in _entry_points() if ep.name == spec]
     if len(found) > 1:
-        owners = " and ".join(_owner(ep) for ep in found)
+        owners = " and ".join(owner(ep) for ep in found)
         raise UserInputError(f"space {spec!r}: registered by both {owners}; uninstall one of them")
     if found:
         return _from_entry_point(found[0])
@@ -127,7 +127,7 @@ def list_spaces() -> list[SpaceInfo]:
                 description = _from_entry_point(ep).description
             except UserInputError as err:
                 description = f"(broken: {err})"
-        infos.append(SpaceInfo(ep.name, description, _owner(ep)))
+        infos.append(SpaceInfo(ep.name, description, owner(ep)))
     return infos
 
 
@@ -136,41 +136,18 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _entry_points() -> list[EntryPoint]:
-    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-
-
-def _owner(ep: EntryPoint) -> str:
-    return f"plugin {ep.dist.name}" if ep.dist is not None else "plugin (unknown distribution)"
+    return entry_points_in(ENTRY_POINT_GROUP)
 
 
 def _from_class(spec: str) -> SearchSpace:
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
+    if spec.startswith(":") or spec.endswith(":"):
         raise UserInputError(f"space {spec!r}: write a class as package.module:ClassName")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise UserInputError(
-            f"space {spec!r}: cannot import {module_name} ({err}); install it or add it to "
-            "PYTHONPATH"
-        ) from None
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise UserInputError(
-                f"space {spec!r}: {module_name} has no {attribute}; check the name"
-            )
-        target = getattr(target, part)
-    return _instantiate(target, f"space {spec!r}")
+    return _instantiate(import_object(spec, f"space {spec!r}"), f"space {spec!r}")
 
 
 def _from_entry_point(ep: EntryPoint) -> SearchSpace:
-    origin = f"{_owner(ep)}: entry point {ep.name!r} ({ep.value})"
-    try:
-        target = ep.load()
-    except Exception as err:  # plugin code may fail in any way; report it in one line
-        raise UserInputError(
-            f"{origin}: cannot load it ({type(err).__name__}: {err}); fix or reinstall the plugin"
-        ) from None
+    origin = f"{owner(ep)}: entry point {ep.name!r} ({ep.value})"
+    target = load_entry_point(ep, origin)
     if isinstance(target, (str, Path)):
         path = Path(target)
         if not path.is_absolute():  # relative to the module that names it

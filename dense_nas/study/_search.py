@@ -20,9 +20,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -80,8 +81,10 @@ class _Run:
     space: SearchSpace
     task: Task
     objective: Objective
+    data: str
+    data_args: dict[str, Any]
     data_dir: str | None
-    val_size: int | float
+    val_size: int | float | None
     deadline: float
     accelerator: str
     precision: str
@@ -98,7 +101,7 @@ class _Run:
 
 def search(
     space: str | SearchSpace = "digits-tiny",
-    data: str = "digits",
+    data: str | Callable[..., Any] = "digits",
     data_dir: str | Path | None = None,
     val_size: int | float | None = None,
     n_trials: int = 24,
@@ -121,6 +124,7 @@ def search(
     compile: str = "auto",
     verbose: bool = False,
     echo: Echo | None = None,
+    data_args: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
     """Run (or resume) a study until it holds ``n_trials`` finished trials.
 
@@ -132,10 +136,14 @@ def search(
     Args:
         space: built-in space name, YAML path, ``module:Class``, plugin name, or a
             :class:`~dense_nas.space.SearchSpace`.
-        data: dataset name (see :data:`dense_nas.data.DATASETS`).
-        data_dir: where the dataset files are.
-        val_size: validation images held out of the training set, a count or a
-            fraction (``None``: the dataset's default, see
+        data: a built-in dataset (see :data:`dense_nas.data.DATASETS`), a plugin's
+            datamodule name (entry-point group ``dense_nas.datamodules``), or your own
+            ``LightningDataModule``: ``"package.module:Name"``, or the class (or a
+            function returning one) itself, recorded by its import path. Search
+            selects on its ``val_dataloader``; it needs a ``num_classes`` attribute.
+        data_dir: where the built-in dataset's files are.
+        val_size: built-in datasets: validation images held out of the training set,
+            a count or a fraction (``None``: the dataset's default, see
             :func:`~dense_nas.data.make_datamodule`). Fixed for the study's life.
         n_trials: total finished trials the study should reach.
         timeout: stop starting new trials after this many seconds.
@@ -167,11 +175,15 @@ def search(
             Each trial records ``compiled``.
         verbose: show Lightning's own output.
         echo: called with a line per finished trial (``print`` in the CLI).
+        data_args: your datamodule's keyword arguments, as plain values (strings,
+            numbers, booleans, ``None``, lists and dicts of them): the study records
+            them and every process rebuilds the datamodule with them.
 
     Returns:
         The ``optuna.Study``.
     """
     options = {name: value for name, value in locals().items() if name != "echo"}
+    options["data_args"] = data_args or {}
     return run_search(SearchSettings(**options), EchoLines(echo) if echo else None)
 
 
@@ -197,7 +209,8 @@ def run_search(settings: SearchSettings, observer: SearchObserver | None = None)
 
 
 def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
-    from dense_nas.data import make_datamodule
+    from dense_nas.data import DenseNetDataModule, build_datamodule, data_facts
+    from dense_nas.data._user import default_study_label
 
     s = settings
     check_output_dir(s.out_dir, "out")  # checkpoints and logs go there: refuse a bad one now
@@ -219,12 +232,15 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     if resolved == "gpu":
         gpus, budgets = _share_gpus(s.workers, s.devices)
     # checks the files and the split now: bad input exits 2 before anything is stored
-    datamodule = make_datamodule(s.data, s.data_dir, seed=s.seed, val_size=s.val_size)
+    data, data_args = s.data_name, dict(s.data_args)
+    datamodule = build_datamodule(data, s.data_dir, data_args, seed=s.seed, val_size=s.val_size)
+    val_size = datamodule.val_size if isinstance(datamodule, DenseNetDataModule) else None
     if isinstance(s.val_size, int):
         datamodule.setup("fit")  # a count must leave training images: check it here
-    task = Task.from_datamodule(datamodule)
+    facts = data_facts(datamodule, data)  # a user datamodule's first batch is read here
+    task = Task(facts.num_classes, facts.in_channels, facts.image_size, facts.augmented)
     chosen.check(task)
-    name = s.study_name or f"{chosen.name}-{s.data}"
+    name = s.study_name or f"{chosen.name}-{default_study_label(data)}"
     study = optuna.create_study(
         study_name=name,
         storage=make_storage(s.storage, s.out_dir),
@@ -240,8 +256,9 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
             f"({recorded}); use --objective {recorded} or a new --study",
             param="objective",
         )
-    split = study_attrs(study).get("val_size", datamodule.val_size)
-    if split != datamodule.val_size:  # trials on other validation images do not compare
+    _check_same_data(study, data, data_args)
+    split = study_attrs(study).get("val_size", val_size)
+    if split != val_size:  # trials on other validation images do not compare
         raise UserInputError(
             f"study {name!r} validates on val size {split}; "
             f"use --val-size {split} or a new --study",
@@ -251,13 +268,15 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         study,
         overwrite=False,
         space=chosen.name,
-        data=s.data,
+        data=data,
+        data_args=data_args,
         data_dir=data_path,
-        val_size=datamodule.val_size,
         objective=parsed.name,
         seed=s.seed,
         image_size=list(task.image_size),
     )
+    if val_size is not None:  # a user datamodule holds out its own validation data
+        record_study(study, overwrite=False, val_size=val_size)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, chosen)
@@ -267,8 +286,10 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         space=chosen,
         task=task,
         objective=parsed,
+        data=data,
+        data_args=data_args,
         data_dir=data_path,
-        val_size=datamodule.val_size,
+        val_size=val_size,
         deadline=time.monotonic() + s.timeout if s.timeout else math.inf,
         accelerator=resolved,
         precision=chosen_precision,
@@ -296,6 +317,21 @@ def _share_gpus(workers: int, devices: int) -> tuple[list[str], list[int]]:
         for own in gpus
     ]
     return gpus, budgets
+
+
+def _check_same_data(study: optuna.Study, data: str, data_args: dict[str, Any]) -> None:
+    """Refuse to resume a study on other data: its trials would not compare."""
+    recorded = study_attrs(study)
+    if "data" not in recorded:  # a new study
+        return
+    was = (recorded["data"], recorded.get("data_args", {}))
+    if was != (data, data_args):
+        args = " ".join(f"--data-arg {key}={value}" for key, value in was[1].items())
+        raise UserInputError(
+            f"study {study.study_name!r} trains on {was[0]} {args}".rstrip()
+            + "; pass the same data or a new --study",
+            param="data",
+        )
 
 
 def _run_workers(run: _Run) -> None:
@@ -426,7 +462,8 @@ def _run_trial(
             number=trial.number,
             arch=arch,
             training=training,
-            data=s.data,
+            data=run.data,
+            data_args=run.data_args,
             data_dir=run.data_dir,
             val_size=run.val_size,
             seed=s.seed,

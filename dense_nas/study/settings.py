@@ -21,10 +21,12 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from dense_nas._plugins import import_path, plain_arguments
 from dense_nas.errors import UserInputError
 from dense_nas.model.graphs import COMPILE_CHOICES
 
@@ -42,7 +44,9 @@ class SearchSettings:
     """The options of one search; see :func:`~dense_nas.study.search` for each one."""
 
     space: str | SearchSpace = "digits-tiny"
-    data: str = "digits"
+    #: a name or ``module:Name``; a class or function given here becomes its import path
+    data: str | Callable[..., Any] = "digits"
+    data_args: Mapping[str, Any] = field(default_factory=dict)
     data_dir: str | Path | None = None
     val_size: int | float | None = None
     n_trials: int = 24
@@ -66,6 +70,9 @@ class SearchSettings:
     verbose: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.data, str):  # other processes rebuild it from the path
+            object.__setattr__(self, "data", import_path(self.data, "data", param="data"))
+        object.__setattr__(self, "data_args", plain_arguments(self.data_args, "data_args"))
         for name in ("n_trials", "devices", "workers"):
             _positive_int(name, getattr(self, name))
         for name in ("epochs", "max_params"):
@@ -95,6 +102,11 @@ class SearchSettings:
                 f"must be one of {', '.join(COMPILE_CHOICES)}, got {self.compile!r}",
                 param="compile",
             )
+
+    @property
+    def data_name(self) -> str:
+        """``data`` as the study records it: a dataset name or ``module:Name``."""
+        return self.data if isinstance(self.data, str) else import_path(self.data, "data")
 
     @property
     def out_dir(self) -> Path:

@@ -50,6 +50,7 @@ class TrialSpec:
     arch: dict[str, Any]
     training: dict[str, Any]
     data: str
+    data_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     data_dir: str | None = None
     val_size: int | float | None = None
     seed: int = 0
@@ -93,13 +94,19 @@ _DATA_CACHE: dict[tuple[Any, ...], Any] = {}
 
 def _datamodule(spec: TrialSpec, batch_size: int) -> Any:
     """The trial's datamodule; a serving process keeps it (and its tensors) between trials."""
-    from dense_nas.data import make_datamodule
+    from dense_nas.data import build_datamodule
 
-    key = (spec.data, spec.data_dir, spec.val_size, batch_size, spec.seed)
+    arguments = json.dumps(spec.data_args, sort_keys=True)
+    key = (spec.data, arguments, spec.data_dir, spec.val_size, batch_size, spec.seed)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
-        _DATA_CACHE[key] = make_datamodule(
-            spec.data, spec.data_dir, batch_size=batch_size, val_size=spec.val_size, seed=spec.seed
+        _DATA_CACHE[key] = build_datamodule(
+            spec.data,
+            spec.data_dir,
+            spec.data_args,
+            batch_size=batch_size,
+            val_size=spec.val_size,
+            seed=spec.seed,
         )
     return _DATA_CACHE[key]
 
