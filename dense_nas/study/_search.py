@@ -20,9 +20,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -56,10 +57,12 @@ from dense_nas.study.budget import counted_trials, finished_and_running
 from dense_nas.study.events import EchoLines, SearchObserver
 from dense_nas.study.hardware import gpu_assignment, resolve_accelerator, resolve_precision
 from dense_nas.study.heartbeats import Heartbeat, retry, retry_silent_trials
+from dense_nas.study.loggers import trial_logs
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchSettings
 from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
+from dense_nas.study.trainer_config import load_trainer_config
 from dense_nas.study.trial import TrialSpec
 
 Echo = Callable[[str], None]
@@ -80,6 +83,8 @@ class _Run:
     accelerator: str
     precision: str
     observer: SearchObserver
+    #: the study's recorded ``--trainer-config`` (plain values)
+    trainer_config: dict[str, Any] = field(default_factory=dict)
     budget_lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
     runners: list[TrialProcess] = field(default_factory=list)
@@ -111,6 +116,9 @@ def search(
     heartbeat: float = 30.0,
     threads: int = 0,
     verbose: bool = False,
+    logger: str = "csv",
+    mlflow_uri: str | None = None,
+    trainer_config: str | Path | Mapping[str, Any] | None = None,
     echo: Echo | None = None,
 ) -> optuna.Study:
     """Run (or resume) a study until it holds ``n_trials`` finished trials.
@@ -154,6 +162,12 @@ def search(
         threads: torch threads per trial process on the CPU; 0: the cores shared out
             among workers and devices.
         verbose: show Lightning's own output.
+        logger: each trial's Lightning logger: ``csv`` (needs nothing extra),
+            ``tensorboard``, ``mlflow`` or ``none`` (see :mod:`dense_nas.study.loggers`).
+        mlflow_uri: MLflow tracking URI (default: a local store under ``out/mlruns``).
+        trainer_config: a LightningCLI-format YAML file (or its content) with Trainer
+            options and callbacks for every trial and for ``retrain``; recorded on the
+            study (see :mod:`dense_nas.study.trainer_config`).
         echo: called with a line per finished trial (``print`` in the CLI).
 
     Returns:
@@ -189,6 +203,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
 
     s = settings
     check_output_dir(s.out_dir, "out")  # checkpoints and logs go there: refuse a bad one now
+    given_config = None if s.trainer_config is None else load_trainer_config(s.trainer_config)
     data_path = None if s.data_dir is None else str(Path(s.data_dir).resolve())
     chosen = load_space(s.space) if isinstance(s.space, (str, Path)) else s.space
     max_params = s.max_params
@@ -248,6 +263,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         seed=s.seed,
         image_size=list(task.image_size),
     )
+    trainer_config = _study_trainer_config(study, given_config)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, chosen)
@@ -264,7 +280,25 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         precision=chosen_precision,
         gpus=gpus,
         observer=observer,
+        trainer_config=trainer_config,
     )
+
+
+def _study_trainer_config(study: optuna.Study, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The trainer config every trial of the study applies: the one recorded when the
+    study was made (a later command may leave ``--trainer-config`` out, not change it)."""
+    recorded = study_attrs(study).get("trainer_config")
+    if recorded is None:
+        config = given or load_trainer_config(None)
+        record_study(study, trainer_config=config)
+        return config
+    if given is not None and given != recorded:
+        raise UserInputError(
+            f"study {study.study_name!r} was made with another trainer config; leave "
+            "--trainer-config out to apply the recorded one, or use a new --study",
+            param="trainer_config",
+        )
+    return recorded
 
 
 def _run_workers(run: _Run) -> None:
@@ -397,7 +431,11 @@ def _run_trial(
             precision=run.precision,
             checkpoint=str(checkpoint),
             verbose=s.verbose,
+            logs=trial_logs(s.logger, s.out_dir, study.study_name, trial.number, s.mlflow_uri),
+            trainer_config=run.trainer_config,
         )
+        if spec.logs is not None:
+            record_trial(trial, logs=spec.logs)
         decide = run.objective.pruning_rule(study, trial, candidate.arch)
         epochs = candidate.training.epochs
         run.observer.trial_started(trial.number, worker, describe_arch(arch), epochs)
@@ -415,6 +453,8 @@ def _run_trial(
             run.observer.epoch(trial.number, worker, progress)
 
         result = runner.run(spec, decide, s.out_dir / "specs", watch)
+        if result["type"] == "result" and "logs" in result:
+            record_trial(trial, logs=result["logs"])  # with the MLflow run id
         if result["type"] == "error":
             _record_failure(run, trial, result, started)
         else:

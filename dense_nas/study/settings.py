@@ -21,9 +21,10 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dense_nas.errors import UserInputError
 
@@ -62,8 +63,14 @@ class SearchSettings:
     heartbeat: float = 30.0
     threads: int = 0
     verbose: bool = False
+    logger: str = "csv"
+    mlflow_uri: str | None = None
+    trainer_config: str | Path | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        from dense_nas.study.loggers import check_logger
+
+        check_logger(self.logger, self.mlflow_uri)
         for name in ("n_trials", "devices", "workers"):
             _positive_int(name, getattr(self, name))
         for name in ("epochs", "max_params"):
