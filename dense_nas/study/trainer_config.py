@@ -180,10 +180,13 @@ def _check_instantiates(config: dict[str, Any]) -> None:
 def _first_reason(message: str) -> str:
     """The most specific line of a (multi-line) jsonargparse error."""
     lines = [line.strip().lstrip("- ") for line in message.splitlines() if line.strip()]
+    unknown = re.match(r"Group 'trainer' does not accept option '([^']+)'", message)
+    if unknown:
+        return f"trainer.{unknown.group(1)} is not an option of lightning.Trainer"
     for at, line in enumerate(lines):
         if line.startswith("Problem with given class_path") and at + 1 < len(lines):
             return f"{line} {lines[at + 1]}"
-        if line.startswith(("Import path", "No module named", "Option ", "Group ")):
+        if line.startswith(("Import path", "No module named", "Option ")):
             return line
     key = re.match(r'Parser key "([^"]+)"', lines[0]) if lines else None
     given = next((line for line in lines if line.startswith("Given value:")), None)

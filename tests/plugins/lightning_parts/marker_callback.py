@@ -15,7 +15,10 @@ from lightning.pytorch.callbacks import Callback
 
 
 class MarkerCallback(Callback):
-    """Write one file into ``directory`` each time a fit ends, named after the process.
+    """Write one file into ``directory`` each time a fit ends.
+
+    The file holds ``tag`` and the Trainer's ``gradient_clip_val``: what a test needs to
+    see that the callback and the config's Trainer options reached the Trainer.
 
     Args:
         directory: where the markers go (created when missing).
@@ -30,4 +33,4 @@ class MarkerCallback(Callback):
         if trainer.is_global_zero:
             self.directory.mkdir(parents=True, exist_ok=True)
             marker = self.directory / f"{os.getpid()}-{uuid.uuid4().hex}.marker"
-            marker.write_text(f"{self.tag} {trainer.current_epoch}\n")
+            marker.write_text(f"{self.tag} {trainer.gradient_clip_val}\n")
