@@ -134,7 +134,9 @@ def test_a_bad_logger_flag_is_one_line_and_stores_nothing(
     assert not (tmp_path / "dense-nas.db").exists()
 
 
-@pytest.mark.parametrize(("logger", "module"), [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
+@pytest.mark.parametrize(
+    ("logger", "module"), [("tensorboard", "tensorboard"), ("mlflow", "mlflow")]
+)
 def test_a_logger_whose_package_is_missing_names_the_extra(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -194,9 +196,9 @@ def test_csv_is_the_default_log_and_best_config_trains_under_lightning_cli(
 
     # python -m dense_nas.lightning fits it (one epoch) in a fresh interpreter.
     root = tmp_path / "fit"
+    overrides = ["--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root)]
     fit = subprocess.run(
-        [sys.executable, "-m", "dense_nas.lightning", "fit", "--config", str(config)]
-        + ["--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root)],
+        [sys.executable, "-m", "dense_nas.lightning", "fit", "--config", str(config), *overrides],
         capture_output=True,
         text=True,
         timeout=600,

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import yaml
 from optuna.trial import FrozenTrial
 
 from dense_nas.errors import UserInputError
-from dense_nas.records import StudyAttrs, study_attrs
+from dense_nas.records import study_attrs
 from dense_nas.results.loading import trial_arch, trial_training
 
 #: The built-in datasets' LightningDataModule classes, by ``--data`` name.
@@ -46,10 +47,11 @@ _HEADER = """\
 """
 
 
-def datamodule_section(recorded: StudyAttrs | dict[str, Any], batch_size: int) -> dict[str, Any]:
+def datamodule_section(recorded: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
     """The study's datamodule as a LightningCLI ``class_path``/``init_args`` mapping.
 
-    A built-in dataset gives its DataModule class with the split the study recorded and
+    ``recorded`` is the study's attributes (:class:`~dense_nas.records.StudyAttrs`). A
+    built-in dataset gives its DataModule class with the split the study recorded and
     the trial's batch size; a user's own datamodule (``data`` as ``module:Class`` with
     recorded ``data_args``) gives that class with those arguments.
 
