@@ -287,3 +287,23 @@ def test_mlflow_gets_one_run_per_trial_with_its_architecture_and_curves(
         for name in ("train/loss", "val/loss", "val/acc"):
             history = client.get_metric_history(run.info.run_id, name)
             assert len(history) == trial_attrs(trial)["epochs"], name
+
+
+def test_the_data_section_names_the_studys_datamodule_class() -> None:
+    from dense_nas.errors import UserInputError
+    from dense_nas.results.lightning_config import datamodule_section
+
+    recorded = {"data": "cifar10", "data_dir": "/data", "val_size": 5000, "seed": 3}
+    assert datamodule_section(recorded, batch_size=64) == {
+        "class_path": "dense_nas.data.CIFAR10DataModule",
+        "init_args": {"data_dir": "/data", "batch_size": 64, "val_size": 5000, "seed": 3},
+    }
+    own = {"data": "dense_nas.data.digits:DigitsDataModule", "data_args": {"batch_size": 8}}
+    assert datamodule_section(own, batch_size=64) == {
+        "class_path": "dense_nas.data.digits.DigitsDataModule",
+        "init_args": {"batch_size": 8},
+    }
+    with pytest.raises(UserInputError, match=r"folder.*no LightningDataModule class"):
+        datamodule_section({"data": "folder", "data_dir": "/images"}, batch_size=64)
+    with pytest.raises(UserInputError, match="make_datamodule is not a class"):
+        datamodule_section({"data": "dense_nas.data:make_datamodule"}, batch_size=64)
