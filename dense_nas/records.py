@@ -60,6 +60,10 @@ class StudyAttrs(TypedDict, total=False):
     """The last ``retrain`` result (:class:`~dense_nas.results.retrain.RetrainResult`)."""
     n_trials: int
     """The budget the last ``search`` on the study was asked to reach (``--trials``)."""
+    trainer_config: dict[str, Any]
+    """The ``--trainer-config`` every trial and ``retrain`` apply, as plain values:
+    ``{"trainer": options, "callbacks": [{"class_path": ..., "init_args": ...}]}``
+    (:func:`~dense_nas.study.trainer_config.load_trainer_config`)."""
 
 
 ARTIFACT_ROOT_ATTR = "dense_nas:artifact_store"
@@ -93,6 +97,21 @@ class EpochProgress(TypedDict):
     """Training throughput so far."""
     at: float
     """Unix time the epoch ended."""
+
+
+class TrialLogs(TypedDict):
+    """Where a trial's Lightning logger wrote (see :mod:`dense_nas.study.loggers`)."""
+
+    logger: str
+    """``csv``, ``tensorboard`` or ``mlflow``."""
+    location: str
+    """The trial's log directory (csv, tensorboard) or the MLflow tracking URI."""
+    experiment: NotRequired[str]
+    """MLflow: the experiment, named after the study."""
+    run_name: NotRequired[str]
+    """MLflow: the run's name, ``trial-<N>``."""
+    run_id: NotRequired[str]
+    """MLflow: the run's id, once the trial process has made the run."""
 
 
 class TrialAttrs(TypedDict, total=False):
@@ -144,6 +163,8 @@ class TrialAttrs(TypedDict, total=False):
     intermediate: dict[str, float]
     """Validation accuracy per epoch (keyed by the epoch as text) for multi-objective
     studies, where Optuna keeps no intermediate values."""
+    logs: TrialLogs
+    """Where the trial's training log is (``--logger``); absent with ``--logger none``."""
     checkpoint: str
     """Artifact id of the trial's Lightning checkpoint in the study's artifact store."""
     failure: str
@@ -294,6 +315,8 @@ class ResultMessage(TypedDict):
     images_per_second: float
     ranks: list[dict[str, Any]]
     checkpoint: str | None
+    logs: NotRequired[TrialLogs]
+    """Where the trial logged, with the MLflow run id (absent without a logger)."""
 
 
 class ErrorMessage(TypedDict):

@@ -102,6 +102,23 @@ def add_parser(sub: Any) -> None:
         default=0,
         help="torch threads per trial on the CPU (default: cores / (workers x devices))",
     )
+    p.add_argument(
+        "--logger",
+        default="csv",
+        help="each trial's Lightning logger: csv (default, in <out>/logs/<study>/trial-<N>/), "
+        "tensorboard (the same place; pip install 'dense-nas[tensorboard]'), mlflow (one run "
+        "per trial; pip install 'dense-nas[mlflow]') or none",
+    )
+    p.add_argument(
+        "--mlflow-uri",
+        help="MLflow tracking URI for --logger mlflow (default: a local store in <out>/mlruns)",
+    )
+    p.add_argument(
+        "--trainer-config",
+        type=Path,
+        help="YAML in LightningCLI's format: trainer: options and callbacks: "
+        "(class_path/init_args) for every trial and retrain; recorded on the study",
+    )
     p.add_argument("--verbose", action="store_true", help="show Lightning's own output")
     p.add_argument(
         "--quiet",

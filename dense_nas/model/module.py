@@ -162,7 +162,8 @@ class DenseNetModule(L.LightningModule):
         loss, _, _ = self._loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"train/loss is {loss.item()} at step {self.global_step}")
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        # Per epoch only: loggers then get one train/loss series beside val/loss and val/acc.
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:

@@ -10,6 +10,8 @@
   validation, measured on the test set.
 - :mod:`~dense_nas.results.report`, :mod:`~dense_nas.results.summary`: plots, tables and
   the one-line-per-trial view.
+- :mod:`~dense_nas.results.lightning_config`: a trial as a LightningCLI config
+  (``dense-nas best --config``), trained by ``python -m dense_nas.lightning``.
 
 Example:
     >>> from dense_nas.results import load_best

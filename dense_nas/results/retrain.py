@@ -4,7 +4,8 @@ The paper's protocol: the search selects on a validation split held out of the t
 data; the chosen architecture is then trained from scratch with its full recipe on
 training *and* validation images, and only that model touches the test set.
 
-Checkpoints go to ``<out>/retrain/<study>/`` (``last.ckpt`` after every epoch); running
+Retraining applies the study's ``--trainer-config`` (its Trainer options and callbacks),
+as every trial did. Checkpoints go to ``<out>/retrain/<study>/`` (``last.ckpt`` after every epoch); running
 the same retrain again resumes from ``last.ckpt``, provided it was made with the same
 architecture and recipe. The test accuracy is printed and recorded on the study as user
 attr ``"retrain"``.
@@ -42,6 +43,7 @@ from dense_nas.results.loading import (
 )
 from dense_nas.study.hardware import resolve_accelerator, resolve_precision, speed_defaults
 from dense_nas.study.quiet import quiet_lightning
+from dense_nas.study.trainer_config import trainer_kwargs
 
 LAST = "last.ckpt"
 
@@ -106,23 +108,34 @@ def _resume_point(last: Path, module: DenseNetModule) -> int:
 
 
 def _trainer(
-    directory: Path, epochs: int, accelerator: str, precision: str, verbose: bool
+    directory: Path,
+    epochs: int,
+    accelerator: str,
+    precision: str,
+    verbose: bool,
+    trainer_config: dict[str, Any],
 ) -> L.Trainer:
-    # Validation images are training images here: validating would measure nothing.
-    return L.Trainer(
-        accelerator=accelerator,
+    """The retraining Trainer, with the study's ``--trainer-config`` options and callbacks."""
+    user = trainer_kwargs(trainer_config)
+    callbacks = user.pop("callbacks")
+    options = {
         **speed_defaults(accelerator, precision),
+        # Validation images are training images here: validating would measure nothing.
+        "limit_val_batches": 0,
+        "num_sanity_val_steps": 0,
+        **user,
+    }
+    # One file, rewritten after every epoch (a version counter would add last-v1.ckpt).
+    last = ModelCheckpoint(
+        dirpath=directory, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False
+    )
+    return L.Trainer(
+        **options,
+        accelerator=accelerator,
         devices=1,
         max_epochs=epochs,
         default_root_dir=directory,
-        # One file, rewritten after every epoch (a version counter would add last-v1.ckpt).
-        callbacks=[
-            ModelCheckpoint(
-                dirpath=directory, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False
-            )
-        ],
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
+        callbacks=[last, *callbacks],
         logger=False,
         enable_progress_bar=verbose,
         enable_model_summary=verbose,
@@ -209,7 +222,14 @@ def retrain(
     )
     done = _resume_point(directory / LAST, module)
     with quiet_lightning(verbose):
-        trainer = _trainer(directory, training.epochs, device, precision, verbose)
+        trainer = _trainer(
+            directory,
+            training.epochs,
+            device,
+            precision,
+            verbose,
+            recorded.get("trainer_config", {}),
+        )
         _fit(trainer, module, datamodule, directory / LAST if done else None)
         (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     result = RetrainResult(

@@ -10,6 +10,9 @@
 - :mod:`~dense_nas.study.heartbeats`: heartbeats of RUNNING trials and the retry of
   trials whose worker died.
 - :mod:`~dense_nas.study.hardware`: accelerator, precision and GPU assignment.
+- :mod:`~dense_nas.study.loggers`: each trial's Lightning logger (``--logger``);
+  :mod:`~dense_nas.study.trainer_config`: the user's callbacks and Trainer options
+  (``--trainer-config``).
 
 Example:
     >>> from dense_nas.study import search

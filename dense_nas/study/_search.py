@@ -62,11 +62,13 @@ from dense_nas.study.hardware import (
     trials_per_gpu,
 )
 from dense_nas.study.heartbeats import Heartbeat, retry, retry_silent_trials
+from dense_nas.study.loggers import trial_logs
 from dense_nas.study.memory_fit import fit_to_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchSettings
 from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
+from dense_nas.study.trainer_config import load_trainer_config
 from dense_nas.study.trial import TrialSpec
 
 Echo = Callable[[str], None]
@@ -89,6 +91,8 @@ class _Run:
     accelerator: str
     precision: str
     observer: SearchObserver
+    #: the study's recorded ``--trainer-config`` (plain values)
+    trainer_config: dict[str, Any] = field(default_factory=dict)
     budget_lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
     runners: list[TrialProcess] = field(default_factory=list)
@@ -123,6 +127,9 @@ def search(
     threads: int = 0,
     compile: str = "auto",
     verbose: bool = False,
+    logger: str = "csv",
+    mlflow_uri: str | None = None,
+    trainer_config: str | Path | Mapping[str, Any] | None = None,
     echo: Echo | None = None,
     data_args: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
@@ -174,6 +181,12 @@ def search(
             compile, see :func:`~dense_nas.model.graphs.compile_mode`), ``on`` or ``off``.
             Each trial records ``compiled``.
         verbose: show Lightning's own output.
+        logger: each trial's Lightning logger: ``csv`` (needs nothing extra),
+            ``tensorboard``, ``mlflow`` or ``none`` (see :mod:`dense_nas.study.loggers`).
+        mlflow_uri: MLflow tracking URI (default: a local store under ``out/mlruns``).
+        trainer_config: a LightningCLI-format YAML file (or its content) with Trainer
+            options and callbacks for every trial and for ``retrain``; recorded on the
+            study (see :mod:`dense_nas.study.trainer_config`).
         echo: called with a line per finished trial (``print`` in the CLI).
         data_args: your datamodule's keyword arguments, as plain values (strings,
             numbers, booleans, ``None``, lists and dicts of them): the study records
@@ -214,6 +227,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
 
     s = settings
     check_output_dir(s.out_dir, "out")  # checkpoints and logs go there: refuse a bad one now
+    given_config = None if s.trainer_config is None else load_trainer_config(s.trainer_config)
     data_path = None if s.data_dir is None else str(Path(s.data_dir).resolve())
     chosen = load_space(s.space) if isinstance(s.space, (str, Path)) else s.space
     max_params = s.max_params
@@ -277,6 +291,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     )
     if val_size is not None:  # a user datamodule holds out its own validation data
         record_study(study, overwrite=False, val_size=val_size)
+    trainer_config = _study_trainer_config(study, given_config)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, chosen)
@@ -296,6 +311,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         gpus=gpus,
         memory_budgets=budgets,
         observer=observer,
+        trainer_config=trainer_config,
     )
 
 
@@ -332,6 +348,23 @@ def _check_same_data(study: optuna.Study, data: str, data_args: dict[str, Any]) 
             + "; pass the same data or a new --study",
             param="data",
         )
+
+
+def _study_trainer_config(study: optuna.Study, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The trainer config every trial of the study applies: the one recorded when the
+    study was made (a later command may leave ``--trainer-config`` out, not change it)."""
+    recorded = study_attrs(study).get("trainer_config")
+    if recorded is None:
+        config = given or load_trainer_config(None)
+        record_study(study, trainer_config=config)
+        return config
+    if given is not None and given != recorded:
+        raise UserInputError(
+            f"study {study.study_name!r} was made with another trainer config; leave "
+            "--trainer-config out to apply the recorded one, or use a new --study",
+            param="trainer_config",
+        )
+    return recorded
 
 
 def _run_workers(run: _Run) -> None:
@@ -474,7 +507,11 @@ def _run_trial(
             compile=s.compile,
             checkpoint=str(checkpoint),
             verbose=s.verbose,
+            logs=trial_logs(s.logger, s.out_dir, study.study_name, trial.number, s.mlflow_uri),
+            trainer_config=run.trainer_config,
         )
+        if spec.logs is not None:
+            record_trial(trial, logs=spec.logs)
         decide = run.objective.pruning_rule(study, trial, candidate.arch)
         epochs = candidate.training.epochs
         run.observer.trial_started(trial.number, worker, describe_arch(arch), epochs)
@@ -492,6 +529,8 @@ def _run_trial(
             run.observer.epoch(trial.number, worker, progress)
 
         result = runner.run(spec, decide, s.out_dir / "specs", watch)
+        if result["type"] == "result" and "logs" in result:
+            record_trial(trial, logs=result["logs"])  # with the MLflow run id
         if result["type"] == "error":
             _record_failure(run, trial, result, started)
         else:

@@ -68,11 +68,17 @@ class SearchSettings:
     threads: int = 0
     compile: str = "auto"
     verbose: bool = False
+    logger: str = "csv"
+    mlflow_uri: str | None = None
+    trainer_config: str | Path | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str):  # other processes rebuild it from the path
             object.__setattr__(self, "data", import_path(self.data, "data", param="data"))
         object.__setattr__(self, "data_args", plain_arguments(self.data_args, "data_args"))
+        from dense_nas.study.loggers import check_logger
+
+        check_logger(self.logger, self.mlflow_uri)
         for name in ("n_trials", "devices", "workers"):
             _positive_int(name, getattr(self, name))
         for name in ("epochs", "max_params"):

@@ -28,11 +28,18 @@ import os
 import signal
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from dense_nas.records import EpochMessage, ErrorMessage, PruneReply, ResultMessage, SpecMessage
+from dense_nas.records import (
+    EpochMessage,
+    ErrorMessage,
+    PruneReply,
+    ResultMessage,
+    SpecMessage,
+    TrialLogs,
+)
 from dense_nas.study._channel import Channel, ChannelClosed
 from dense_nas.study.pruning import Ask
 from dense_nas.study.quiet import quiet_lightning
@@ -43,7 +50,9 @@ class TrialSpec:
     """Everything a trial process needs, as plain values.
 
     ``training`` is a :class:`~dense_nas.model.recipe.TrainingConfig` dict and must hold
-    ``epochs``: the schedule's length is also the Trainer's ``max_epochs``.
+    ``epochs``: the schedule's length is also the Trainer's ``max_epochs``. ``logs`` is
+    where the trial logs (a :class:`~dense_nas.records.TrialLogs`; ``None``: no logger)
+    and ``trainer_config`` the study's recorded ``--trainer-config``.
     """
 
     number: int
@@ -61,6 +70,8 @@ class TrialSpec:
     compile: str = "auto"
     checkpoint: str | None = None
     verbose: bool = False
+    logs: TrialLogs | None = None
+    trainer_config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,19 +81,20 @@ class TrialSpec:
         return cls(**data)
 
 
-def _trainer_options(spec: TrialSpec) -> dict[str, Any]:
+def _trainer_options(spec: TrialSpec, user: dict[str, Any]) -> dict[str, Any]:
+    """Our defaults, then the user's ``--trainer-config`` options, then what we own."""
     from dense_nas.study.hardware import speed_defaults
 
     options: dict[str, Any] = {
+        "num_sanity_val_steps": 0,
+        **speed_defaults(spec.accelerator, spec.precision),
+        **user,
         "accelerator": spec.accelerator,
         "devices": spec.devices,
         "max_epochs": spec.training["epochs"],
-        "logger": False,
         "enable_checkpointing": False,
         "enable_progress_bar": spec.verbose,
         "enable_model_summary": spec.verbose,
-        "num_sanity_val_steps": 0,
-        **speed_defaults(spec.accelerator, spec.precision),
     }
     if spec.devices > 1:
         options["strategy"] = "ddp"
@@ -124,8 +136,10 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     from dense_nas.model.module import DenseNetModule
     from dense_nas.model.recipe import TrainingConfig
     from dense_nas.study.hardware import keep_freed_memory
+    from dense_nas.study.loggers import finished_logs, make_logger
     from dense_nas.study.pruning import EpochReporter
     from dense_nas.study.timing import StepTimer
+    from dense_nas.study.trainer_config import trainer_kwargs
 
     if spec.accelerator == "cpu":
         keep_freed_memory()  # about 1.5x faster steps on the CPU; this process is ours
@@ -142,14 +156,17 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     module = DenseNetModule.from_candidate(arch, training, compile=compiled)
     timer = StepTimer()
     reporter = EpochReporter(ask, timer)
-    trainer = L.Trainer(callbacks=[reporter, timer], **_trainer_options(spec))
+    user = trainer_kwargs(spec.trainer_config)
+    callbacks = [reporter, timer, *user.pop("callbacks")]
+    logger = make_logger(spec.logs)
+    trainer = L.Trainer(callbacks=callbacks, logger=logger, **_trainer_options(spec, user))
     with quiet_lightning(spec.verbose):
         trainer.fit(module, datamodule=datamodule)
     if not reporter.history:
         raise RuntimeError("training ended before the first validation epoch")
     if spec.checkpoint and not reporter.pruned:
         trainer.save_checkpoint(spec.checkpoint)  # collective under DDP; rank 0 writes
-    return {
+    result: ResultMessage = {
         "ranks": _gather({"arch_key": arch.key, "epochs": len(reporter.history)}),
         "type": "result",
         "value": reporter.history[-1],
@@ -164,6 +181,10 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
         else 0.0,
         "checkpoint": spec.checkpoint if not reporter.pruned else None,
     }
+    logs = finished_logs(spec.logs, logger)
+    if logs is not None:
+        result["logs"] = logs
+    return result
 
 
 def _gather(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,115 @@
+"""A LightningCLI config for a trial: ``dense-nas best --config PATH``.
+
+The file trains the trial's network with its recipe outside dense-nas, under
+``python -m dense_nas.lightning fit --config PATH`` or a user's own
+``LightningCLI(DenseNetModule)`` script:
+
+- ``model:`` the arguments of :class:`~dense_nas.model.module.DenseNetModule`: the
+  architecture as ``config`` and the recipe's fields beside it;
+- ``data:`` the study's datamodule as ``class_path``/``init_args``
+  (:func:`datamodule_section`);
+- ``trainer:`` the recipe's epochs as ``max_epochs``, plus the study's
+  ``--trainer-config`` options and callbacks;
+- ``seed_everything:`` the seed the trial trained with.
+
+Example:
+    >>> datamodule_section({"data": "digits", "val_size": 0.1, "seed": 0}, batch_size=64)
+    {'class_path': 'dense_nas.data.DigitsDataModule', 'init_args': {'batch_size': 64, 'val_size': 0.1, 'seed': 0}}
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial
+
+from dense_nas.errors import UserInputError
+from dense_nas.records import study_attrs
+from dense_nas.results.loading import trial_arch, trial_training
+
+#: The built-in datasets' LightningDataModule classes, by ``--data`` name.
+_BUILTIN: dict[str, str] = {
+    "digits": "dense_nas.data.DigitsDataModule",
+    "cifar10": "dense_nas.data.CIFAR10DataModule",
+    "cifar100": "dense_nas.data.CIFAR100DataModule",
+    "svhn": "dense_nas.data.SVHNDataModule",
+}
+
+_HEADER = """\
+# LightningCLI config of trial {number} of study {study!r}, written by dense-nas best --config.
+# Train it: python -m dense_nas.lightning fit --config {name}
+# (or with a script of your own that calls LightningCLI(DenseNetModule)).
+"""
+
+
+def datamodule_section(recorded: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
+    """The study's datamodule as a LightningCLI ``class_path``/``init_args`` mapping.
+
+    ``recorded`` is the study's attributes (:class:`~dense_nas.records.StudyAttrs`). A
+    built-in dataset gives its DataModule class with the split the study recorded and
+    the trial's batch size; a user's own datamodule (``data`` as ``module:Class`` with
+    recorded ``data_args``) gives that class with those arguments.
+
+    Raises:
+        UserInputError: a ``folder`` dataset (its datamodule is built from a scan of the
+            folder, not from arguments) or a factory function, which LightningCLI cannot
+            name as a class.
+    """
+    data = str(recorded.get("data", "digits"))
+    if ":" in data:
+        module, _, name = data.partition(":")
+        if not isinstance(getattr(importlib.import_module(module), name, None), type):
+            raise UserInputError(
+                f"{data} is not a class: a LightningCLI config names a LightningDataModule "
+                "class; write its data: section by hand",
+                param="config",
+            )
+        return {"class_path": f"{module}.{name}", "init_args": dict(recorded.get("data_args", {}))}
+    if data not in _BUILTIN:
+        raise UserInputError(
+            f"the study's {data!r} dataset has no LightningDataModule class to name in a "
+            "LightningCLI config; write its data: section by hand",
+            param="config",
+        )
+    init_args: dict[str, Any] = {}
+    if data != "digits":
+        init_args["data_dir"] = recorded.get("data_dir")
+    init_args.update(
+        batch_size=batch_size, val_size=recorded.get("val_size"), seed=recorded.get("seed", 0)
+    )
+    return {"class_path": _BUILTIN[data], "init_args": init_args}
+
+
+def lightning_config(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The LightningCLI config (plain values) that trains ``trial`` of ``study``."""
+    recorded = study_attrs(study)
+    arch, training = trial_arch(trial), trial_training(trial)
+    extra = recorded.get("trainer_config", {})
+    trainer: dict[str, Any] = {"max_epochs": training.epochs, **extra.get("trainer", {})}
+    if extra.get("callbacks"):
+        trainer["callbacks"] = extra["callbacks"]
+    return {
+        "seed_everything": recorded.get("seed", 0) + trial.number,  # as the trial seeded
+        "model": {"config": arch.to_dict(), **training.to_dict()},
+        "data": datamodule_section(recorded, training.batch_size),
+        "trainer": trainer,
+    }
+
+
+def write_lightning_config(path: Path, study: optuna.Study, trial: FrozenTrial) -> Path:
+    """Write :func:`lightning_config` as YAML to ``path``; returns ``path``."""
+    config = lightning_config(study, trial)
+    header = _HEADER.format(number=trial.number, study=study.study_name, name=path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    except OSError as err:
+        raise UserInputError(
+            f"cannot write {path}: {err.strerror or err}", param="config"
+        ) from None
+    return path

@@ -1,0 +1,199 @@
+"""``--trainer-config``: a user's callbacks and Trainer options, in LightningCLI's format.
+
+The file holds a ``trainer:`` mapping of ``lightning.Trainer`` options and callbacks as
+``class_path``/``init_args`` entries, under ``trainer.callbacks`` or a top-level
+``callbacks:`` list (both are read, in that order)::
+
+    trainer:
+      gradient_clip_val: 1.0
+    callbacks:
+      - class_path: lightning.pytorch.callbacks.LearningRateMonitor
+        init_args: {logging_interval: epoch}
+
+jsonargparse (what ``LightningCLI`` parses with) checks the options against the Trainer's
+signature and imports the callbacks; options that dense-nas sets itself are refused
+with the flag that sets them. :func:`load_trainer_config` returns plain values, as the
+study records them; :func:`trainer_kwargs` turns them into keyword arguments of
+``lightning.Trainer`` (the callbacks instantiated) in every trial process and in retrain.
+
+Example:
+    >>> config = load_trainer_config({"trainer": {"gradient_clip_val": "0.5"}})
+    >>> config
+    {'trainer': {'gradient_clip_val': 0.5}, 'callbacks': []}
+    >>> trainer_kwargs(config)
+    {'gradient_clip_val': 0.5, 'callbacks': []}
+    >>> load_trainer_config({"trainer": {"max_epochs": 3}})
+    Traceback (most recent call last):
+    ...
+    dense_nas.errors.UserInputError: trainer_config: trainer.max_epochs is set by dense-nas (--epochs); remove it from the file
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dense_nas.errors import UserInputError
+
+#: Trainer options dense-nas sets for every trial, and the flag (or reason) that sets them.
+OWNED: dict[str, str] = {
+    "max_epochs": "--epochs",
+    "min_epochs": "--epochs",
+    "max_steps": "--epochs",
+    "min_steps": "--epochs",
+    "max_time": "--timeout",
+    "fast_dev_run": "--epochs",
+    "accelerator": "--accelerator",
+    "devices": "--devices",
+    "num_nodes": "--devices; a trial runs on one machine",
+    "strategy": "--devices: more than one trains with DDP",
+    "plugins": "--devices and --precision",
+    "precision": "--precision",
+    "logger": "--logger",
+    "enable_checkpointing": "dense-nas: it checkpoints every trial itself",
+    "default_root_dir": "--out",
+    "enable_progress_bar": "--verbose",
+    "enable_model_summary": "--verbose",
+}
+
+_SECTIONS = ("trainer", "callbacks")
+
+
+def load_trainer_config(source: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Read and check a trainer config (a YAML file, or its content as a mapping).
+
+    Returns ``{"trainer": options, "callbacks": [{"class_path": ..., "init_args": ...}]}``
+    with plain values only; ``None`` gives the empty config.
+
+    Raises:
+        UserInputError: (``trainer_config``) a missing or unreadable file, another
+            section, an option dense-nas owns, an unknown Trainer option, or a callback
+            that does not import or does not take its arguments.
+    """
+    if source is None:
+        return {"trainer": {}, "callbacks": []}
+    content = _read(source) if isinstance(source, (str, Path)) else source
+    if not isinstance(content, Mapping):
+        _refuse("the file must hold a mapping with trainer: and callbacks:")
+    other = sorted(set(content) - set(_SECTIONS))
+    if other:
+        _refuse(
+            f"section {other[0]!r} is not read; only trainer: and callbacks: are "
+            "(the model and data come from the study)"
+        )
+    options = dict(content.get("trainer") or {})
+    callbacks = options.pop("callbacks", None) or []
+    callbacks = [callbacks] if isinstance(callbacks, Mapping) else list(callbacks)
+    top = content.get("callbacks") or []
+    callbacks += [top] if isinstance(top, Mapping) else list(top)
+    for name in options:
+        if name in OWNED:
+            _refuse(f"trainer.{name} is set by dense-nas ({OWNED[name]}); remove it from the file")
+    parsed = _parse({**options, "callbacks": callbacks})
+    config = {"trainer": {name: parsed[name] for name in options}, "callbacks": parsed["callbacks"]}
+    _check_instantiates(config)
+    return config
+
+
+def trainer_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``lightning.Trainer`` keyword arguments of a :func:`load_trainer_config` result:
+    its options, and its callbacks instantiated by jsonargparse.
+
+    Example:
+        >>> kwargs = trainer_kwargs(load_trainer_config({"callbacks": [
+        ...     {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}]}))
+        >>> type(kwargs["callbacks"][0]).__name__
+        'LearningRateMonitor'
+    """
+    options = dict(config.get("trainer") or {})
+    callbacks = list(config.get("callbacks") or [])
+    if not callbacks:
+        return {**options, "callbacks": []}
+    parser = _parser()
+    namespace = parser.parse_object({"trainer": {"callbacks": callbacks}}, defaults=False)
+    instances = parser.instantiate(namespace).trainer.callbacks
+    return {**options, "callbacks": list(instances)}
+
+
+def _read(path: str | Path) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        _refuse(f"cannot read {path}: {err.strerror or err}")
+    except yaml.YAMLError as err:
+        _refuse(f"{path} is not YAML: {str(err).splitlines()[0]}")
+
+
+def _parser() -> Any:
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch import Trainer
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(Trainer, "trainer", fail_untyped=False, instantiate=False)
+    return parser
+
+
+def _parse(options: dict[str, Any]) -> dict[str, Any]:
+    """Options checked and converted against the Trainer's signature, by jsonargparse."""
+    try:
+        namespace = _parser().parse_object({"trainer": options}, defaults=False)
+    except Exception as err:  # jsonargparse's ArgumentError: its message says what failed
+        _refuse(_first_reason(str(err)))
+    parsed: dict[str, Any] = namespace.as_dict()["trainer"]
+    parsed["callbacks"] = [_entry(callback) for callback in parsed.get("callbacks") or []]
+    return parsed
+
+
+def _entry(callback: Any) -> dict[str, Any]:
+    if isinstance(callback, str):
+        return {"class_path": callback, "init_args": {}}
+    return {"class_path": callback["class_path"], "init_args": dict(callback.get("init_args", {}))}
+
+
+def _check_instantiates(config: dict[str, Any]) -> None:
+    """Build the callbacks and a Trainer with them now: a callback that raises in its
+    ``__init__`` or that the Trainer rejects fails here, not in every trial."""
+    from lightning.pytorch import Trainer
+
+    from dense_nas.study.quiet import quiet_lightning
+
+    try:
+        with quiet_lightning(verbose=False):
+            Trainer(
+                **trainer_kwargs(config),
+                accelerator="cpu",
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+    except Exception as err:
+        cause = err.__cause__ or err  # jsonargparse wraps what the callback raised
+        _refuse(f"{type(cause).__name__}: {_first_reason(str(cause))}")
+
+
+def _first_reason(message: str) -> str:
+    """The most specific line of a (multi-line) jsonargparse error."""
+    lines = [line.strip().lstrip("- ") for line in message.splitlines() if line.strip()]
+    unknown = re.match(r"Group 'trainer' does not accept option '([^']+)'", message)
+    if unknown:
+        return f"trainer.{unknown.group(1)} is not an option of lightning.Trainer"
+    for at, line in enumerate(lines):
+        if line.startswith("Problem with given class_path") and at + 1 < len(lines):
+            return f"{line} {lines[at + 1]}"
+        if line.startswith(("Import path", "No module named", "Option ")):
+            return line
+    key = re.match(r'Parser key "([^"]+)"', lines[0]) if lines else None
+    given = next((line for line in lines if line.startswith("Given value:")), None)
+    if key and given:
+        return f"{key.group(1)} does not take that value ({given.lower()})"
+    return lines[0] if lines else message
+
+
+def _refuse(message: str) -> Any:
+    raise UserInputError(message, param="trainer_config")
