@@ -35,11 +35,23 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
+class SpaceVersionRecord(TypedDict):
+    """One version of the space a study searched (see :mod:`dense_nas.space._version`)."""
+
+    name: str
+    fingerprint: str
+    """sha256 (hex) of the space's canonical form."""
+    first_trial: int
+    """The first trial number drawn from this version (earlier ones: the versions before)."""
+
+
 class StudyAttrs(TypedDict, total=False):
     """What ``search()`` records on a study, for every later command and machine."""
 
     space: str
-    """Name of the search space."""
+    """Name of the search space (of its latest version)."""
+    space_versions: list[SpaceVersionRecord]
+    """Every version of the space the study searched, oldest first."""
     data: str
     """Dataset name (see :data:`dense_nas.data.DATASETS`)."""
     data_dir: str | None

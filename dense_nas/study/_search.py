@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
@@ -34,6 +35,7 @@ from dense_nas.records import (
     EpochProgress,
     ErrorMessage,
     ResultMessage,
+    SpaceVersionRecord,
     WorkerInfo,
     record_study,
     record_trial,
@@ -45,11 +47,14 @@ from dense_nas.space import (
     Candidate,
     Constraints,
     SearchSpace,
+    SpaceVersion,
     Task,
     enqueue_seeds,
     find_duplicate,
+    incompatibility,
     load_space,
     sample,
+    space_version,
 )
 from dense_nas.study._runner import TrialProcess
 from dense_nas.study.budget import counted_trials, finished_and_running
@@ -86,6 +91,8 @@ class _Run:
     #: each worker's CUDA_VISIBLE_DEVICES (GPU studies only)
     gpus: list[str] = field(default_factory=list)
     error: BaseException | None = None
+    #: lines to print under the study's header (a changed space)
+    notes: list[str] = field(default_factory=list)
 
 
 def search(
@@ -177,6 +184,8 @@ def run_search(settings: SearchSettings, observer: SearchObserver | None = None)
         f"{finished} of {settings.n_trials} trials finished"
         + (f", {running} running elsewhere" if running else "")
     )
+    for note in run.notes:
+        run.observer.line(note)
     try:
         _run_workers(run)
     finally:
@@ -237,10 +246,10 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
             f"use --val-size {split} or a new --study",
             param="val_size",
         )
+    notes = _record_space_version(study, space_version(chosen, task))
     record_study(
         study,
         overwrite=False,
-        space=chosen.name,
         data=s.data,
         data_dir=data_path,
         val_size=datamodule.val_size,
@@ -264,7 +273,38 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         precision=chosen_precision,
         gpus=gpus,
         observer=observer,
+        notes=notes,
     )
+
+
+def _record_space_version(study: optuna.Study, version: SpaceVersion) -> list[str]:
+    """Record the space's version on the study; refuse one Optuna cannot mix with its trials.
+
+    Returns:
+        The line to print when the space changed since the last search (else none).
+    """
+    versions = study_attrs(study).get("space_versions", [])
+    if versions and versions[-1]["fingerprint"] == version.fingerprint:
+        return []
+    reason = incompatibility(study, version.distributions)
+    if reason is not None:
+        raise UserInputError(
+            f"study {study.study_name!r} cannot go on with this space: {reason}; "
+            "keep that parameter as the study had it, or use a new --study",
+            param="space",
+        )
+    first = len(study.get_trials(deepcopy=False))
+    latest = SpaceVersionRecord(
+        name=version.name, fingerprint=version.fingerprint, first_trial=first
+    )
+    record_study(study, space=version.name, space_versions=[*versions, latest])
+    if not versions:
+        return []
+    before = versions[-1]["fingerprint"]
+    return [
+        f"space changed (fingerprint {before[:8]} → {version.fingerprint[:8]}): "
+        f"trials from #{first} on use it"
+    ]
 
 
 def _run_workers(run: _Run) -> None:
@@ -363,6 +403,24 @@ def _surplus(run: _Run, trial: optuna.Trial) -> bool:
 def _run_trial(
     run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: int, worker: int
 ) -> None:
+    """Run one trial to its end; drop it if another worker ended it first.
+
+    A worker that was paused (SIGSTOP, a suspended machine) for longer than the heartbeat
+    grace finds its trial FAILED as silent and retried elsewhere: every write to it then
+    fails, and the retry's result is the one that counts.
+    """
+    try:
+        _run_own_trial(run, runner, trial, threads, worker)
+    except UpdateFinishedTrialError:
+        run.observer.line(
+            f"trial {trial.number} was finished by another worker while this one was paused; "
+            "its result is dropped"
+        )
+
+
+def _run_own_trial(
+    run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: int, worker: int
+) -> None:
     study, s = run.study, run.settings
     started = time.perf_counter()
     host = WorkerInfo(host=socket.gethostname(), pid=os.getpid(), index=worker, grace=s.heartbeat)
@@ -373,6 +431,10 @@ def _run_trial(
         except optuna.TrialPruned:
             _tell(run, trial, TrialState.PRUNED, None, started)
             return
+        except UserInputError as err:  # a space that breaks its contract: the command stops
+            record_trial(trial, failure=str(err), counts=False)
+            run.study.tell(trial, state=TrialState.FAIL)  # not left RUNNING
+            raise
         if s.epochs is not None:
             candidate = Candidate(candidate.arch, candidate.training.with_epochs(s.epochs))
         arch, training = candidate.arch.to_dict(), candidate.training.to_dict()
@@ -398,11 +460,22 @@ def _run_trial(
             checkpoint=str(checkpoint),
             verbose=s.verbose,
         )
-        decide = run.objective.pruning_rule(study, trial, candidate.arch)
+        rule = run.objective.pruning_rule(study, trial, candidate.arch)
         epochs = candidate.training.epochs
         run.observer.trial_started(trial.number, worker, describe_arch(arch), epochs)
+        taken = threading.Event()  # ended by another worker: stop training, drop the result
+
+        def decide(epoch: int, accuracy: float) -> bool:
+            if not taken.is_set():
+                try:
+                    return rule(epoch, accuracy)
+                except UpdateFinishedTrialError:
+                    taken.set()
+            return True
 
         def watch(report: EpochMessage) -> None:
+            if taken.is_set():
+                return
             progress = EpochProgress(
                 epoch=report["epoch"],
                 epochs=epochs,
@@ -411,14 +484,27 @@ def _run_trial(
                 images_per_second=round(report["images_per_second"], 1),
                 at=time.time(),
             )
-            record_trial(trial, progress=progress)  # any reader of the storage sees it
+            try:
+                record_trial(trial, progress=progress)  # any reader of the storage sees it
+            except UpdateFinishedTrialError:
+                taken.set()
+                return
             run.observer.epoch(trial.number, worker, progress)
 
         result = runner.run(spec, decide, s.out_dir / "specs", watch)
-        if result["type"] == "error":
-            _record_failure(run, trial, result, started)
-        else:
-            _record_result(run, trial, result, started)
+        try:
+            if taken.is_set():
+                raise UpdateFinishedTrialError(
+                    f"trial {trial.number} was ended by another worker"
+                ) from None
+            if result["type"] == "error":
+                _record_failure(run, trial, result, started)
+            else:
+                _record_result(run, trial, result, started)
+        except UpdateFinishedTrialError:
+            with contextlib.suppress(OSError):
+                checkpoint.unlink()  # the result is dropped: so is its checkpoint
+            raise
 
 
 def _reuse(run: _Run, trial: optuna.Trial, duplicate: FrozenTrial, started: float) -> None:
@@ -481,5 +567,17 @@ def _tell(
     started: float,
 ) -> None:
     record_trial(trial, seconds=round(time.perf_counter() - started, 3))
-    run.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+    try:
+        run.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+    except ValueError:  # Optuna's "Cannot tell a FAIL trial": another worker ended it
+        if _is_running(run.study, trial.number):
+            raise
+        raise UpdateFinishedTrialError(
+            f"trial {trial.number} was ended by another worker"
+        ) from None
     run.observer.line(trial_line(run.study, trial.number))
+
+
+def _is_running(study: optuna.Study, number: int) -> bool:
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return any(t.number == number for t in running)

@@ -1,0 +1,184 @@
+"""Commands sharing one study: a paused worker, changed spaces, per-process seeds, twins."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dense_nas.space import Task, load_space, sample, space_version
+from dense_nas.study.storage import make_storage
+from tests._study_fixtures import ctrl_c_reaches_it
+from tests.helpers import TINY_SPACE, Ran, main_in_process, wait_for
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+DIGITS = Task(10, 1, (8, 8))  # what the embedded digits data poses a space
+
+
+def _search(cwd: Path, study: str, trials: int, *extra: str) -> subprocess.Popen[str]:
+    """`dense-nas search` on the tiny space in its own process, one CPU thread, no pruner."""
+    args = [
+        "search", "--space", TINY_SPACE, "--study", study, "--trials", str(trials),
+        "--epochs", "2", "--accelerator", "cpu", "--threads", "1", "--pruner", "none",
+        "--out", str(cwd), *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "dense_nas", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        preexec_fn=ctrl_c_reaches_it,
+    )
+
+
+def _trials(cwd: Path, study: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=study, storage=make_storage(None, cwd)).trials
+    except KeyError:  # not created yet
+        return []
+
+
+@pytest.mark.slow  # two commands and their trial processes: four interpreters import Lightning
+def test_a_paused_worker_drops_the_trial_another_worker_retried(tmp_path: Path) -> None:
+    paused = _search(tmp_path, "p", 2, "--heartbeat", "2")
+    other: subprocess.Popen[str] | None = None
+    try:
+
+        def training() -> list[int]:
+            return [
+                t.number
+                for t in _trials(tmp_path, "p")
+                if t.state == TrialState.RUNNING and "arch" in t.user_attrs
+            ]
+
+        wait_for(training, 120, "the first command to start a trial")
+        os.kill(paused.pid, signal.SIGSTOP)
+        (number,) = training()  # still RUNNING: the pause caught it training
+        other = _search(tmp_path, "p", 2, "--heartbeat", "2")
+
+        def retried() -> bool:
+            trials = _trials(tmp_path, "p")
+            return trials[number].state == TrialState.FAIL and any(
+                t.user_attrs.get("retry_of") == number
+                and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                for t in trials
+            )
+
+        wait_for(retried, 120, "the second command to fail the silent trial and retry it")
+        os.kill(paused.pid, signal.SIGCONT)
+        out, err = paused.communicate(timeout=120)
+        _, other_err = other.communicate(timeout=120)
+    finally:
+        for proc in (paused, other):
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+                proc.communicate()
+    assert paused.returncode == 0, err
+    assert other.returncode == 0, other_err
+    assert "Traceback" not in err
+    dropped = (
+        f"trial {number} was finished by another worker while this one was paused; "
+        "its result is dropped"
+    )
+    assert out.splitlines().count(dropped) == 1, out
+    trials = _trials(tmp_path, "p")
+    states = [t.state for t in trials]
+    assert TrialState.RUNNING not in states
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 2
+    assert not list((tmp_path / "checkpoints").glob(f"p-trial-{number}.ckpt"))
+
+
+BEFORE_ANY_TRIAL = "1e-9"  # --timeout: the command sets the study up and trains nothing
+
+
+def _space_file(tmp_path: Path, name: str, old: str, new: str) -> str:
+    """The tiny space with ``old`` replaced by ``new``, in a file of its own."""
+    text = Path(TINY_SPACE).read_text()
+    assert old in text
+    path = tmp_path / name
+    path.write_text(text.replace(old, new))
+    return str(path)
+
+
+def _setup(capsys: pytest.CaptureFixture[str], tmp_path: Path, space: str) -> Ran:
+    return main_in_process(
+        capsys, "search", "--space", space, "--study", "v", "--out", str(tmp_path),
+        "--accelerator", "cpu", "--timeout", BEFORE_ANY_TRIAL,
+    )  # fmt: skip
+
+
+def _add_finished_trial(study: optuna.Study) -> None:
+    """A COMPLETE trial drawn from the tiny space, as its distributions record it."""
+    space = load_space(TINY_SPACE)
+    distributions = space_version(space, DIGITS).distributions
+    params: dict[str, Any] = {"num_blocks": 1, "bottleneck": True, "growth_rate": 4}
+    params |= {"layers_per_block": 1, "lr": 0.1}
+    drawn = optuna.trial.FixedTrial(params)
+    candidate = sample(space, cast(optuna.Trial, drawn), DIGITS)  # records params and macs
+    attrs = {**drawn.user_attrs, **candidate.to_dict(), "arch_key": candidate.key, "epochs": 2}
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.5,
+            params=params,
+            distributions={k: distributions[k] for k in params},
+            user_attrs=attrs,
+        )
+    )
+
+
+@pytest.mark.slow  # four commands set the study up in this process: about 7 s
+def test_the_study_records_its_space_and_each_version_it_resumes_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _setup(capsys, tmp_path, TINY_SPACE)
+    assert first.returncode == 0, first.stderr
+    study = optuna.load_study(study_name="v", storage=make_storage(None, tmp_path))
+    fingerprint = space_version(load_space(TINY_SPACE), DIGITS).fingerprint
+    assert study.user_attrs["space_versions"] == [
+        {"name": "test-tiny", "fingerprint": fingerprint, "first_trial": 0}
+    ]
+    _add_finished_trial(study)
+    again = _setup(capsys, tmp_path, TINY_SPACE)  # the same file: the same version
+    assert again.returncode == 0 and "space changed" not in again.stdout
+    wider = _space_file(tmp_path, "wider.yaml", "high: 8, step: 2", "high: 12, step: 2")
+    changed = _setup(capsys, tmp_path, wider)
+    assert changed.returncode == 0, changed.stderr
+    new = space_version(load_space(wider), DIGITS).fingerprint
+    assert new != fingerprint
+    line = (
+        f"space changed (fingerprint {fingerprint[:8]} \u2192 {new[:8]}): trials from #1 on use it"
+    )
+    assert changed.stdout.splitlines().count(line) == 1, changed.stdout
+    versions = optuna.load_study(study_name="v", storage=make_storage(None, tmp_path)).user_attrs
+    assert [v["fingerprint"] for v in versions["space_versions"]] == [fingerprint, new]
+    assert versions["space_versions"][1]["first_trial"] == 1
+
+
+def test_a_space_optuna_cannot_mix_with_the_study_is_refused_before_any_trial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _setup(capsys, tmp_path, TINY_SPACE).returncode == 0
+    storage = make_storage(None, tmp_path)
+    _add_finished_trial(optuna.load_study(study_name="v", storage=storage))
+    linear = _space_file(tmp_path, "linear.yaml", "high: 0.2, log: true", "high: 0.2")
+    refused = _setup(capsys, tmp_path, linear)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "dense-nas: error: --space: study 'v' cannot go on with this space: parameter "
+        "lr takes numbers 0.05..0.2 on a log scale in the study but numbers 0.05..0.2 in this "
+        "space; "
+        "keep that parameter as the study had it, or use a new --study"
+    ]
+    study = optuna.load_study(study_name="v", storage=storage)
+    assert len(study.trials) == 1 and len(study.user_attrs["space_versions"]) == 1
