@@ -76,6 +76,22 @@ ARTIFACT_ROOT_ATTR = "dense_nas:artifact_store"
 It is not in :class:`StudyAttrs` because its name is not a Python identifier."""
 
 
+SLOT_ATTR_PREFIX = "dense_nas:slot:"
+"""Study attributes ``dense_nas:slot:<n>``: the :class:`SlotHolder` of sampler slot ``n``
+(see :mod:`dense_nas.study.slots`); not in :class:`StudyAttrs` for the same reason."""
+
+
+class SlotHolder(TypedDict):
+    """The ``search`` command that holds a sampler slot, and when it last said so."""
+
+    host: str
+    pid: int
+    token: str
+    """Unique to the holding command: tells its own claim from another's."""
+    heartbeat: float
+    """Unix time the holder last renewed the slot; ``0`` once it let the slot go."""
+
+
 class WorkerInfo(TypedDict):
     """Who runs a trial: for ``dense-nas status`` on any machine."""
 
@@ -129,6 +145,9 @@ class TrialAttrs(TypedDict, total=False):
     two trials with one key train the same network the same way."""
     duplicate_of: int
     """The earlier trial with the same ``arch_key`` whose result this trial reuses."""
+    waits_for: int | None
+    """The RUNNING trial with the same ``arch_key`` this one waits for, to reuse its result;
+    ``None`` once it stopped waiting to train the candidate itself."""
     progress: EpochProgress
     """The latest epoch: written after every epoch, so any reader sees a trial advance."""
     epochs: int

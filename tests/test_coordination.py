@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,7 +15,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dense_nas.space import Task, load_space, sample, space_version
+from dense_nas.records import SLOT_ATTR_PREFIX, record_trial
+from dense_nas.space import Candidate, Task, load_space, sample, space_version
+from dense_nas.study._search import search
+from dense_nas.study.slots import SamplerSlot, sampler_seed, slot_holders
 from dense_nas.study.storage import make_storage
 from tests._study_fixtures import ctrl_c_reaches_it
 from tests.helpers import TINY_SPACE, Ran, main_in_process, wait_for
@@ -182,3 +187,67 @@ def test_a_space_optuna_cannot_mix_with_the_study_is_refused_before_any_trial(
     ]
     study = optuna.load_study(study_name="v", storage=storage)
     assert len(study.trials) == 1 and len(study.user_attrs["space_versions"]) == 1
+
+
+def test_each_command_on_a_study_claims_its_own_sampler_slot(tmp_path: Path) -> None:
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
+    study = optuna.create_study(study_name="s", storage=storage)
+    other = optuna.load_study(study_name="s", storage=storage)  # as a second command opens it
+    with SamplerSlot(study, grace=30.0) as first:
+        with SamplerSlot(other, grace=30.0) as second:
+            assert (first.number, second.number) == (0, 1)
+            assert sampler_seed(5, first.number) == 5  # the only or first command: --seed
+            assert sampler_seed(5, second.number) != 5
+        holder = slot_holders(study)[1]
+        assert holder["pid"] == os.getpid() and holder["heartbeat"] == 0.0  # let go
+    study.set_user_attr(f"{SLOT_ATTR_PREFIX}0", {**slot_holders(study)[0], "heartbeat": 1.0})
+    with SamplerSlot(other, grace=30.0) as after_a_crash:  # slot 0's holder went silent
+        assert after_a_crash.number == 0
+
+
+def _twin(study: optuna.Study, params: dict[str, Any]) -> optuna.Trial:
+    """A RUNNING trial that trains the candidate of ``params`` for one epoch, as a worker
+    elsewhere would have recorded it."""
+    study.enqueue_trial(params)
+    trial = study.ask()
+    drawn = sample(load_space(TINY_SPACE), trial, DIGITS)
+    candidate = Candidate(drawn.arch, drawn.training.with_epochs(1))
+    record_trial(trial, arch=candidate.arch.to_dict(), arch_key=candidate.key)
+    record_trial(trial, heartbeat=time.time())
+    return trial
+
+
+@pytest.mark.parametrize("state", [TrialState.COMPLETE, TrialState.PRUNED])
+def test_a_candidate_another_trial_trains_waits_for_it_and_reuses_its_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], state: TrialState
+) -> None:
+    assert _setup(capsys, tmp_path, TINY_SPACE).returncode == 0
+    study = optuna.load_study(study_name="v", storage=make_storage(None, tmp_path))
+    params: dict[str, Any] = {"num_blocks": 1, "bottleneck": False, "growth_rate": 6}
+    params |= {"layers_per_block": 2, "lr": 0.1}
+    twin = _twin(study, params)
+    study.enqueue_trial(params)  # the search draws the same candidate next
+
+    def finish_the_twin_once_waited_for() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(t.user_attrs.get("waits_for") == twin.number for t in study.trials):
+                record_trial(twin, epochs=1)
+                study.tell(twin, 0.77 if state == TrialState.COMPLETE else None, state=state)
+                return
+            time.sleep(0.2)
+
+    other = threading.Thread(target=finish_the_twin_once_waited_for)
+    other.start()
+    lines: list[str] = []
+    search(
+        space=TINY_SPACE, study_name="v", n_trials=2, epochs=1, out=tmp_path,
+        accelerator="cpu", threads=1, echo=lines.append,
+    )  # fmt: skip
+    other.join()
+    waited = study.trials[1]
+    assert f"trial 1 waits for trial {twin.number}, which trains the same candidate" in lines
+    assert waited.state == state and waited.user_attrs["duplicate_of"] == twin.number
+    assert waited.value == (0.77 if state == TrialState.COMPLETE else None)
+    assert waited.user_attrs["epochs"] == 1
+    assert not (tmp_path / "checkpoints").exists()  # nothing trained

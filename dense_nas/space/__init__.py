@@ -11,7 +11,7 @@ Python classes (subclass :class:`SearchSpace`), or from plugin packages (entry-p
 A study calls :func:`sample`, which draws a candidate and rejects one that breaks the
 space's :class:`Constraints` before any training; :func:`enqueue_seeds` puts the space's
 seed trials first into a new study, and :func:`find_duplicate` finds an architecture the
-study has trained already. :func:`space_version` fingerprints a space, and
+study has trained already (:func:`find_running_twin`: one it trains now). :func:`space_version` fingerprints a space, and
 :func:`incompatibility` tells whether a study's trials can mix with it.
 
 Example:
@@ -36,6 +36,7 @@ from dense_nas.space._base import (
     Task,
     enqueue_seeds,
     find_duplicate,
+    find_running_twin,
     input_violation,
     sample,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "YamlSearchSpace",
     "enqueue_seeds",
     "find_duplicate",
+    "find_running_twin",
     "incompatibility",
     "input_violation",
     "list_spaces",

@@ -51,6 +51,7 @@ from dense_nas.space import (
     Task,
     enqueue_seeds,
     find_duplicate,
+    find_running_twin,
     incompatibility,
     load_space,
     sample,
@@ -64,6 +65,7 @@ from dense_nas.study.heartbeats import Heartbeat, retry, retry_silent_trials
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchSettings
+from dense_nas.study.slots import SamplerSlot, sampler_seed
 from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
 from dense_nas.study.trial import TrialSpec
 
@@ -153,7 +155,9 @@ def search(
             :func:`~dense_nas.study.hardware.resolve_precision`). Each trial records it.
         devices: devices per trial; more than one trains with DDP.
         workers: trials run at once on this machine.
-        seed: sampler seed and base of each trial's training seed.
+        seed: base of each trial's training seed, and the sampler seed of the first
+            command on the study; a command sharing the study with others samples with
+            ``seed + slot`` (see :mod:`dense_nas.study.slots`).
         out: directory for the default storage, checkpoints and logs; created when
             missing, and refused when it cannot be written.
         heartbeat: seconds of silence after which a RUNNING trial counts as dead
@@ -177,19 +181,25 @@ def run_search(settings: SearchSettings, observer: SearchObserver | None = None)
         >>> run_search(SearchSettings(n_trials=2, epochs=1, out=tmp_dir))  # doctest: +SKIP
     """
     run = _prepare(settings, observer or SearchObserver())
-    run.observer.begin(run.study)
-    finished, running = finished_and_running(run.study.get_trials(deepcopy=False))
-    run.observer.line(
-        f"study {run.study.study_name!r} in {storage_url(settings.storage, settings.out_dir)}: "
-        f"{finished} of {settings.n_trials} trials finished"
-        + (f", {running} running elsewhere" if running else "")
-    )
-    for note in run.notes:
-        run.observer.line(note)
-    try:
-        _run_workers(run)
-    finally:
-        run.observer.close()
+    with SamplerSlot(run.study, settings.heartbeat) as slot:
+        seed = sampler_seed(settings.seed, slot.number)
+        run.study.sampler = make_sampler(settings.sampler, seed, run.objective.multi)
+        run.observer.begin(run.study)
+        finished, running = finished_and_running(run.study.get_trials(deepcopy=False))
+        where = storage_url(settings.storage, settings.out_dir)
+        shared = f"; sampler seed {seed} (slot {slot.number}: another command shares the study)"
+        run.observer.line(
+            f"study {run.study.study_name!r} in {where}: "
+            f"{finished} of {settings.n_trials} trials finished"
+            + (f", {running} running elsewhere" if running else "")
+            + (shared if slot.number else "")
+        )
+        for note in run.notes:
+            run.observer.line(note)
+        try:
+            _run_workers(run)
+        finally:
+            run.observer.close()
     return run.study
 
 
@@ -439,7 +449,13 @@ def _run_own_trial(
             candidate = Candidate(candidate.arch, candidate.training.with_epochs(s.epochs))
         arch, training = candidate.arch.to_dict(), candidate.training.to_dict()
         record_trial(trial, arch=arch, training=training, arch_key=candidate.key)
-        duplicate = find_duplicate(study, candidate.key)
+        try:
+            duplicate = find_duplicate(study, candidate.key) or _await_twin(run, trial)
+        except _StoppedWaiting as stopped:
+            record_trial(trial, failure=str(stopped))
+            retry(study, trial)  # not the trial's fault: the next run answers it
+            _tell(run, trial, TrialState.FAIL, None, started)
+            return
         if duplicate is not None:
             _reuse(run, trial, duplicate, started)
             return
@@ -507,7 +523,60 @@ def _run_own_trial(
             raise
 
 
+class _StoppedWaiting(Exception):
+    """Ctrl-C or the deadline ended a trial's wait for its twin; the message says which."""
+
+
+_TWIN_POLL = 0.5
+"""Seconds between looks at the twin a trial waits for."""
+
+
+def _await_twin(run: _Run, trial: optuna.Trial) -> FrozenTrial | None:
+    """Wait while another RUNNING trial trains this trial's candidate.
+
+    Returns:
+        The twin, once COMPLETE or PRUNED (its result is this trial's too), or ``None``
+        when there is none or it failed: then this trial trains the candidate itself.
+
+    Raises:
+        _StoppedWaiting: Ctrl-C, or ``--timeout`` passed while waiting.
+    """
+    study, key = run.study, trial_attrs(trial)["arch_key"]
+    waiting_for: int | None = None
+    while True:
+        with run.budget_lock:  # a twin whose worker died is failed and retried here
+            retry_silent_trials(study, run.settings.heartbeat)
+        twin = find_running_twin(study, trial.number, key)
+        if twin is None:
+            if waiting_for is not None:
+                if run.stop.is_set():  # the twin ended by Ctrl-C: do not start training now
+                    raise _StoppedWaiting("interrupted (Ctrl-C); retried on resume")
+                record_trial(trial, waits_for=None)  # others may now wait for this one
+            return None
+        if twin.number != waiting_for:
+            waiting_for = twin.number
+            record_trial(trial, waits_for=waiting_for)
+            run.observer.line(
+                f"trial {trial.number} waits for trial {waiting_for}, "
+                "which trains the same candidate"
+            )
+        if run.stop.is_set():
+            raise _StoppedWaiting("interrupted (Ctrl-C); retried on resume")
+        if time.monotonic() >= run.deadline:
+            raise _StoppedWaiting(
+                f"--timeout passed while it waited for trial {waiting_for}; retried on resume"
+            )
+        run.stop.wait(_TWIN_POLL)
+        (latest,) = (t for t in study.get_trials(deepcopy=False) if t.number == waiting_for)
+        if latest.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            return latest
+        if latest.state == TrialState.FAIL and not run.stop.is_set():
+            record_trial(trial, waits_for=None)  # failed or retried: train it here
+            return None
+
+
 def _reuse(run: _Run, trial: optuna.Trial, duplicate: FrozenTrial, started: float) -> None:
+    """Answer the trial from one that trained the same candidate: its values, or pruned."""
     found = trial_attrs(duplicate)
     record_trial(trial, duplicate_of=duplicate.number)
     if "epochs" in found:
@@ -516,7 +585,7 @@ def _reuse(run: _Run, trial: optuna.Trial, duplicate: FrozenTrial, started: floa
         record_trial(trial, images_per_second=found["images_per_second"])
     if "precision" in found:
         record_trial(trial, precision=found["precision"])
-    _tell(run, trial, TrialState.COMPLETE, duplicate.values, started)
+    _tell(run, trial, duplicate.state, duplicate.values, started)
 
 
 def _record_failure(run: _Run, trial: optuna.Trial, error: ErrorMessage, started: float) -> None:
