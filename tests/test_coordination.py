@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from dense_nas.records import SLOT_ATTR_PREFIX, record_trial
+from dense_nas.results.status import status_json, status_text, study_status
 from dense_nas.space import Candidate, Task, load_space, sample, space_version
 from dense_nas.study._search import search
 from dense_nas.study.slots import SamplerSlot, sampler_seed, slot_holders
@@ -165,9 +167,16 @@ def test_the_study_records_its_space_and_each_version_it_resumes_with(
         f"space changed (fingerprint {fingerprint[:8]} \u2192 {new[:8]}): trials from #1 on use it"
     )
     assert changed.stdout.splitlines().count(line) == 1, changed.stdout
-    versions = optuna.load_study(study_name="v", storage=make_storage(None, tmp_path)).user_attrs
-    assert [v["fingerprint"] for v in versions["space_versions"]] == [fingerprint, new]
-    assert versions["space_versions"][1]["first_trial"] == 1
+    resumed = optuna.load_study(study_name="v", storage=make_storage(None, tmp_path))
+    versions = resumed.user_attrs["space_versions"]
+    assert [v["fingerprint"] for v in versions] == [fingerprint, new]
+    assert versions[1]["first_trial"] == 1
+    status = study_status(resumed)  # what `dense-nas status` shows
+    assert json.loads(status_json(status))["space_versions"] == versions
+    assert (
+        f"space versions: test-tiny {fingerprint[:8]} from #0, test-tiny {new[:8]} from #1"
+        in status_text(status).splitlines()
+    )
 
 
 def test_a_space_optuna_cannot_mix_with_the_study_is_refused_before_any_trial(
