@@ -68,7 +68,7 @@ def test_a_paused_worker_drops_the_trial_another_worker_retried(tmp_path: Path) 
                 if t.state == TrialState.RUNNING and "arch" in t.user_attrs
             ]
 
-        wait_for(training, 120, "the first command to start a trial")
+        wait_for(training, 300, "the first command to start a trial")
         os.kill(paused.pid, signal.SIGSTOP)
         (number,) = training()  # still RUNNING: the pause caught it training
         other = _search(tmp_path, "p", 2, "--heartbeat", "2")
@@ -81,10 +81,10 @@ def test_a_paused_worker_drops_the_trial_another_worker_retried(tmp_path: Path) 
                 for t in trials
             )
 
-        wait_for(retried, 120, "the second command to fail the silent trial and retry it")
+        wait_for(retried, 300, "the second command to fail the silent trial and retry it")
         os.kill(paused.pid, signal.SIGCONT)
-        out, err = paused.communicate(timeout=120)
-        _, other_err = other.communicate(timeout=120)
+        out, err = paused.communicate(timeout=300)
+        _, other_err = other.communicate(timeout=300)
     finally:
         for proc in (paused, other):
             if proc is not None and proc.poll() is None:
@@ -260,3 +260,25 @@ def test_a_candidate_another_trial_trains_waits_for_it_and_reuses_its_result(
     assert waited.value == (0.77 if state == TrialState.COMPLETE else None)
     assert waited.user_attrs["epochs"] == 1
     assert not (tmp_path / "checkpoints").exists()  # nothing trained
+
+
+def test_waiting_for_a_twin_ends_at_the_timeout_and_is_retried_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _setup(capsys, tmp_path, TINY_SPACE).returncode == 0
+    study = optuna.load_study(study_name="v", storage=make_storage(None, tmp_path))
+    params: dict[str, Any] = {"num_blocks": 1, "bottleneck": False, "growth_rate": 6}
+    params |= {"layers_per_block": 2, "lr": 0.1}
+    twin = _twin(study, params)  # never finishes while the search runs
+    study.enqueue_trial(params)
+    search(
+        space=TINY_SPACE, study_name="v", n_trials=2, epochs=1, out=tmp_path,
+        accelerator="cpu", threads=1, timeout=1.0,
+    )  # fmt: skip
+    waited = study.trials[1]
+    assert waited.state == TrialState.FAIL and waited.user_attrs["waits_for"] == twin.number
+    assert waited.user_attrs["failure"] == (
+        f"--timeout passed while it waited for trial {twin.number}; retried on resume"
+    )
+    (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == 1]
+    assert retry.state == TrialState.WAITING and retry.system_attrs["fixed_params"] == params
