@@ -144,7 +144,6 @@ def _add_finished_trial(study: optuna.Study) -> None:
     )
 
 
-@pytest.mark.slow  # four commands set the study up in this process: about 7 s
 def test_the_study_records_its_space_and_each_version_it_resumes_with(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
