@@ -544,8 +544,6 @@ def _await_twin(run: _Run, trial: optuna.Trial) -> FrozenTrial | None:
     study, key = run.study, trial_attrs(trial)["arch_key"]
     waiting_for: int | None = None
     while True:
-        with run.budget_lock:  # a twin whose worker died is failed and retried here
-            retry_silent_trials(study, run.settings.heartbeat)
         twin = find_running_twin(study, trial.number, key)
         if twin is None:
             if waiting_for is not None:
@@ -567,6 +565,8 @@ def _await_twin(run: _Run, trial: optuna.Trial) -> FrozenTrial | None:
                 f"--timeout passed while it waited for trial {waiting_for}; retried on resume"
             )
         run.stop.wait(_TWIN_POLL)
+        with run.budget_lock:  # a twin whose worker died is failed and retried here
+            retry_silent_trials(study, run.settings.heartbeat)
         (latest,) = (t for t in study.get_trials(deepcopy=False) if t.number == waiting_for)
         if latest.state in (TrialState.COMPLETE, TrialState.PRUNED):
             return latest
