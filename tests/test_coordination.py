@@ -281,3 +281,41 @@ def test_waiting_for_a_twin_ends_at_the_timeout_and_is_retried_on_resume(
     )
     (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == 1]
     assert retry.state == TrialState.WAITING and retry.system_attrs["fixed_params"] == params
+
+
+@pytest.mark.slow  # the waiting trial trains in the end: a trial process imports Lightning
+def test_a_trial_whose_twin_goes_silent_trains_the_candidate_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _setup(capsys, tmp_path, TINY_SPACE).returncode == 0
+    study = optuna.load_study(study_name="v", storage=make_storage(None, tmp_path))
+    params: dict[str, Any] = {"num_blocks": 1, "bottleneck": False, "growth_rate": 6}
+    params |= {"layers_per_block": 2, "lr": 0.1}
+    twin = _twin(study, params)
+    study.enqueue_trial(params)
+    waited_for = threading.Event()
+
+    def beat_until_waited_for() -> None:  # the twin's worker, alive until the wait begins
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not waited_for.is_set():
+            record_trial(twin, heartbeat=time.time())
+            if any(t.user_attrs.get("waits_for") == twin.number for t in study.trials):
+                waited_for.set()
+            time.sleep(0.2)
+
+    worker = threading.Thread(target=beat_until_waited_for)
+    worker.start()
+    lines: list[str] = []
+    search(
+        space=TINY_SPACE, study_name="v", n_trials=2, epochs=1, out=tmp_path,
+        accelerator="cpu", threads=1, heartbeat=2.0, echo=lines.append,
+    )  # fmt: skip
+    worker.join()
+    assert f"trial 1 waits for trial {twin.number}, which trains the same candidate" in lines
+    trials = study.trials
+    assert trials[twin.number].state == TrialState.FAIL  # silent: failed and retried
+    waiter = trials[1]
+    assert waiter.state == TrialState.COMPLETE and "checkpoint" in waiter.user_attrs
+    assert waiter.user_attrs["waits_for"] is None and "duplicate_of" not in waiter.user_attrs
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == twin.number]
+    assert retry.user_attrs.get("duplicate_of") == 1  # the retry reuses what the waiter trained
