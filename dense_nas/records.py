@@ -35,11 +35,23 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
+class SpaceVersionRecord(TypedDict):
+    """One version of the space a study searched (see :mod:`dense_nas.space._version`)."""
+
+    name: str
+    fingerprint: str
+    """sha256 (hex) of the space's canonical form."""
+    first_trial: int
+    """The first trial number drawn from this version (earlier ones: the versions before)."""
+
+
 class StudyAttrs(TypedDict, total=False):
     """What ``search()`` records on a study, for every later command and machine."""
 
     space: str
-    """Name of the search space."""
+    """Name of the search space (of its latest version)."""
+    space_versions: list[SpaceVersionRecord]
+    """Every version of the space the study searched, oldest first."""
     data: str
     """Dataset name (see :data:`dense_nas.data.DATASETS`), a plugin datamodule's name
     (entry-point group ``dense_nas.datamodules``) or a user datamodule's ``module:Name``."""
@@ -70,6 +82,22 @@ ARTIFACT_ROOT_ATTR = "dense_nas:artifact_store"
 """Study attribute: the root folder of the study's artifact store (the trial checkpoints).
 
 It is not in :class:`StudyAttrs` because its name is not a Python identifier."""
+
+
+SLOT_ATTR_PREFIX = "dense_nas:slot:"
+"""Study attributes ``dense_nas:slot:<n>``: the :class:`SlotHolder` of sampler slot ``n``
+(see :mod:`dense_nas.study.slots`); not in :class:`StudyAttrs` for the same reason."""
+
+
+class SlotHolder(TypedDict):
+    """The ``search`` command that holds a sampler slot, and when it last said so."""
+
+    host: str
+    pid: int
+    token: str
+    """Unique to the holding command: tells its own claim from another's."""
+    heartbeat: float
+    """Unix time the holder last renewed the slot; ``0`` once it let the slot go."""
 
 
 class WorkerInfo(TypedDict):
@@ -146,6 +174,9 @@ class TrialAttrs(TypedDict, total=False):
     two trials with one key train the same network the same way."""
     duplicate_of: int
     """The earlier trial with the same ``arch_key`` whose result this trial reuses."""
+    waits_for: int | None
+    """The RUNNING trial with the same ``arch_key`` this one waits for, to reuse its result;
+    ``None`` once it stopped waiting to train the candidate itself."""
     progress: EpochProgress
     """The latest epoch: written after every epoch, so any reader sees a trial advance."""
     epochs: int

@@ -88,7 +88,13 @@ def add_parser(sub: Any) -> None:
         help="devices per trial (DDP when more than one)",
     )
     p.add_argument("--workers", type=positive_int, default=1, help="trials run at once")
-    p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed, and the sampler seed of the first command on the study (a "
+        "command sharing it with others samples with seed + its slot number)",
+    )
     p.add_argument(
         "--heartbeat",
         type=positive_float,

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.records import study_attrs, trial_attrs
+from dense_nas.records import SpaceVersionRecord, study_attrs, trial_attrs
 from dense_nas.results.selection import best_trials
 from dense_nas.results.summary import describe_arch
 from dense_nas.study.budget import counted_trials
@@ -73,6 +73,8 @@ class StudyStatus:
     finished: int
     """Finished trials that count toward the budget."""
     eta_seconds: float | None
+    space_versions: tuple[SpaceVersionRecord, ...] = ()
+    """Every version of the space the study searched, oldest first."""
 
 
 def _running(trial: FrozenTrial, now: float) -> RunningTrial:
@@ -133,6 +135,7 @@ def study_status(study: optuna.Study, now: float | None = None) -> StudyStatus:
         n_trials=n_trials,
         finished=finished,
         eta_seconds=_eta(trials, running, left) if left else 0.0 if n_trials else None,
+        space_versions=tuple(study_attrs(study).get("space_versions", [])),
     )
 
 
@@ -177,9 +180,30 @@ def study_line(status: StudyStatus) -> str:
     return ", ".join(parts)
 
 
+def versions_line(status: StudyStatus) -> str | None:
+    """The space's versions, when the study searched more than one.
+
+    Example:
+        >>> v = [{"name": "a", "fingerprint": "09a7a7fd26af", "first_trial": 0},
+        ...      {"name": "a", "fingerprint": "5c1e22b0aa31", "first_trial": 12}]
+        >>> versions_line(StudyStatus("s", {}, (), None, None, 0, None, tuple(v)))
+        'space versions: a 09a7a7fd from #0, a 5c1e22b0 from #12'
+    """
+    if len(status.space_versions) < 2:
+        return None
+    return "space versions: " + ", ".join(
+        f"{v['name']} {v['fingerprint'][:8]} from #{v['first_trial']}"
+        for v in status.space_versions
+    )
+
+
 def status_text(status: StudyStatus) -> str:
-    """The snapshot as lines: the study line, then one line per running trial."""
-    return "\n".join([study_line(status), *(running_line(t) for t in status.running)])
+    """The snapshot as lines: the study line, the space's versions when it changed, then
+    one line per running trial."""
+    versions = versions_line(status)
+    return "\n".join(
+        [study_line(status), *([versions] if versions else []), *map(running_line, status.running)]
+    )
 
 
 def status_json(status: StudyStatus) -> str:

@@ -11,7 +11,8 @@ Python classes (subclass :class:`SearchSpace`), or from plugin packages (entry-p
 A study calls :func:`sample`, which draws a candidate and rejects one that breaks the
 space's :class:`Constraints` before any training; :func:`enqueue_seeds` puts the space's
 seed trials first into a new study, and :func:`find_duplicate` finds an architecture the
-study has trained already.
+study has trained already (:func:`find_running_twin`: one it trains now). :func:`space_version` fingerprints a space, and
+:func:`incompatibility` tells whether a study's trials can mix with it.
 
 Example:
     >>> import optuna
@@ -35,10 +36,12 @@ from dense_nas.space._base import (
     Task,
     enqueue_seeds,
     find_duplicate,
+    find_running_twin,
     input_violation,
     sample,
 )
 from dense_nas.space._registry import ENTRY_POINT_GROUP, SpaceInfo, list_spaces, load_space
+from dense_nas.space._version import SpaceVersion, incompatibility, space_version
 from dense_nas.space._yaml import YamlSearchSpace
 
 __all__ = [
@@ -47,12 +50,16 @@ __all__ = [
     "Constraints",
     "SearchSpace",
     "SpaceInfo",
+    "SpaceVersion",
     "Task",
     "YamlSearchSpace",
     "enqueue_seeds",
     "find_duplicate",
+    "find_running_twin",
+    "incompatibility",
     "input_violation",
     "list_spaces",
     "load_space",
     "sample",
+    "space_version",
 ]

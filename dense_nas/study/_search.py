@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
@@ -35,6 +36,7 @@ from dense_nas.records import (
     EpochProgress,
     ErrorMessage,
     ResultMessage,
+    SpaceVersionRecord,
     WorkerInfo,
     record_study,
     record_trial,
@@ -46,11 +48,15 @@ from dense_nas.space import (
     Candidate,
     Constraints,
     SearchSpace,
+    SpaceVersion,
     Task,
     enqueue_seeds,
     find_duplicate,
+    find_running_twin,
+    incompatibility,
     load_space,
     sample,
+    space_version,
 )
 from dense_nas.study._runner import TrialProcess
 from dense_nas.study.budget import counted_trials, finished_and_running
@@ -67,6 +73,7 @@ from dense_nas.study.memory_fit import fit_to_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchSettings
+from dense_nas.study.slots import SamplerSlot, sampler_seed
 from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
 from dense_nas.study.trainer_config import load_trainer_config
 from dense_nas.study.trial import TrialSpec
@@ -101,6 +108,8 @@ class _Run:
     #: bytes each worker's trial may plan for on its GPU (GPU studies only)
     memory_budgets: list[int] = field(default_factory=list)
     error: BaseException | None = None
+    #: lines to print under the study's header (a changed space)
+    notes: list[str] = field(default_factory=list)
 
 
 def search(
@@ -170,7 +179,9 @@ def search(
             :func:`~dense_nas.study.hardware.resolve_precision`). Each trial records it.
         devices: devices per trial; more than one trains with DDP.
         workers: trials run at once on this machine.
-        seed: sampler seed and base of each trial's training seed.
+        seed: base of each trial's training seed, and the sampler seed of the first
+            command on the study; a command sharing the study with others samples with
+            ``seed + slot`` (see :mod:`dense_nas.study.slots`).
         out: directory for the default storage, checkpoints and logs; created when
             missing, and refused when it cannot be written.
         heartbeat: seconds of silence after which a RUNNING trial counts as dead
@@ -207,17 +218,25 @@ def run_search(settings: SearchSettings, observer: SearchObserver | None = None)
         >>> run_search(SearchSettings(n_trials=2, epochs=1, out=tmp_dir))  # doctest: +SKIP
     """
     run = _prepare(settings, observer or SearchObserver())
-    run.observer.begin(run.study)
-    finished, running = finished_and_running(run.study.get_trials(deepcopy=False))
-    run.observer.line(
-        f"study {run.study.study_name!r} in {storage_url(settings.storage, settings.out_dir)}: "
-        f"{finished} of {settings.n_trials} trials finished"
-        + (f", {running} running elsewhere" if running else "")
-    )
-    try:
-        _run_workers(run)
-    finally:
-        run.observer.close()
+    with SamplerSlot(run.study, settings.heartbeat) as slot:
+        seed = sampler_seed(settings.seed, slot.number)
+        run.study.sampler = make_sampler(settings.sampler, seed, run.objective.multi)
+        run.observer.begin(run.study)
+        finished, running = finished_and_running(run.study.get_trials(deepcopy=False))
+        where = storage_url(settings.storage, settings.out_dir)
+        shared = f"; sampler seed {seed} (slot {slot.number}: another command shares the study)"
+        run.observer.line(
+            f"study {run.study.study_name!r} in {where}: "
+            f"{finished} of {settings.n_trials} trials finished"
+            + (f", {running} running elsewhere" if running else "")
+            + (shared if slot.number else "")
+        )
+        for note in run.notes:
+            run.observer.line(note)
+        try:
+            _run_workers(run)
+        finally:
+            run.observer.close()
     return run.study
 
 
@@ -278,10 +297,10 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
             f"use --val-size {split} or a new --study",
             param="val_size",
         )
+    notes = _record_space_version(study, space_version(chosen, task))
     record_study(
         study,
         overwrite=False,
-        space=chosen.name,
         data=data,
         data_args=data_args,
         data_dir=data_path,
@@ -312,6 +331,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         memory_budgets=budgets,
         observer=observer,
         trainer_config=trainer_config,
+        notes=notes,
     )
 
 
@@ -365,6 +385,36 @@ def _study_trainer_config(study: optuna.Study, given: dict[str, Any] | None) -> 
             param="trainer_config",
         )
     return recorded
+
+
+def _record_space_version(study: optuna.Study, version: SpaceVersion) -> list[str]:
+    """Record the space's version on the study; refuse one Optuna cannot mix with its trials.
+
+    Returns:
+        The line to print when the space changed since the last search (else none).
+    """
+    versions = study_attrs(study).get("space_versions", [])
+    if versions and versions[-1]["fingerprint"] == version.fingerprint:
+        return []
+    reason = incompatibility(study, version.distributions)
+    if reason is not None:
+        raise UserInputError(
+            f"study {study.study_name!r} cannot go on with this space: {reason}; "
+            "keep that parameter as the study had it, or use a new --study",
+            param="space",
+        )
+    first = len(study.get_trials(deepcopy=False))
+    latest = SpaceVersionRecord(
+        name=version.name, fingerprint=version.fingerprint, first_trial=first
+    )
+    record_study(study, space=version.name, space_versions=[*versions, latest])
+    if not versions:
+        return []
+    before = versions[-1]["fingerprint"]
+    return [
+        f"space changed (fingerprint {before[:8]} → {version.fingerprint[:8]}): "
+        f"trials from #{first} on use it"
+    ]
 
 
 def _run_workers(run: _Run) -> None:
@@ -463,6 +513,24 @@ def _surplus(run: _Run, trial: optuna.Trial) -> bool:
 def _run_trial(
     run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: int, worker: int
 ) -> None:
+    """Run one trial to its end; drop it if another worker ended it first.
+
+    A worker that was paused (SIGSTOP, a suspended machine) for longer than the heartbeat
+    grace finds its trial FAILED as silent and retried elsewhere: every write to it then
+    fails, and the retry's result is the one that counts.
+    """
+    try:
+        _run_own_trial(run, runner, trial, threads, worker)
+    except UpdateFinishedTrialError:
+        run.observer.line(
+            f"trial {trial.number} was finished by another worker while this one was paused; "
+            "its result is dropped"
+        )
+
+
+def _run_own_trial(
+    run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: int, worker: int
+) -> None:
     study, s = run.study, run.settings
     started = time.perf_counter()
     host = WorkerInfo(host=socket.gethostname(), pid=os.getpid(), index=worker, grace=s.heartbeat)
@@ -473,6 +541,10 @@ def _run_trial(
         except optuna.TrialPruned:
             _tell(run, trial, TrialState.PRUNED, None, started)
             return
+        except UserInputError as err:  # a space that breaks its contract: the command stops
+            record_trial(trial, failure=str(err), counts=False)
+            run.study.tell(trial, state=TrialState.FAIL)  # not left RUNNING
+            raise
         if s.epochs is not None:
             candidate = Candidate(candidate.arch, candidate.training.with_epochs(s.epochs))
         if run.memory_budgets:  # several trials may share this GPU: fit the step to a share
@@ -485,7 +557,13 @@ def _run_trial(
                 return
         arch, training = candidate.arch.to_dict(), candidate.training.to_dict()
         record_trial(trial, arch=arch, training=training, arch_key=candidate.key)
-        duplicate = find_duplicate(study, candidate.key)
+        try:
+            duplicate = find_duplicate(study, candidate.key) or _await_twin(run, trial)
+        except _StoppedWaiting as stopped:
+            record_trial(trial, failure=str(stopped))
+            retry(study, trial)  # not the trial's fault: the next run answers it
+            _tell(run, trial, TrialState.FAIL, None, started)
+            return
         if duplicate is not None:
             _reuse(run, trial, duplicate, started)
             return
@@ -512,11 +590,22 @@ def _run_trial(
         )
         if spec.logs is not None:
             record_trial(trial, logs=spec.logs)
-        decide = run.objective.pruning_rule(study, trial, candidate.arch)
+        rule = run.objective.pruning_rule(study, trial, candidate.arch)
         epochs = candidate.training.epochs
         run.observer.trial_started(trial.number, worker, describe_arch(arch), epochs)
+        taken = threading.Event()  # ended by another worker: stop training, drop the result
+
+        def decide(epoch: int, accuracy: float) -> bool:
+            if not taken.is_set():
+                try:
+                    return rule(epoch, accuracy)
+                except UpdateFinishedTrialError:
+                    taken.set()
+            return True
 
         def watch(report: EpochMessage) -> None:
+            if taken.is_set():
+                return
             progress = EpochProgress(
                 epoch=report["epoch"],
                 epochs=epochs,
@@ -525,19 +614,85 @@ def _run_trial(
                 images_per_second=round(report["images_per_second"], 1),
                 at=time.time(),
             )
-            record_trial(trial, progress=progress)  # any reader of the storage sees it
+            try:
+                record_trial(trial, progress=progress)  # any reader of the storage sees it
+            except UpdateFinishedTrialError:
+                taken.set()
+                return
             run.observer.epoch(trial.number, worker, progress)
 
         result = runner.run(spec, decide, s.out_dir / "specs", watch)
-        if result["type"] == "result" and "logs" in result:
-            record_trial(trial, logs=result["logs"])  # with the MLflow run id
-        if result["type"] == "error":
-            _record_failure(run, trial, result, started)
-        else:
-            _record_result(run, trial, result, started)
+        try:
+            if taken.is_set():
+                raise UpdateFinishedTrialError(
+                    f"trial {trial.number} was ended by another worker"
+                ) from None
+            if result["type"] == "result" and "logs" in result:
+                record_trial(trial, logs=result["logs"])  # with the MLflow run id
+            if result["type"] == "error":
+                _record_failure(run, trial, result, started)
+            else:
+                _record_result(run, trial, result, started)
+        except UpdateFinishedTrialError:
+            with contextlib.suppress(OSError):
+                checkpoint.unlink()  # the result is dropped: so is its checkpoint
+            raise
+
+
+class _StoppedWaiting(Exception):
+    """Ctrl-C or the deadline ended a trial's wait for its twin; the message says which."""
+
+
+_TWIN_POLL = 0.5
+"""Seconds between looks at the twin a trial waits for."""
+
+
+def _await_twin(run: _Run, trial: optuna.Trial) -> FrozenTrial | None:
+    """Wait while another RUNNING trial trains this trial's candidate.
+
+    Returns:
+        The twin, once COMPLETE or PRUNED (its result is this trial's too), or ``None``
+        when there is none or it failed: then this trial trains the candidate itself.
+
+    Raises:
+        _StoppedWaiting: Ctrl-C, or ``--timeout`` passed while waiting.
+    """
+    study, key = run.study, trial_attrs(trial)["arch_key"]
+    waiting_for: int | None = None
+    while True:
+        twin = find_running_twin(study, trial.number, key)
+        if twin is None:
+            if waiting_for is not None:
+                if run.stop.is_set():  # the twin ended by Ctrl-C: do not start training now
+                    raise _StoppedWaiting("interrupted (Ctrl-C); retried on resume")
+                record_trial(trial, waits_for=None)  # others may now wait for this one
+            return None
+        if twin.number != waiting_for:
+            waiting_for = twin.number
+            record_trial(trial, waits_for=waiting_for)
+            run.observer.line(
+                f"trial {trial.number} waits for trial {waiting_for}, "
+                "which trains the same candidate"
+            )
+        if run.stop.is_set():
+            raise _StoppedWaiting("interrupted (Ctrl-C); retried on resume")
+        if time.monotonic() >= run.deadline:
+            raise _StoppedWaiting(
+                f"--timeout passed while it waited for trial {waiting_for}; retried on resume"
+            )
+        run.stop.wait(_TWIN_POLL)
+        with run.budget_lock:  # a twin whose worker died is failed and retried here
+            retry_silent_trials(study, run.settings.heartbeat)
+        (latest,) = (t for t in study.get_trials(deepcopy=False) if t.number == waiting_for)
+        if latest.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            return latest
+        if latest.state == TrialState.FAIL and not run.stop.is_set():
+            record_trial(trial, waits_for=None)  # failed or retried: train it here
+            return None
 
 
 def _reuse(run: _Run, trial: optuna.Trial, duplicate: FrozenTrial, started: float) -> None:
+    """Answer the trial from one that trained the same candidate: its values, or pruned."""
     found = trial_attrs(duplicate)
     record_trial(trial, duplicate_of=duplicate.number)
     if "epochs" in found:
@@ -546,7 +701,7 @@ def _reuse(run: _Run, trial: optuna.Trial, duplicate: FrozenTrial, started: floa
         record_trial(trial, images_per_second=found["images_per_second"])
     if "precision" in found:
         record_trial(trial, precision=found["precision"])
-    _tell(run, trial, TrialState.COMPLETE, duplicate.values, started)
+    _tell(run, trial, duplicate.state, duplicate.values, started)
 
 
 def _record_failure(run: _Run, trial: optuna.Trial, error: ErrorMessage, started: float) -> None:
@@ -598,5 +753,17 @@ def _tell(
     started: float,
 ) -> None:
     record_trial(trial, seconds=round(time.perf_counter() - started, 3))
-    run.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+    try:
+        run.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+    except ValueError:  # Optuna's "Cannot tell a FAIL trial": another worker ended it
+        if _is_running(run.study, trial.number):
+            raise
+        raise UpdateFinishedTrialError(
+            f"trial {trial.number} was ended by another worker"
+        ) from None
     run.observer.line(trial_line(run.study, trial.number))
+
+
+def _is_running(study: optuna.Study, number: int) -> bool:
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return any(t.number == number for t in running)
