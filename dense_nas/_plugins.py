@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -114,8 +115,8 @@ def plain_arguments(values: Any, param: str) -> dict[str, Any]:
     numbers, booleans, ``None``, or lists and dicts of those.
 
     Example:
-        >>> plain_arguments({"size": 12, "root": "/data"}, "data_args")
-        {'size': 12, 'root': '/data'}
+        >>> plain_arguments({"size": 12, "root": "/data", "shape": (8, 8)}, "data_args")
+        {'size': 12, 'root': '/data', 'shape': [8, 8]}
         >>> plain_arguments({"when": object()}, "data_args")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -138,7 +139,9 @@ def plain_arguments(values: Any, param: str) -> dict[str, Any]:
                 "None, or lists and dicts of them",
                 param=param,
             )
-    return dict(values)
+    # As the storage gives them back (tuples become lists): a resumed study compares equal.
+    plain: dict[str, Any] = json.loads(json.dumps(dict(values)))
+    return plain
 
 
 def _is_plain(value: Any) -> bool:

@@ -94,8 +94,31 @@ def _write_config(path: Path, config: dict[str, Any]) -> Path:
             "--trainer-config: section 'model' is not read; only trainer: and callbacks: "
             "are (the model and data come from the study)",
         ),
+        (
+            {"trainer": ["gradient_clip_val", 1.0]},
+            "--trainer-config: trainer: must be a mapping of lightning.Trainer options",
+        ),
+        (
+            {"callbacks": 5},
+            "--trainer-config: callbacks: must be a list of class_path/init_args entries, got 5",
+        ),
+        (
+            {"trainer": {"limit_val_batches": 0}},
+            "--trainer-config: trainer.limit_val_batches is set by dense-nas (dense-nas: every "
+            "trial validates on all of the validation data); remove it from the file",
+        ),
     ],
-    ids=["owned", "owned-strategy", "unknown-option", "no-module", "bad-init-arg", "section"],
+    ids=[
+        "owned",
+        "owned-strategy",
+        "unknown-option",
+        "no-module",
+        "bad-init-arg",
+        "section",
+        "trainer-not-a-mapping",
+        "callbacks-not-a-list",
+        "no-validation",
+    ],
 )
 def test_a_refused_trainer_config_is_one_line_and_stores_nothing(
     capsys: pytest.CaptureFixture[str],
@@ -267,7 +290,11 @@ def test_mlflow_gets_one_run_per_trial_with_its_architecture_and_curves(
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3's local file store
     out = tmp_path / "out"
-    assert main_in_process(capsys, *_search("--logger", "mlflow", out=out)).returncode == 0
+    # two workers: their first trials start together and must not race for the experiment
+    ran = main_in_process(
+        capsys, *_search("--logger", "mlflow", "--workers", "2", out=out, trials=3)
+    )
+    assert ran.returncode == 0, ran.stderr
     trained = _trained(out)
     assert trained
     uri = trial_attrs(trained[0])["logs"]["location"]
@@ -287,6 +314,31 @@ def test_mlflow_gets_one_run_per_trial_with_its_architecture_and_curves(
         for name in ("train/loss", "val/loss", "val/acc"):
             history = client.get_metric_history(run.info.run_id, name)
             assert len(history) == trial_attrs(trial)["epochs"], name
+
+
+@pytest.mark.parametrize(
+    ("data", "class_path"),
+    [
+        ("tests.user_data.quadrants:Quadrants", "tests.user_data.quadrants.Quadrants"),
+        ("example-stripes", "dense_nas_example_plugin.data.Stripes"),  # a plugin's entry point
+    ],
+)
+def test_the_data_section_of_a_user_datamodule_passes_the_trials_batch_size(
+    data: str, class_path: str
+) -> None:
+    from dense_nas.results.lightning_config import datamodule_section
+
+    section = datamodule_section({"data": data, "data_args": {"images": 64}}, batch_size=48)
+    assert section == {"class_path": class_path, "init_args": {"images": 64, "batch_size": 48}}
+
+
+def test_the_data_section_of_a_module_that_does_not_import_is_one_line() -> None:
+    from dense_nas.errors import UserInputError
+    from dense_nas.results.lightning_config import datamodule_section
+
+    with pytest.raises(UserInputError, match="no_such_package") as refused:
+        datamodule_section({"data": "no_such_package.data:Thing", "data_args": {}}, batch_size=8)
+    assert "\n" not in str(refused.value)
 
 
 def test_the_data_section_names_the_studys_datamodule_class() -> None:

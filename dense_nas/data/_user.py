@@ -103,16 +103,14 @@ def user_datamodule(
         UserInputError: one line naming ``--data`` or ``--data-arg`` and the fix.
     """
     origin = f"{data!r}"
-    target = _find(data)
-    arguments = dict(data_args)
-    if batch_size is not None and "batch_size" not in arguments and _takes_batch_size(target):
-        arguments["batch_size"] = batch_size
+    target = datamodule_target(data)
     if not callable(target):
         raise UserInputError(
             f"{origin} is {target!r}, not a LightningDataModule subclass or a function "
             "returning one",
             param="data",
         )
+    arguments = call_arguments(target, data_args, batch_size)
     try:
         datamodule = target(**arguments)
     except Exception as err:  # user code; TypeError when the arguments do not fit
@@ -137,7 +135,29 @@ def user_datamodule(
     return datamodule
 
 
-def _find(data: str) -> Any:
+def call_arguments(
+    target: Any, data_args: dict[str, Any], batch_size: int | None
+) -> dict[str, Any]:
+    """The keyword arguments ``target`` is called with: ``data_args``, plus the trial's
+    ``batch_size`` when ``target`` takes one and ``data_args`` does not set it.
+
+    Example:
+        >>> def make(root, batch_size=32): ...
+        >>> call_arguments(make, {"root": "/data"}, 64)
+        {'root': '/data', 'batch_size': 64}
+    """
+    arguments = dict(data_args)
+    if batch_size is not None and "batch_size" not in arguments and _takes_batch_size(target):
+        arguments["batch_size"] = batch_size
+    return arguments
+
+
+def datamodule_target(data: str) -> Any:
+    """What a plugin name or ``package.module:Name`` points at (a class or a factory).
+
+    Raises:
+        UserInputError: (``data``) unknown, ambiguous or not importable here.
+    """
     found = [ep for ep in entry_points_in(ENTRY_POINT_GROUP) if ep.name == data]
     if len(found) > 1:
         owners = " and ".join(owner(ep) for ep in found)

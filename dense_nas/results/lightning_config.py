@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial
 
+from dense_nas.data._user import call_arguments, datamodule_target, is_builtin
 from dense_nas.errors import UserInputError
 from dense_nas.records import study_attrs
 from dense_nas.results.loading import trial_arch, trial_training
@@ -61,15 +61,16 @@ def datamodule_section(recorded: Mapping[str, Any], batch_size: int) -> dict[str
             name as a class.
     """
     data = str(recorded.get("data", "digits"))
-    if ":" in data:
-        module, _, name = data.partition(":")
-        if not isinstance(getattr(importlib.import_module(module), name, None), type):
+    if not is_builtin(data):  # a plugin name or module:Name, resolved as the trials did
+        target = datamodule_target(data)
+        if not isinstance(target, type):
             raise UserInputError(
                 f"{data} is not a class: a LightningCLI config names a LightningDataModule "
                 "class; write its data: section by hand",
                 param="config",
             )
-        return {"class_path": f"{module}.{name}", "init_args": dict(recorded.get("data_args", {}))}
+        arguments = call_arguments(target, dict(recorded.get("data_args", {})), batch_size)
+        return {"class_path": f"{target.__module__}.{target.__qualname__}", "init_args": arguments}
     if data not in _BUILTIN:
         raise UserInputError(
             f"the study's {data!r} dataset has no LightningDataModule class to name in a "

@@ -68,7 +68,7 @@ from dense_nas.study.hardware import (
     trials_per_gpu,
 )
 from dense_nas.study.heartbeats import Heartbeat, retry, retry_silent_trials
-from dense_nas.study.loggers import trial_logs
+from dense_nas.study.loggers import prepare_experiment, trial_logs
 from dense_nas.study.memory_fit import fit_to_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
@@ -311,6 +311,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     if val_size is not None:  # a user datamodule holds out its own validation data
         record_study(study, overwrite=False, val_size=val_size)
     trainer_config = _study_trainer_config(study, given_config)
+    prepare_experiment(s.logger, s.out_dir, study.study_name, s.mlflow_uri)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, chosen)

@@ -76,6 +76,45 @@ def trial_logs(
     return TrialLogs(logger=name, location=str(location))
 
 
+def _allow_file_store(uri: str) -> None:
+    if uri.startswith("file:"):
+        # MLflow 3 keeps its file store in maintenance mode behind this switch; a local
+        # store needs no server and no database, which is what a study on a laptop wants.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
+def prepare_experiment(name: str, out: Path, study: str, mlflow_uri: str | None = None) -> None:
+    """Create the study's MLflow experiment once, before any trial (``--logger mlflow``).
+
+    Lightning's MLflow logger looks the experiment up and creates it when missing, so two
+    workers starting their first trials together would race to create it; here one
+    command creates it and a command that loses the race to another finds it.
+
+    Raises:
+        UserInputError: (``mlflow_uri``) the tracking store cannot be reached.
+    """
+    if name != "mlflow":
+        return
+    uri = mlflow_uri or (out / "mlruns").resolve().as_uri()
+    _allow_file_store(uri)
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        if client.get_experiment_by_name(study) is None:
+            try:
+                client.create_experiment(study)
+            except MlflowException:
+                if client.get_experiment_by_name(study) is None:  # not a lost race
+                    raise
+    except MlflowException as err:
+        raise UserInputError(
+            f"cannot use MLflow tracking store {uri} ({str(err).splitlines()[0]})",
+            param="mlflow_uri",
+        ) from None
+
+
 def make_logger(logs: TrialLogs | None) -> Any:
     """The Lightning logger for ``logs`` (``False``: no logger), in the trial process."""
     if logs is None:
@@ -89,10 +128,7 @@ def make_logger(logs: TrialLogs | None) -> Any:
         return loggers.TensorBoardLogger(
             logs["location"], name="", version="", default_hp_metric=False
         )
-    if logs["location"].startswith("file:"):
-        # MLflow 3 keeps its file store in maintenance mode behind this switch; a local
-        # store needs no server and no database, which is what a study on a laptop wants.
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    _allow_file_store(logs["location"])
     return loggers.MLFlowLogger(
         experiment_name=logs["experiment"],
         run_name=logs["run_name"],

@@ -30,10 +30,11 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -58,6 +59,11 @@ OWNED: dict[str, str] = {
     "default_root_dir": "--out",
     "enable_progress_bar": "--verbose",
     "enable_model_summary": "--verbose",
+    # Every trial validates once an epoch: the pruner and the selection read that value.
+    "limit_val_batches": "dense-nas: every trial validates on all of the validation data",
+    "check_val_every_n_epoch": "dense-nas: the pruner needs one validation per epoch",
+    "val_check_interval": "dense-nas: the pruner needs one validation per epoch",
+    "barebones": "--logger none (a barebones Trainer takes no logger or callbacks)",
 }
 
 _SECTIONS = ("trainer", "callbacks")
@@ -85,18 +91,34 @@ def load_trainer_config(source: str | Path | Mapping[str, Any] | None) -> dict[s
             f"section {other[0]!r} is not read; only trainer: and callbacks: are "
             "(the model and data come from the study)"
         )
-    options = dict(content.get("trainer") or {})
-    callbacks = options.pop("callbacks", None) or []
-    callbacks = [callbacks] if isinstance(callbacks, Mapping) else list(callbacks)
-    top = content.get("callbacks") or []
-    callbacks += [top] if isinstance(top, Mapping) else list(top)
+    trainer = content.get("trainer") or {}
+    if not isinstance(trainer, Mapping):
+        _refuse("trainer: must be a mapping of lightning.Trainer options")
+    options = dict(trainer)
+    callbacks = _callback_list(options.pop("callbacks", None), "trainer.callbacks")
+    callbacks += _callback_list(content.get("callbacks"), "callbacks")
     for name in options:
         if name in OWNED:
             _refuse(f"trainer.{name} is set by dense-nas ({OWNED[name]}); remove it from the file")
     parsed = _parse({**options, "callbacks": callbacks})
-    config = {"trainer": {name: parsed[name] for name in options}, "callbacks": parsed["callbacks"]}
+    found = {"trainer": {name: parsed[name] for name in options}, "callbacks": parsed["callbacks"]}
+    try:  # it is stored on the study and sent to every trial process: plain values only
+        config: dict[str, Any] = json.loads(json.dumps(found))
+    except (TypeError, ValueError) as err:
+        _refuse(f"holds a value that is not plain data ({err}); use YAML scalars, lists and maps")
     _check_instantiates(config)
     return config
+
+
+def _callback_list(value: Any, where: str) -> list[Any]:
+    """A ``callbacks`` entry as a list: one callback (a mapping or class path) or a list."""
+    if value is None:
+        return []
+    if isinstance(value, (Mapping, str)):
+        return [value]
+    if isinstance(value, list):
+        return list(value)
+    _refuse(f"{where}: must be a list of class_path/init_args entries, got {value!r}")
 
 
 def trainer_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,8 +136,12 @@ def trainer_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     if not callbacks:
         return {**options, "callbacks": []}
     parser = _parser()
-    namespace = parser.parse_object({"trainer": {"callbacks": callbacks}}, defaults=False)
-    instances = parser.instantiate(namespace).trainer.callbacks
+    try:  # e.g. a callback module importable where the study was made but not here
+        namespace = parser.parse_object({"trainer": {"callbacks": callbacks}}, defaults=False)
+        instances = parser.instantiate(namespace).trainer.callbacks
+    except Exception as err:
+        cause = err.__cause__ or err
+        _refuse(f"the study's callbacks: {_first_reason(str(cause))}")
     return {**options, "callbacks": list(instances)}
 
 
@@ -195,5 +221,5 @@ def _first_reason(message: str) -> str:
     return lines[0] if lines else message
 
 
-def _refuse(message: str) -> Any:
+def _refuse(message: str) -> NoReturn:
     raise UserInputError(message, param="trainer_config")
