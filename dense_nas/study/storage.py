@@ -18,10 +18,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -114,6 +117,33 @@ def open_study(
     return optuna.load_study(study_name=study_name, storage=backend)
 
 
+class WholeFileArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store whose files are whole or absent.
+
+    Each artifact is written beside its place as ``<id>.partial`` and renamed into it once
+    complete; a write that fails (a full disk) removes the partial file and raises.
+
+    Example:
+        >>> import io, tempfile
+        >>> store = WholeFileArtifactStore(tempfile.mkdtemp())
+        >>> store.write("a", io.BytesIO(b"weights"))
+        >>> store.open_reader("a").read()
+        b'weights'
+    """
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        path = self._get_filepath(artifact_id)
+        partial = path.with_name(path.name + ".partial")
+        try:
+            with partial.open("wb") as f:
+                shutil.copyfileobj(content_body, f)
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise
+
+
 def artifact_store(study: optuna.Study) -> FileSystemArtifactStore:
     """The artifact store recorded on the study (where trial checkpoints are)."""
     root = study.user_attrs.get(ARTIFACT_ROOT_ATTR)
@@ -122,7 +152,7 @@ def artifact_store(study: optuna.Study) -> FileSystemArtifactStore:
             f"study {study.study_name!r} has no checkpoint store; was it made by dense-nas?",
             param="study_name",
         )
-    return FileSystemArtifactStore(root)
+    return WholeFileArtifactStore(root)
 
 
 def set_artifact_root(study: optuna.Study, root: Path) -> None:
