@@ -21,6 +21,7 @@ import contextlib
 import os
 import platform
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -71,7 +72,8 @@ class Outcome:
     unreadable: list[int] = field(default_factory=list)
     """COMPLETE trials whose checkpoint does not load."""
     failures: dict[str, int] = field(default_factory=dict)
-    """Why trials failed, with how often (the reason up to its first ':' or '(')."""
+    """Why trials failed, with how often (the reason up to its first ':' or '(', numbers
+    as N)."""
 
     @property
     def finished(self) -> int:
@@ -109,7 +111,7 @@ def outcome(study: optuna.Study) -> Outcome:
             elif trial.number in counted:
                 result.failed_counted += 1
             reason = str(trial_attrs(trial).get("failure", "no reason stored"))
-            short = reason.split(":")[0].split(" (")[0]
+            short = re.sub(r"\d+", "N", reason.split(":")[0].split(" (")[0])
             result.failures[short] = result.failures.get(short, 0) + 1
     return result
 
@@ -145,6 +147,8 @@ def search_command(args: argparse.Namespace, storage: str) -> list[str]:
         str(args.seed),
         "--heartbeat",
         str(args.heartbeat),
+        "--retries",
+        str(args.retries),
         "--accelerator",
         "cpu",
         "--threads",
@@ -214,6 +218,11 @@ def run(args: argparse.Namespace) -> Outcome:
         if chaos.procs and time.monotonic() >= next_kill:
             chaos.kill_one(rng)
             next_kill = time.monotonic() + rng.uniform(*args.kill_every)
+            print(
+                f"{time.monotonic() - begun:.0f} s: kills {chaos.kills}, restarts "
+                f"{chaos.restarts}, exits without a kill {chaos.exits}",
+                flush=True,
+            )
     for proc in chaos.procs:  # over the time limit: stop what is left
         proc.kill()
         proc.wait()
@@ -222,7 +231,8 @@ def run(args: argparse.Namespace) -> Outcome:
     result = outcome(study)
     print(
         f"chaos on {args.storage} ({storage}), {args.commands} commands, --trials {args.trials} "
-        f"--epochs {args.epochs} --heartbeat {args.heartbeat}, seed {args.seed}: {seconds:.0f} s"
+        f"--epochs {args.epochs} --heartbeat {args.heartbeat} --retries {args.retries}, "
+        f"seed {args.seed}: {seconds:.0f} s"
         + (" (stopped at the time limit)" if chaos.procs else "")
     )
     print(
@@ -258,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commands", type=int, default=2, help="search commands at once")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--heartbeat", type=float, default=5.0)
+    parser.add_argument("--retries", type=int, default=2, help="search's --retries")
     parser.add_argument("--kill-every", type=_kill_every, default=(15.0, 20.0), help="S-S seconds")
     parser.add_argument("--limit", type=float, default=3600.0, help="stop after S seconds")
     args = parser.parse_args(argv)

@@ -167,7 +167,7 @@ def test_a_trial_killed_every_time_is_retried_then_counts(tmp_path: Path) -> Non
 def test_sigkilled_trial_processes_are_retried_and_the_budget_holds(tmp_path: Path) -> None:
     trials = 4
     command = [sys.executable, "-m", "dense_nas", *_search_args(tmp_path, trials)]
-    command[command.index("--epochs") + 1] = "3"
+    command[command.index("--epochs") + 1] = "8"  # long enough to be killed mid-training
     storage = make_storage(None, tmp_path)
     search_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     kills = 0
@@ -186,7 +186,7 @@ def test_sigkilled_trial_processes_are_retried_and_the_budget_holds(tmp_path: Pa
         while kills < 2:  # two different trials, each killed in its first try
             wait_for(
                 lambda: training_first_try() or search_process.poll() is not None,
-                120,
+                600,  # a loaded machine imports Lightning slowly
                 "a trial to train",
             )
             pid = training_first_try()
@@ -194,8 +194,8 @@ def test_sigkilled_trial_processes_are_retried_and_the_budget_holds(tmp_path: Pa
                 break
             os.kill(pid, signal.SIGKILL)
             kills += 1
-            wait_for(partial(_differs, training_first_try, pid), 60, "the killed trial's retry")
-        _, err = search_process.communicate(timeout=300)
+            wait_for(partial(_differs, training_first_try, pid), 600, "the killed trial's retry")
+        _, err = search_process.communicate(timeout=900)
     finally:
         if search_process.poll() is None:
             search_process.kill()
