@@ -23,11 +23,12 @@ import torch
 from optuna.trial import TrialState
 
 from benchmarks.chaos import outcome, process_tree
-from dense_nas.records import trial_attrs
+from dense_nas.records import ARTIFACT_ROOT_ATTR, trial_attrs
 from dense_nas.study._search import search
 from dense_nas.study.heartbeats import retry_silent_trials
 from dense_nas.study.storage import make_storage
 from dense_nas.study.trial import _error
+from tests._study_fixtures import BuiltStudy
 from tests.helpers import TINY_SPACE, main_in_process, wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -285,3 +286,28 @@ def test_a_storage_on_a_full_disk_is_one_line_and_exit_1_and_its_trial_is_retrie
         (stopped,) = study.get_trials(states=(TrialState.FAIL,))
         (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == stopped.number]
         assert retry.params == stopped.params
+
+
+def test_chaos_counts_a_real_study_and_finds_unreadable_checkpoints(
+    single: BuiltStudy, tmp_path: Path
+) -> None:
+    study = single.load()
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    counts = outcome(study)
+    assert (counts.complete, counts.running, counts.unreadable) == (len(complete), 0, [])
+    assert counts.finished == len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    moved = optuna.create_study(direction="maximize")  # its checkpoints are elsewhere
+    for trial in study.get_trials():
+        moved.add_trial(trial)
+    moved.set_user_attr(ARTIFACT_ROOT_ATTR, str(tmp_path))
+    assert outcome(moved).unreadable == [t.number for t in complete]
+
+
+def test_chaos_finds_the_processes_it_may_kill() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        tree = process_tree(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert tree[0] == os.getpid() and child.pid in tree
