@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from dense_nas.errors import UserInputError
-from dense_nas.records import trial_attrs
+from dense_nas.records import failure_reason
 from dense_nas.results.loading import load_trial
 from dense_nas.study.budget import counted_trials
 from dense_nas.study.heartbeats import retried_numbers
@@ -110,7 +110,7 @@ def outcome(study: optuna.Study) -> Outcome:
                 result.failed_retried += 1
             elif trial.number in counted:
                 result.failed_counted += 1
-            reason = str(trial_attrs(trial).get("failure", "no reason stored"))
+            reason = failure_reason(trial, trials) or "no reason stored"
             short = re.sub(r"\d+", "N", reason.split(":")[0].split(" (")[0])
             result.failures[short] = result.failures.get(short, 0) + 1
     return result

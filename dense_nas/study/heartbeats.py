@@ -79,9 +79,9 @@ def retry_silent_trials(study: optuna.Study, grace: float, retries: int) -> list
     """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; retry each once
     while its attempt is at most ``retries``.
 
-    The reason is written on the trial before it is failed, and travels on the retry too.
-    When two workers notice the same trial, the storage lets only one of them end it, so
-    it is retried once.
+    The reason travels on the retry (``retry_reason``: a FAILED trial cannot be written
+    any more). When two workers notice the same trial, the storage lets only one of them
+    end it, so it is retried once.
 
     Returns:
         Numbers of the trials this call failed.
@@ -93,21 +93,21 @@ def retry_silent_trials(study: optuna.Study, grace: float, retries: int) -> list
         silent = now - float(trial_attrs(trial).get("heartbeat", started))
         if silent <= grace:
             continue
-        reason = f"worker stopped sending heartbeats for {silent:.0f} s (killed?)"
-        again = may_retry(trial, retries)
         try:
-            # Written while it is RUNNING: a FAILED trial cannot be written any more.
-            record_trial(optuna.Trial(study, trial._trial_id), failure=reason)
-            if again:
-                record_trial(
-                    optuna.Trial(study, trial._trial_id), retried=retry_note(trial, retries)
-                )
             study.tell(trial.number, state=TrialState.FAIL)
         except (UpdateFinishedTrialError, ValueError, RuntimeError):
             continue  # another worker got there first, or the trial just finished
         failed.append(trial.number)
-        if again:
-            retry(study, trial, reason)
+        reason = f"worker stopped sending heartbeats for {silent:.0f} s (killed?)"
+        if may_retry(trial, retries):
+            retry(study, trial, f"{reason}; {retry_note(trial, retries)}")
+        else:  # Optuna's public API cannot write on a FAILED trial: the log says why
+            logger.warning(
+                "trial %d: %s, in its last try (--retries %d): it stays FAILED and counts",
+                trial.number,
+                reason,
+                retries,
+            )
     return failed
 
 
