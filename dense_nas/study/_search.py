@@ -427,9 +427,8 @@ def _surplus(run: _Run, trial: optuna.Trial) -> bool:
 def _run_trial(
     run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: int, worker: int
 ) -> None:
-    checkpoint = (
-        run.settings.out_dir / "checkpoints" / (f"{run.study.study_name}-trial-{trial.number}.ckpt")
-    )
+    name = f"{run.study.study_name}-trial-{trial.number}.ckpt"
+    checkpoint = run.settings.out_dir / "checkpoints" / name
     try:
         _train_trial(run, runner, trial, threads, worker, checkpoint)
     except STORAGE_FAILURES:
