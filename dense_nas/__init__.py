@@ -18,7 +18,7 @@ from dense_nas import _moved
 from dense_nas._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from dense_nas.errors import UserInputError
+    from dense_nas.errors import StorageError, UserInputError
     from dense_nas.model.arch import DenseNetConfig, list_presets, preset
     from dense_nas.model.module import DenseNetModule
     from dense_nas.model.network import DenseNet
@@ -32,6 +32,7 @@ __all__ = [
     "DenseNetConfig",
     "DenseNetModule",
     "SearchSpace",
+    "StorageError",
     "TrainingConfig",
     "UserInputError",
     "list_presets",
@@ -51,6 +52,7 @@ __getattr__ = lazy_exports(
         "DenseNetConfig": "dense_nas.model.arch",
         "DenseNetModule": "dense_nas.model.module",
         "SearchSpace": "dense_nas.space",
+        "StorageError": "dense_nas.errors",
         "TrainingConfig": "dense_nas.model.recipe",
         "UserInputError": "dense_nas.errors",
         "list_presets": "dense_nas.model.arch",

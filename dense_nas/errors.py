@@ -52,3 +52,14 @@ def flag(param: str) -> str:
 def cli_message(err: UserInputError) -> str:
     """The error as the command line says it: the parameter as its flag."""
     return f"{flag(err.param)}: {err.message}" if err.param else err.message
+
+
+class StorageError(RuntimeError):
+    """The study's storage could not be written (a full disk, a lost database server).
+
+    Not the user's input, so the CLI prints its one line and exits 1, not 2.
+
+    Example:
+        >>> print(StorageError("cannot write to sqlite:///s.db: database or disk is full"))
+        cannot write to sqlite:///s.db: database or disk is full
+    """

@@ -148,7 +148,10 @@ class TrialAttrs(TypedDict, total=False):
     retry_of: int
     """Number of the trial this one retries with the same parameters."""
     retry_reason: str
-    """Why the trial in ``retry_of`` failed, when it could not be written on that trial."""
+    """Why the trial in ``retry_of`` failed and was retried."""
+    attempt: int
+    """Which try of its parameters this trial is: absent (1) on a first try, 2 on its
+    first retry, and so on (``--retries`` caps it for trial processes that died)."""
     heartbeat: float
     """Unix time the worker last said it is alive (RUNNING trials)."""
     worker: WorkerInfo
@@ -200,6 +203,9 @@ class TrialAttrs(TypedDict, total=False):
     """Artifact id of the trial's Lightning checkpoint in the study's artifact store."""
     failure: str
     """Why the trial FAILED."""
+    retried: str
+    """On a FAILED try that another trial retries with the same parameters: why it was
+    retried, and which try that is (it does not use up the budget)."""
     counts: bool
     """False on a FAILED trial that does not use up the budget (surplus)."""
     seconds: float
@@ -350,10 +356,17 @@ class ResultMessage(TypedDict):
     """Where the trial logged, with the MLflow run id (absent without a logger)."""
 
 
+ErrorKind = Literal["signal", "out-of-memory", "error"]
+"""Why a trial process failed: its process died of a signal (SIGKILL from outside, the
+OOM killer), training ran out of (GPU) memory, or anything else (a NaN loss, a bug, a
+checkpoint that could not be written). The first two are retried (``--retries``)."""
+
+
 class ErrorMessage(TypedDict):
     """Trial process (or the worker on its behalf) to worker: the trial failed."""
 
     type: Literal["error"]
+    kind: ErrorKind
     reason: str
     traceback: NotRequired[str]
 

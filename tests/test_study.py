@@ -224,6 +224,7 @@ def test_crashed_trial_process_is_a_failed_trial(tmp_path: Path) -> None:
         runner.close()
     assert crashed == {
         "type": "error",
+        "kind": "signal",
         "reason": "trial process killed by SIGKILL (out of memory?)",
     }
     assert again["type"] == "result" and again["epochs"] == 3

@@ -1,7 +1,7 @@
 """The ``dense-nas`` command.
 
-Exit codes: 0 done, 2 bad input (one line on stderr, no traceback), 1 anything else,
-130 interrupted with Ctrl-C.
+Exit codes: 0 done, 2 bad input (one line on stderr, no traceback), 1 anything else
+(a storage that cannot be written is one line too), 130 interrupted with Ctrl-C.
 
 Example:
     >>> main(["spaces", "--help"])  # doctest: +SKIP
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from dense_nas.cli import best, data, export, report, retrain, search, spaces, status
 from dense_nas.cli._args import Parser
-from dense_nas.errors import UserInputError, cli_message
+from dense_nas.errors import StorageError, UserInputError, cli_message
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserInputError as err:
         print(f"dense-nas: error: {cli_message(err)}", file=sys.stderr)
         return 2
+    except StorageError as err:  # a full disk or a lost server: one line, not a traceback
+        print(f"dense-nas: error: {err}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `dense-nas status --json | head`: the reader has had enough
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
         return 0

@@ -61,7 +61,8 @@ def add_parser(sub: Any) -> None:
         dest="n_trials",
         type=positive_int,
         default=24,
-        help="trials the study should hold (COMPLETE, PRUNED and FAILED count; retried ones do not); a resumed study goes on to N",
+        help="finished trials the study should hold: COMPLETE, PRUNED and FAILED count, a "
+        "FAILED try that is retried does not (see --retries); a resumed study goes on to N",
     )
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after S seconds")
     p.add_argument(
@@ -101,6 +102,14 @@ def add_parser(sub: Any) -> None:
         default=30.0,
         help="seconds after which a silent RUNNING trial counts as dead and is retried "
         "(at most 86400, a day)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="retries (same parameters) of a trial whose process died of a signal or ran "
+        "out of memory, or whose worker went silent; only its last failed try counts "
+        "toward --trials; a trial that raises in training fails once (0 to 100, default 2)",
     )
     p.add_argument(
         "--threads",

@@ -4,7 +4,8 @@ Single-device trials go to one long-lived ``python -m dense_nas.study.trial`` pr
 worker (imports and the dataset are loaded once, not per trial). Multi-device trials get
 a fresh process per trial, because Lightning's DDP launcher re-runs that command line
 once per rank. Either way a crash of the trial process (out of memory, a segfault, a
-kill) becomes an ``error`` message for that trial, and the worker goes on.
+kill) becomes an ``error`` message for that trial, and the worker goes on; a death by a
+signal is of kind ``signal``, which the worker retries.
 
 Example:
     >>> runner = TrialProcess(log_path=None)
@@ -124,9 +125,12 @@ class TrialProcess:
             how = f"killed by {signal.Signals(-code).name}"
             if code == -signal.SIGKILL:
                 how += " (out of memory?)"
-        else:
-            how = f"exited with code {code}"
-        return {"type": "error", "reason": f"trial process {how}"}
+            return {"type": "error", "kind": "signal", "reason": f"trial process {how}"}
+        return {
+            "type": "error",
+            "kind": "error",
+            "reason": f"trial process exited with code {code}",
+        }
 
     def kill(self) -> None:
         """Kill the trial process now (Ctrl-C); the trial in flight ends as an error."""

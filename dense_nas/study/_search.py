@@ -20,16 +20,17 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
-from dense_nas.errors import UserInputError
+from dense_nas.errors import StorageError, UserInputError
 from dense_nas.paths import check_output_dir
 from dense_nas.records import (
     EpochMessage,
@@ -67,7 +68,13 @@ from dense_nas.study.hardware import (
     resolve_precision,
     trials_per_gpu,
 )
-from dense_nas.study.heartbeats import Heartbeat, retry, retry_silent_trials
+from dense_nas.study.heartbeats import (
+    Heartbeat,
+    may_retry,
+    retry,
+    retry_note,
+    retry_silent_trials,
+)
 from dense_nas.study.loggers import prepare_experiment, trial_logs
 from dense_nas.study.memory_fit import fit_to_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
@@ -79,6 +86,13 @@ from dense_nas.study.trainer_config import load_trainer_config
 from dense_nas.study.trial import TrialSpec
 
 Echo = Callable[[str], None]
+
+STORAGE_FAILURES = (OSError, StorageInternalError, SQLAlchemyError)
+"""What a failed storage write raises: a journal append (OSError, e.g. ENOSPC) or an RDB
+commit ("database or disk is full", a lost server)."""
+
+RETRIED_KINDS = ("signal", "out-of-memory")
+"""Trial process failures that are not the trial's own fault: retried up to ``retries``."""
 
 
 @dataclass
@@ -110,6 +124,8 @@ class _Run:
     error: BaseException | None = None
     #: lines to print under the study's header (a changed space)
     notes: list[str] = field(default_factory=list)
+    #: set by Ctrl-C: the trials then in flight failed because of it
+    interrupted: bool = False
 
 
 def search(
@@ -133,6 +149,7 @@ def search(
     seed: int = 0,
     out: str | Path = "dense-nas-runs",
     heartbeat: float = 30.0,
+    retries: int = 2,
     threads: int = 0,
     compile: str = "auto",
     verbose: bool = False,
@@ -145,9 +162,13 @@ def search(
     """Run (or resume) a study until it holds ``n_trials`` finished trials.
 
     The budget counts COMPLETE, PRUNED and FAILED trials, so a study whose every trial
-    fails still ends. A trial that is retried with the same parameters does not count
-    (its worker went silent for ``heartbeat`` seconds, or Ctrl-C stopped it), nor does
-    one that another machine made surplus. Running the same call again resumes the study.
+    fails still ends. A FAILED try that is retried with the same parameters does not
+    count: its process died of a signal or ran out of memory, or its worker went silent
+    for ``heartbeat`` seconds (each up to ``retries`` times, after which the last failed
+    try counts), or Ctrl-C stopped it. A trial that raises in training (a NaN loss, a bug)
+    fails once and counts. A trial another machine made surplus does not count. Running
+    the same call again resumes the study. A storage that cannot be written (a full disk)
+    raises :class:`~dense_nas.errors.StorageError`.
 
     Args:
         space: built-in space name, YAML path, ``module:Class``, plugin name, or a
@@ -186,6 +207,8 @@ def search(
             missing, and refused when it cannot be written.
         heartbeat: seconds of silence after which a RUNNING trial counts as dead
             (finite, at most a day).
+        retries: how often a trial whose process died of a signal or ran out of memory
+            (or whose worker went silent) is tried again with the same parameters, 0 to 100.
         threads: torch threads per trial process on the CPU; 0: the cores shared out
             among workers and devices.
         compile: ``auto`` (CUDA graphs on a GPU for trials long enough to repay the
@@ -274,9 +297,52 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     task = Task(facts.num_classes, facts.in_channels, facts.image_size, facts.augmented)
     chosen.check(task)
     name = s.study_name or f"{chosen.name}-{default_study_label(data)}"
+    with _storage_writes(s):
+        study, notes, trainer_config = _open_study(
+            s, name, chosen, parsed, task, data, data_args, data_path, val_size, given_config
+        )
+    return _Run(
+        settings=s,
+        study=study,
+        space=chosen,
+        task=task,
+        objective=parsed,
+        data=data,
+        data_args=data_args,
+        data_dir=data_path,
+        val_size=val_size,
+        deadline=time.monotonic() + s.timeout if s.timeout else math.inf,
+        accelerator=resolved,
+        precision=chosen_precision,
+        gpus=gpus,
+        memory_budgets=budgets,
+        observer=observer,
+        trainer_config=trainer_config,
+        notes=notes,
+    )
+
+
+def _open_study(
+    s: SearchSettings,
+    name: str,
+    chosen: SearchSpace,
+    parsed: Objective,
+    task: Task,
+    data: str,
+    data_args: dict[str, Any],
+    data_path: str | None,
+    val_size: int | float | None,
+    given_config: dict[str, Any] | None,
+) -> tuple[optuna.Study, list[str], dict[str, Any]]:
+    """Create or load the study, check it is the same search, and record this one's settings.
+
+    Returns:
+        The study, the lines to print under its header (a changed space), and the
+        trainer config its trials apply.
+    """
     study = optuna.create_study(
         study_name=name,
-        storage=make_storage(s.storage, s.out_dir),
+        storage=make_storage(s.storage, s.out_dir, writer=True),
         sampler=make_sampler(s.sampler, s.seed, multi_objective=parsed.multi),
         pruner=make_pruner(s.pruner, s.epochs or chosen.max_epochs),
         directions=parsed.directions,
@@ -315,24 +381,27 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, chosen)
-    return _Run(
-        settings=s,
-        study=study,
-        space=chosen,
-        task=task,
-        objective=parsed,
-        data=data,
-        data_args=data_args,
-        data_dir=data_path,
-        val_size=val_size,
-        deadline=time.monotonic() + s.timeout if s.timeout else math.inf,
-        accelerator=resolved,
-        precision=chosen_precision,
-        gpus=gpus,
-        memory_budgets=budgets,
-        observer=observer,
-        trainer_config=trainer_config,
-        notes=notes,
+    return study, notes, trainer_config
+
+
+@contextlib.contextmanager
+def _storage_writes(settings: SearchSettings) -> Iterator[None]:
+    """Turn a failed storage write into one :class:`StorageError` line (exit 1)."""
+    try:
+        yield
+    except STORAGE_FAILURES as err:
+        raise _storage_error(settings, err) from err
+
+
+def _storage_error(settings: SearchSettings, err: BaseException) -> StorageError:
+    root = err
+    while root.__cause__ is not None:  # Optuna wraps the database's own error
+        root = root.__cause__
+    reason = (str(root) or type(root).__name__).splitlines()[0]
+    where = settings.storage or f"the SQLite file in {settings.out}"
+    return StorageError(
+        f"cannot write the study to {where} ({reason}); free space or bring the storage "
+        "back, then run the same command again to resume"
     )
 
 
@@ -435,6 +504,7 @@ def _run_workers(run: _Run) -> None:
             if done.acquire(timeout=0.2):
                 waiting -= 1
     except KeyboardInterrupt:
+        run.interrupted = True
         run.stop.set()
         for runner in run.runners:
             runner.kill()  # the running trials end now and are recorded as interrupted
@@ -468,6 +538,9 @@ def _worker(run: _Run, index: int, done: threading.Semaphore) -> None:
             if trial is None:
                 return
             _run_trial(run, runner, trial, threads, index)
+    except STORAGE_FAILURES as err:  # surfaced by the main thread as one line
+        run.stop.set()
+        run.error = _storage_error(s, err)
     except BaseException as err:  # surfaced by the main thread
         run.stop.set()
         run.error = err
@@ -481,7 +554,7 @@ def _next_trial(run: _Run) -> optuna.Trial | None:
     study, s = run.study, run.settings
     while not run.stop.is_set() and time.monotonic() < run.deadline:
         with run.budget_lock:
-            retry_silent_trials(study, s.heartbeat)
+            retry_silent_trials(study, s.heartbeat, s.retries)
             finished, running = finished_and_running(study.get_trials(deepcopy=False))
             if finished + running < s.n_trials:
                 trial = study.ask()
@@ -532,6 +605,47 @@ def _run_trial(
 def _run_own_trial(
     run: _Run, runner: TrialProcess, trial: optuna.Trial, threads: int, worker: int
 ) -> None:
+    name = f"{run.study.study_name}-trial-{trial.number}.ckpt"
+    checkpoint = run.settings.out_dir / "checkpoints" / name
+    try:
+        _train_trial(run, runner, trial, threads, worker, checkpoint)
+    except STORAGE_FAILURES:
+        _give_up(run, trial, checkpoint)
+        raise
+
+
+def _give_up(run: _Run, trial: optuna.Trial, checkpoint: Path) -> None:
+    """Best effort once the storage failed mid-trial: leave no RUNNING trial behind.
+
+    Free what the trial wrote (on a full disk that may be what lets the next writes
+    through), then record why, enqueue a retry (the trial is not at fault) and tell FAIL.
+    When even that fails the trial stays RUNNING in the storage; its heartbeat stops with
+    this process, so after ``--heartbeat`` seconds the next worker on the study (or this
+    command run again) fails it and retries it, as for a killed worker.
+    """
+    reason = "the study's storage could not be written"
+    with contextlib.suppress(OSError):
+        checkpoint.unlink(missing_ok=True)
+    try:
+        record_trial(trial, failure=reason)
+    except UpdateFinishedTrialError:
+        return  # it was told before the storage failed: nothing is left RUNNING
+    except STORAGE_FAILURES:
+        pass  # try the rest all the same
+    with contextlib.suppress(*STORAGE_FAILURES):
+        retry(run.study, trial, reason, new_attempt=False)
+    with contextlib.suppress(*STORAGE_FAILURES, UpdateFinishedTrialError):
+        run.study.tell(trial, state=TrialState.FAIL)
+
+
+def _train_trial(
+    run: _Run,
+    runner: TrialProcess,
+    trial: optuna.Trial,
+    threads: int,
+    worker: int,
+    checkpoint: Path,
+) -> None:
     study, s = run.study, run.settings
     started = time.perf_counter()
     host = WorkerInfo(host=socket.gethostname(), pid=os.getpid(), index=worker, grace=s.heartbeat)
@@ -562,13 +676,14 @@ def _run_own_trial(
             duplicate = find_duplicate(study, candidate.key) or _await_twin(run, trial)
         except _StoppedWaiting as stopped:
             record_trial(trial, failure=str(stopped))
-            retry(study, trial)  # not the trial's fault: the next run answers it
+            retry(
+                study, trial, str(stopped), new_attempt=False
+            )  # not its fault: the next run answers it
             _tell(run, trial, TrialState.FAIL, None, started)
             return
         if duplicate is not None:
             _reuse(run, trial, duplicate, started)
             return
-        checkpoint = s.out_dir / "checkpoints" / f"{study.study_name}-trial-{trial.number}.ckpt"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         spec = TrialSpec(
             number=trial.number,
@@ -631,6 +746,8 @@ def _run_own_trial(
             if result["type"] == "result" and "logs" in result:
                 record_trial(trial, logs=result["logs"])  # with the MLflow run id
             if result["type"] == "error":
+                with contextlib.suppress(OSError):  # what a killed process had written of it
+                    checkpoint.unlink(missing_ok=True)
                 _record_failure(run, trial, result, started)
             else:
                 _record_result(run, trial, result, started)
@@ -638,6 +755,12 @@ def _run_own_trial(
             with contextlib.suppress(OSError):
                 checkpoint.unlink()  # the result is dropped: so is its checkpoint
             raise
+
+
+def _stop_reason(run: _Run) -> str:
+    if run.interrupted:
+        return "interrupted (Ctrl-C); retried on resume"
+    return "the command stopped (another worker failed); retried on resume"
 
 
 class _StoppedWaiting(Exception):
@@ -665,7 +788,7 @@ def _await_twin(run: _Run, trial: optuna.Trial) -> FrozenTrial | None:
         if twin is None:
             if waiting_for is not None:
                 if run.stop.is_set():  # the twin ended by Ctrl-C: do not start training now
-                    raise _StoppedWaiting("interrupted (Ctrl-C); retried on resume")
+                    raise _StoppedWaiting(_stop_reason(run))
                 record_trial(trial, waits_for=None)  # others may now wait for this one
             return None
         if twin.number != waiting_for:
@@ -676,14 +799,14 @@ def _await_twin(run: _Run, trial: optuna.Trial) -> FrozenTrial | None:
                 "which trains the same candidate"
             )
         if run.stop.is_set():
-            raise _StoppedWaiting("interrupted (Ctrl-C); retried on resume")
+            raise _StoppedWaiting(_stop_reason(run))
         if time.monotonic() >= run.deadline:
             raise _StoppedWaiting(
                 f"--timeout passed while it waited for trial {waiting_for}; retried on resume"
             )
         run.stop.wait(_TWIN_POLL)
         with run.budget_lock:  # a twin whose worker died is failed and retried here
-            retry_silent_trials(study, run.settings.heartbeat)
+            retry_silent_trials(study, run.settings.heartbeat, run.settings.retries)
         (latest,) = (t for t in study.get_trials(deepcopy=False) if t.number == waiting_for)
         if latest.state in (TrialState.COMPLETE, TrialState.PRUNED):
             return latest
@@ -706,10 +829,17 @@ def _reuse(run: _Run, trial: optuna.Trial, duplicate: FrozenTrial, started: floa
 
 
 def _record_failure(run: _Run, trial: optuna.Trial, error: ErrorMessage, started: float) -> None:
-    if run.stop.is_set():
-        # Ctrl-C: not the trial's fault; the next run of the command trains it again.
+    """Fail the trial with its reason; retry it when that was not its own fault."""
+    retries = run.settings.retries
+    if run.interrupted:
+        # Ctrl-C: not the trial's fault, nor a try; the next run of the command trains it.
         record_trial(trial, failure="interrupted (Ctrl-C); retried on resume")
-        retry(run.study, trial)
+        retry(run.study, trial, "interrupted (Ctrl-C)", new_attempt=False)
+    elif error["kind"] in RETRIED_KINDS and may_retry(trial, retries):
+        # Killed from outside or out of memory: the retry (enqueued first, so the budget
+        # never sees a gap) takes this try's place in the budget.
+        record_trial(trial, failure=error["reason"], retried=retry_note(trial, retries))
+        retry(run.study, trial, error["reason"])
     else:
         record_trial(trial, failure=error["reason"])
     _tell(run, trial, TrialState.FAIL, None, started)
@@ -736,10 +866,25 @@ def _record_result(run: _Run, trial: optuna.Trial, result: ResultMessage, starte
 
         from dense_nas.study.storage import artifact_store
 
-        artifact_id = upload_artifact(
-            artifact_store=artifact_store(run.study), file_path=path, study_or_trial=trial
-        )
-        record_trial(trial, checkpoint=artifact_id)
+        store = artifact_store(run.study)
+        try:
+            artifact_id = upload_artifact(
+                artifact_store=store, file_path=path, study_or_trial=trial
+            )
+        except OSError as err:  # a full disk: the store left no partial file
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            reason = f"checkpoint not uploaded: {err}"
+            _record_failure(
+                run, trial, {"type": "error", "kind": "error", "reason": reason}, started
+            )
+            return
+        try:
+            record_trial(trial, checkpoint=artifact_id)
+        except BaseException:
+            with contextlib.suppress(OSError):  # nothing will ever point to it
+                store.remove(artifact_id)
+            raise
         with contextlib.suppress(OSError):
             os.remove(path)
     values = run.objective.values(float(result["value"]), trial_attrs(trial))

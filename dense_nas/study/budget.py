@@ -1,8 +1,10 @@
 """Which trials use up a study's budget (``--trials``): one rule for search and status.
 
 COMPLETE, PRUNED and FAILED trials count, so a study whose every trial fails still
-ends; RUNNING ones hold their place. A trial retried with the same parameters (its
-worker went silent, or Ctrl-C stopped it) does not count, nor does a surplus trial.
+ends; RUNNING ones hold their place. A FAILED try retried with the same parameters (its
+process died of a signal or ran out of memory, or its worker went silent, up to
+``--retries`` times; or Ctrl-C stopped it) does not count: its retry takes its place,
+and the last failed try counts. A surplus trial does not count either.
 
 Example:
     >>> import optuna

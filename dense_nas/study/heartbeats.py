@@ -1,4 +1,4 @@
-"""Heartbeats, and the retry of trials whose worker went silent, for every Optuna storage.
+"""Heartbeats, and retries with the same parameters, for every Optuna storage.
 
 Optuna's own heartbeat exists only for RDB storages, and a journal file has none. So a
 worker writes the time into its RUNNING trial's user attribute ``heartbeat`` every few
@@ -7,15 +7,20 @@ dead worker (killed, machine lost): any worker marks it FAILED and enqueues a re
 the same parameters and the reason. The storage's own state update decides the race
 when two workers notice the same trial, so it is retried once.
 
+A retry carries ``retry_of`` and its ``attempt``; a trial is retried while its attempt
+is at most ``retries`` (``--retries``), so its last failed try stays FAILED and counts.
+
 Example:
     >>> import optuna
     >>> study = optuna.create_study()
     >>> trial = study.ask()
     >>> trial.set_user_attr("heartbeat", 0.0)  # last heard of in 1970
-    >>> retry_silent_trials(study, grace=30.0)
+    >>> retry_silent_trials(study, grace=30.0, retries=2)
     [0]
     >>> study.trials[0].state.name, study.trials[1].state.name
     ('FAIL', 'WAITING')
+    >>> study.trials[1].user_attrs["attempt"]
+    2
 """
 
 from __future__ import annotations
@@ -70,12 +75,13 @@ class Heartbeat:
         self._thread.join()
 
 
-def retry_silent_trials(study: optuna.Study, grace: float) -> list[int]:
-    """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; retry each once.
+def retry_silent_trials(study: optuna.Study, grace: float, retries: int) -> list[int]:
+    """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; retry each once
+    while its attempt is at most ``retries``.
 
-    The retry carries the parameters, ``retry_of`` and the reason (a FAILED trial cannot
-    be written any more). When two workers notice the same trial, the storage lets only
-    one of them end it, so it is retried once.
+    The reason travels on the retry (``retry_reason``: a FAILED trial cannot be written
+    any more). When two workers notice the same trial, the storage lets only one of them
+    end it, so it is retried once.
 
     Returns:
         Numbers of the trials this call failed.
@@ -92,16 +98,72 @@ def retry_silent_trials(study: optuna.Study, grace: float) -> list[int]:
         except (UpdateFinishedTrialError, ValueError, RuntimeError):
             continue  # another worker got there first, or the trial just finished
         failed.append(trial.number)
-        reason = f"worker stopped sending heartbeats for {silent:.0f} s (killed?); retried"
-        study.enqueue_trial(
-            trial.params, user_attrs={"retry_of": trial.number, "retry_reason": reason}
-        )
+        reason = f"worker stopped sending heartbeats for {silent:.0f} s (killed?)"
+        if may_retry(trial, retries):
+            retry(study, trial, f"{reason}; {retry_note(trial, retries)}")
+        else:  # Optuna's public API cannot write on a FAILED trial: the log says why
+            logger.warning(
+                "trial %d: %s, in its last try (--retries %d): it stays FAILED and counts",
+                trial.number,
+                reason,
+                retries,
+            )
     return failed
 
 
-def retry(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Enqueue a copy of a RUNNING trial that is about to fail; it stops counting."""
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+def attempt_of(trial: optuna.Trial | FrozenTrial) -> int:
+    """Which try of its parameters a trial is (1: the first).
+
+    Example:
+        >>> import optuna
+        >>> attempt_of(optuna.trial.create_trial(value=1.0, user_attrs={"attempt": 3}))
+        3
+    """
+    return int(trial_attrs(trial).get("attempt", 1))
+
+
+def may_retry(trial: optuna.Trial | FrozenTrial, retries: int) -> bool:
+    """Whether a trial whose process died may be tried again (``retries`` retries in all).
+
+    Example:
+        >>> import optuna
+        >>> first = optuna.trial.create_trial(value=1.0)
+        >>> may_retry(first, retries=1), may_retry(first, retries=0)
+        (True, False)
+    """
+    return attempt_of(trial) <= retries
+
+
+def retry_note(trial: optuna.Trial | FrozenTrial, retries: int) -> str:
+    """What a FAILED try that is retried records (``retried``).
+
+    Example:
+        >>> import optuna
+        >>> retry_note(optuna.trial.create_trial(value=1.0), retries=2)
+        'not its own fault: retried with the same parameters as try 2 of 3'
+    """
+    return (
+        "not its own fault: retried with the same parameters as "
+        f"try {attempt_of(trial) + 1} of {retries + 1}"
+    )
+
+
+def retry(
+    study: optuna.Study,
+    trial: optuna.Trial | FrozenTrial,
+    reason: str,
+    *,
+    new_attempt: bool = True,
+) -> None:
+    """Enqueue a copy of a trial that is about to fail (or just failed); it stops counting.
+
+    ``new_attempt=False`` keeps the attempt (Ctrl-C is no try of the trial's own).
+    """
+    attempt = attempt_of(trial) + (1 if new_attempt else 0)
+    study.enqueue_trial(
+        trial.params,
+        user_attrs={"retry_of": trial.number, "retry_reason": reason, "attempt": attempt},
+    )
 
 
 def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:

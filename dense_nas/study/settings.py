@@ -12,6 +12,10 @@ Example:
     Traceback (most recent call last):
     ...
     dense_nas.errors.UserInputError: n_trials: must be a positive integer, got 0
+    >>> SearchSettings(retries=-1)
+    Traceback (most recent call last):
+    ...
+    dense_nas.errors.UserInputError: retries: must be a whole number from 0 to 100, got -1
     >>> SearchSettings(study_name="runs/a")
     Traceback (most recent call last):
     ...
@@ -35,6 +39,8 @@ if TYPE_CHECKING:
 
 #: Longest study name, in UTF-8 bytes: checkpoint file names start with it.
 MAX_STUDY_NAME = 128
+#: Most retries of one trial (``retries``): enough for any flaky machine, not a loop.
+MAX_RETRIES = 100
 #: Longest heartbeat, in seconds (a day): waits longer than the clock's range would crash.
 MAX_HEARTBEAT = 86_400.0
 
@@ -65,6 +71,7 @@ class SearchSettings:
     seed: int = 0
     out: str | Path = "dense-nas-runs"
     heartbeat: float = 30.0
+    retries: int = 2
     threads: int = 0
     compile: str = "auto"
     verbose: bool = False
@@ -84,6 +91,15 @@ class SearchSettings:
         for name in ("epochs", "max_params"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
+        if (
+            isinstance(self.retries, bool)
+            or not isinstance(self.retries, int)
+            or not (0 <= self.retries <= MAX_RETRIES)
+        ):
+            raise UserInputError(
+                f"must be a whole number from 0 to {MAX_RETRIES}, got {self.retries!r}",
+                param="retries",
+            )
         if self.threads < 0:
             raise UserInputError(
                 f"must be 0 (automatic) or more, got {self.threads}", param="threads"

@@ -18,11 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import shutil
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -45,8 +48,11 @@ def storage_url(storage: str | None, out: Path) -> str:
     return f"sqlite:///{(out / 'dense-nas.db').resolve()}"
 
 
-def make_storage(storage: str | None, out: Path) -> BaseStorage:
+def make_storage(storage: str | None, out: Path, *, writer: bool = False) -> BaseStorage:
     """An Optuna storage for a URL or journal path; bad input is one :class:`UserInputError` line.
+
+    ``writer=True`` (the search) puts a SQLite file in WAL mode (:func:`_write_ahead`);
+    readers (``best``, ``status``, ``export``, ...) leave the file as it is.
 
     Example:
         >>> import tempfile, pathlib
@@ -66,7 +72,7 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
     for attempt in range(5):
         try:
             rdb = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-            if url.startswith("sqlite"):
+            if writer and url.startswith("sqlite"):
                 _write_ahead(rdb)
             return rdb
         except Exception as err:  # SQLAlchemy raises many types for a bad URL or a dead server
@@ -146,6 +152,33 @@ def open_study(
     return optuna.load_study(study_name=study_name, storage=backend)
 
 
+class WholeFileArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store whose files are whole or absent.
+
+    Each artifact is written beside its place as ``<id>.partial`` and renamed into it once
+    complete; a write that fails (a full disk) removes the partial file and raises.
+
+    Example:
+        >>> import io, tempfile
+        >>> store = WholeFileArtifactStore(tempfile.mkdtemp())
+        >>> store.write("a", io.BytesIO(b"weights"))
+        >>> store.open_reader("a").read()
+        b'weights'
+    """
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        path = self._get_filepath(artifact_id)
+        partial = path.with_name(path.name + ".partial")
+        try:
+            with partial.open("wb") as f:
+                shutil.copyfileobj(content_body, f)
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise
+
+
 def artifact_store(study: optuna.Study) -> FileSystemArtifactStore:
     """The artifact store recorded on the study (where trial checkpoints are)."""
     root = study.user_attrs.get(ARTIFACT_ROOT_ATTR)
@@ -154,7 +187,7 @@ def artifact_store(study: optuna.Study) -> FileSystemArtifactStore:
             f"study {study.study_name!r} has no checkpoint store; was it made by dense-nas?",
             param="study_name",
         )
-    return FileSystemArtifactStore(root)
+    return WholeFileArtifactStore(root)
 
 
 def set_artifact_root(study: optuna.Study, root: Path) -> None:

@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from dense_nas.records import (
     EpochMessage,
+    ErrorKind,
     ErrorMessage,
     PruneReply,
     ResultMessage,
@@ -101,6 +102,10 @@ def _trainer_options(spec: TrialSpec, user: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+class TrialError(Exception):
+    """A failure of the trial whose message is the whole reason (no exception type)."""
+
+
 _DATA_CACHE: dict[tuple[Any, ...], Any] = {}
 
 
@@ -165,7 +170,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     if not reporter.history:
         raise RuntimeError("training ended before the first validation epoch")
     if spec.checkpoint and not reporter.pruned:
-        trainer.save_checkpoint(spec.checkpoint)  # collective under DDP; rank 0 writes
+        _save_checkpoint(trainer, spec.checkpoint)
     result: ResultMessage = {
         "ranks": _gather({"arch_key": arch.key, "epochs": len(reporter.history)}),
         "type": "result",
@@ -187,6 +192,16 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     return result
 
 
+def _save_checkpoint(trainer: Any, path: str) -> None:
+    """Write the checkpoint whole, or fail the trial with the reason and leave no file."""
+    try:
+        trainer.save_checkpoint(path)  # collective under DDP; rank 0 writes
+    except OSError as err:  # a full disk, a lost mount: this trial fails, the study goes on
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise TrialError(f"checkpoint not written: {err}") from err
+
+
 def _gather(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Every rank's record (what it built, how long it trained), for the worker to check."""
     import torch.distributed as dist
@@ -199,8 +214,42 @@ def _gather(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _error(err: BaseException) -> ErrorMessage:
-    reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-    return {"type": "error", "reason": reason, "traceback": traceback.format_exc()[-4000:]}
+    """The error message for an exception raised while training.
+
+    Example:
+        >>> _error(MemoryError("no room"))["kind"], _error(ValueError("NaN"))["reason"]
+        ('out-of-memory', 'ValueError: NaN')
+    """
+    text = str(err) if isinstance(err, TrialError) else f"{type(err).__name__}: {err}"
+    kind: ErrorKind = "out-of-memory" if _out_of_memory(err) else "error"
+    if kind == "out-of-memory":
+        _free_memory()  # the next trial this process serves starts with the memory back
+    return {
+        "type": "error",
+        "kind": kind,
+        "reason": text.splitlines()[0][:500],
+        "traceback": traceback.format_exc()[-4000:],
+    }
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Did training run out of memory (CUDA, or the CPU allocator)? Such a trial is retried."""
+    torch = sys.modules.get("torch")
+    if isinstance(err, MemoryError) or (
+        torch is not None and isinstance(err, torch.OutOfMemoryError)
+    ):
+        return True
+    # The CPU allocator raises a plain RuntimeError: "DefaultCPUAllocator: can't allocate memory"
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+
+
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _asker(channel: Channel) -> Ask:
