@@ -342,7 +342,7 @@ def _open_study(
     """
     study = optuna.create_study(
         study_name=name,
-        storage=make_storage(s.storage, s.out_dir, writer=True),
+        storage=make_storage(s.storage, s.out_dir),
         sampler=make_sampler(s.sampler, s.seed, multi_objective=parsed.multi),
         pruner=make_pruner(s.pruner, s.epochs or chosen.max_epochs),
         directions=parsed.directions,

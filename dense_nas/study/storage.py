@@ -22,7 +22,6 @@ import contextlib
 import os
 import random
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -48,11 +47,8 @@ def storage_url(storage: str | None, out: Path) -> str:
     return f"sqlite:///{(out / 'dense-nas.db').resolve()}"
 
 
-def make_storage(storage: str | None, out: Path, *, writer: bool = False) -> BaseStorage:
+def make_storage(storage: str | None, out: Path) -> BaseStorage:
     """An Optuna storage for a URL or journal path; bad input is one :class:`UserInputError` line.
-
-    ``writer=True`` (the search) puts a SQLite file in WAL mode (:func:`_write_ahead`);
-    readers (``best``, ``status``, ``export``, ...) leave the file as it is.
 
     Example:
         >>> import tempfile, pathlib
@@ -71,10 +67,7 @@ def make_storage(storage: str | None, out: Path, *, writer: bool = False) -> Bas
         return open_journal(path)
     for attempt in range(5):
         try:
-            rdb = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-            if writer and url.startswith("sqlite"):
-                _write_ahead(rdb)
-            return rdb
+            return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
         except Exception as err:  # SQLAlchemy raises many types for a bad URL or a dead server
             reason = str(err).splitlines()[0]
             # Machines joining a fresh database at once race to create Optuna's tables;
@@ -95,34 +88,6 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
         # Several local workers write to one file: wait for the lock instead of failing.
         return {"connect_args": {"timeout": 60}}
     return {"pool_pre_ping": True}
-
-
-def _write_ahead(storage: RDBStorage) -> None:
-    """Put a SQLite storage in WAL mode with ``synchronous=NORMAL``.
-
-    A trial writes a score of attributes; in SQLite's default rollback-journal mode each
-    commit syncs the file twice, which measured 26-35 ms a write on the development
-    machine against 6-8 ms in WAL mode (benchmarks/RESULTS.md). WAL with ``NORMAL`` stays
-    consistent through a killed process; a power cut may lose the last commits, never the
-    file. Readers no longer block the writer. WAL needs a local file system (studies
-    shared between machines belong in PostgreSQL), and a study file is copied with
-    SQLite's backup (``sqlite3 dense-nas.db ".backup copy.db"``), since recent commits may
-    still be in ``dense-nas.db-wal``. A file that cannot be written is read as it is.
-    """
-    from sqlalchemy import event
-
-    def on_connect(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error:  # a read-only file: read it as it is
-            pass
-        finally:
-            cursor.close()
-
-    event.listen(storage.engine, "connect", on_connect)
-    storage.engine.dispose()  # connections opened while creating the tables: reopen them
 
 
 def open_study(
