@@ -48,33 +48,37 @@ def _search(cwd: Path, study: str, trials: int, *extra: str) -> subprocess.Popen
     )
 
 
-def _trials(cwd: Path, study: str) -> list[optuna.trial.FrozenTrial]:
+def _trials(cwd: Path, study: str, storage: str | None = None) -> list[optuna.trial.FrozenTrial]:
     try:
-        return optuna.load_study(study_name=study, storage=make_storage(None, cwd)).trials
+        return optuna.load_study(study_name=study, storage=make_storage(storage, cwd)).trials
     except KeyError:  # not created yet
         return []
 
 
 @pytest.mark.slow  # two commands and their trial processes: four interpreters import Lightning
 def test_a_paused_worker_drops_the_trial_another_worker_retried(tmp_path: Path) -> None:
-    paused = _search(tmp_path, "p", 2, "--heartbeat", "2")
+    # A journal file: a process stopped while it holds SQLite's lock (rollback mode)
+    # would block every other writer for as long as it stays stopped; a journal's lock
+    # held by a stopped process is broken once stale.
+    journal = str(tmp_path / "p.journal")
+    paused = _search(tmp_path, "p", 2, "--heartbeat", "2", "--storage", journal)
     other: subprocess.Popen[str] | None = None
     try:
 
         def training() -> list[int]:
             return [
                 t.number
-                for t in _trials(tmp_path, "p")
+                for t in _trials(tmp_path, "p", journal)
                 if t.state == TrialState.RUNNING and "arch" in t.user_attrs
             ]
 
         wait_for(training, 300, "the first command to start a trial")
         os.kill(paused.pid, signal.SIGSTOP)
         (number,) = training()  # still RUNNING: the pause caught it training
-        other = _search(tmp_path, "p", 2, "--heartbeat", "2")
+        other = _search(tmp_path, "p", 2, "--heartbeat", "2", "--storage", journal)
 
         def retried() -> bool:
-            trials = _trials(tmp_path, "p")
+            trials = _trials(tmp_path, "p", journal)
             return trials[number].state == TrialState.FAIL and any(
                 t.user_attrs.get("retry_of") == number
                 and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
@@ -99,7 +103,7 @@ def test_a_paused_worker_drops_the_trial_another_worker_retried(tmp_path: Path) 
         "its result is dropped"
     )
     assert out.splitlines().count(dropped) == 1, out
-    trials = _trials(tmp_path, "p")
+    trials = _trials(tmp_path, "p", journal)
     states = [t.state for t in trials]
     assert TrialState.RUNNING not in states
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 2
