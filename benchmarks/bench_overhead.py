@@ -1,21 +1,26 @@
 """Seconds per trained epoch: ``dense-nas search`` against the same study hand-wired.
 
 Runs, in one invocation and alternating which goes first, two studies over the same space,
-data, seed architectures and sampler seed:
+data, seed architectures, sampler settings and seeds, each as a user runs it: a command
+started from the shell, timed from its start to its exit (imports included).
 
-* **dense-nas**: :func:`dense_nas.search` with its defaults (SQLite storage, a warm trial
-  process, checkpoints uploaded as artifacts, heartbeats).
-* **peer**: what a user writes by hand after Optuna's own Lightning example: one process,
-  an in-memory Optuna study, one ``lightning.Trainer`` per trial with
-  ``optuna_integration.PyTorchLightningPruningCallback``, no checkpoints. It trains the
-  same :class:`~dense_nas.model.module.DenseNetModule` on the same datamodule (built once),
-  with the space's own suggest calls, so both studies draw the same candidates.
+* **dense-nas**: ``dense-nas search`` with its defaults (SQLite storage, warm trial
+  processes started while the command imports, checkpoints uploaded as artifacts,
+  heartbeats, a CSV logger per trial).
+* **peer**: what a user writes by hand after Optuna's own Lightning example (this file
+  run with ``--peer``): one process, an in-memory Optuna study, one ``lightning.Trainer``
+  per trial with ``optuna_integration.PyTorchLightningPruningCallback``, no checkpoints,
+  no logger. It trains the same :class:`~dense_nas.model.module.DenseNetModule` on the
+  same datamodule (built once) with the space's own suggest calls, the same TPE options
+  and Hyperband pruner, and seeds each trial's training as dense-nas does, so both
+  studies train the same candidates for the same epochs.
 
 Each prints its wall time, the epochs it trained (a duplicate candidate reused by
 dense-nas trains nothing), and the seconds per trained epoch; the last line is the ratio
 dense-nas / peer per repeat and its median. The dense-nas breakdown splits its wall time
-into training and validation steps, the rest of each trial (trial hand-off, Trainer
-set-up, checkpoint, storage writes) and the study's own set-up.
+into training and validation steps, the rest of each trial as its worker timed it
+(hand-off, Trainer set-up, checkpoint, storage writes, and on the first trial the wait
+for the trial process's imports) and the command's own start, set-up and exit.
 
 Needs ``optuna-integration`` (the ``bench`` extra).
 
@@ -27,23 +32,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import optuna
-import torch
 from optuna.trial import TrialState
-
-from dense_nas import search
-from dense_nas.data import make_datamodule
-from dense_nas.model.module import DenseNetModule
-from dense_nas.space import Task, enqueue_seeds, load_space, sample
-from dense_nas.study.quiet import quiet_lightning
 
 
 @dataclass
@@ -60,19 +61,22 @@ class Run:
         return self.wall / max(1, self.epochs)
 
 
-def run_dense_nas(args: argparse.Namespace, seed: int, out: Path) -> Run:
+def _study_options(args: argparse.Namespace) -> list[str]:
+    options = ["--space", args.space, "--trials", str(args.trials), "--seed", str(args.seed)]
+    if args.epochs:
+        options += ["--epochs", str(args.epochs)]
+    if args.threads:
+        options += ["--threads", str(args.threads)]
+    return options
+
+
+def run_dense_nas(args: argparse.Namespace, out: Path) -> Run:
+    command = [sys.executable, "-m", "dense_nas", "search", *_study_options(args)]
+    command += ["--out", str(out), "--study", "bench-overhead", "--accelerator", "cpu"]
     started = time.perf_counter()
-    study = search(
-        space=args.space,
-        n_trials=args.trials,
-        epochs=args.epochs,
-        seed=seed,
-        out=out,
-        accelerator="cpu",
-        threads=args.threads,
-        study_name="bench-overhead",
-    )
+    subprocess.run([*command, "--quiet"], check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
+    study = optuna.load_study(study_name="bench-overhead", storage=f"sqlite:///{out}/dense-nas.db")
     trained = [
         t.user_attrs
         for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -86,33 +90,48 @@ def run_dense_nas(args: argparse.Namespace, seed: int, out: Path) -> Run:
     )
 
 
-class _EpochCounter(L.Callback):
-    """Counts validated epochs (the benchmark's bookkeeping, not part of the peer)."""
-
-    def __init__(self) -> None:
-        self.history: list[int] = []
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.history.append(trainer.current_epoch)
+def run_peer(args: argparse.Namespace) -> Run:
+    command = [sys.executable, __file__, "--peer", *_study_options(args)]
+    started = time.perf_counter()
+    printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - started
+    return Run(wall=wall, epochs=json.loads(printed.splitlines()[-1])["epochs"])
 
 
-def run_peer(args: argparse.Namespace, seed: int) -> Run:
-    """The hand-wired study, as a user would write it."""
+def peer_study(args: argparse.Namespace) -> None:
+    """The hand-wired study, as a user would write it; prints the epochs it trained."""
+    import lightning as L
     from optuna_integration import PyTorchLightningPruningCallback
 
-    started = time.perf_counter()
+    from dense_nas.data import make_datamodule
+    from dense_nas.model.module import DenseNetModule
+    from dense_nas.space import Task, enqueue_seeds, load_space, sample
+    from dense_nas.study.quiet import quiet_lightning
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(args.space)
     epochs = args.epochs or space.max_epochs
-    datamodule = make_datamodule("digits", seed=seed)
+    datamodule = make_datamodule("digits", seed=args.seed)
     task = Task.from_datamodule(datamodule)
     trained_epochs = 0
+
+    class EpochCounter(L.Callback):
+        """Counts validated epochs (the benchmark's bookkeeping, not part of the peer)."""
+
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.seen += 1
 
     def objective(trial: optuna.Trial) -> float:
         nonlocal trained_epochs
         candidate = sample(space, trial, task)  # raises TrialPruned on a constraint
         training = candidate.training.with_epochs(epochs) if args.epochs else candidate.training
         datamodule.batch_size = training.batch_size
+        L.seed_everything(args.seed + trial.number, workers=True, verbose=False)
         model = DenseNetModule.from_candidate(candidate.arch, training)
+        counter = EpochCounter()
         with quiet_lightning(False):
             trainer = L.Trainer(
                 accelerator="cpu",
@@ -122,29 +141,31 @@ def run_peer(args: argparse.Namespace, seed: int) -> Run:
                 enable_progress_bar=False,
                 enable_model_summary=False,
                 num_sanity_val_steps=0,
-                callbacks=[
-                    PyTorchLightningPruningCallback(trial, monitor="val/acc"),
-                    epochs_seen := _EpochCounter(),
-                ],
+                callbacks=[PyTorchLightningPruningCallback(trial, monitor="val/acc"), counter],
             )
         try:
             with quiet_lightning(False):
                 trainer.fit(model, datamodule=datamodule)
         finally:  # a pruned trial stops inside fit, after its last validation
-            trained_epochs += len(epochs_seen.history)
+            trained_epochs += counter.seen
         return float(trainer.callback_metrics["val/acc"])
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=args.seed, multivariate=True, group=True, n_startup_trials=8, constant_liar=True
+        )
     study = optuna.create_study(
         study_name="bench-overhead",  # Hyperband's brackets hash the study name
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=sampler,
         pruner=optuna.pruners.HyperbandPruner(
             min_resource=1, max_resource=epochs or "auto", reduction_factor=3
         ),
     )
     enqueue_seeds(study, space)
     study.optimize(objective, n_trials=args.trials)
-    return Run(wall=time.perf_counter() - started, epochs=trained_epochs)
+    print(json.dumps({"epochs": trained_epochs}))
 
 
 def main() -> None:
@@ -155,23 +176,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all)")
+    parser.add_argument("--peer", action="store_true", help="run the hand-wired study only")
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.peer:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        peer_study(args)
+        return
+    import lightning
+    import torch
+
     print(
-        f"{args.space} on digits, {args.trials} trials, sampler seed {args.seed}, TPE + "
-        f"Hyperband, cpu ({platform.machine()}, {torch.get_num_threads()} threads), "
-        f"torch {torch.__version__}, lightning {L.__version__}, optuna {optuna.__version__}"
+        f"{args.space} on digits, {args.trials} trials, seed {args.seed}, TPE + Hyperband, "
+        f"cpu ({platform.machine()}, {args.threads or torch.get_num_threads()} threads), "
+        f"torch {torch.__version__}, lightning {lightning.__version__}, optuna {optuna.__version__}"
     )
     ratios = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             order = ("dense-nas", "peer") if repeat % 2 == 0 else ("peer", "dense-nas")
             runs = {
-                who: run_dense_nas(args, args.seed, Path(tmp))
-                if who == "dense-nas"
-                else run_peer(args, args.seed)
+                who: run_dense_nas(args, Path(tmp)) if who == "dense-nas" else run_peer(args)
                 for who in order
             }
         ours, peer = runs["dense-nas"], runs["peer"]
@@ -185,8 +212,9 @@ def main() -> None:
             )
         print(
             f"  run {repeat + 1} dense-nas breakdown: steps {ours.steps:.1f} s, rest of the "
-            f"trials {ours.trials - ours.steps:.1f} s, study set-up and hand-offs "
-            f"{ours.wall - ours.trials:.1f} s; ratio {ratio:.3f}"
+            f"trials {ours.trials - ours.steps:.1f} s, command start, set-up and exit "
+            f"{ours.wall - ours.trials:.1f} s; ratio {ratio:.3f}",
+            flush=True,
         )
     print(
         "seconds per trained epoch, dense-nas / peer: "

@@ -319,6 +319,13 @@ class SpecMessage(TypedDict):
     spec: dict[str, Any]
 
 
+class LogMessage(TypedDict):
+    """Worker to a trial process it adopted (started early, see :mod:`dense_nas.study.prestart`):
+    write your output to this file from now on."""
+
+    log: str
+
+
 class EpochMessage(TypedDict):
     """Trial process to worker, after each validation epoch: may I go on?"""
 
@@ -374,5 +381,5 @@ class ErrorMessage(TypedDict):
 TrialMessage = EpochMessage | ResultMessage | ErrorMessage
 """What a trial process sends; ``type`` tells which."""
 
-Message = SpecMessage | PruneReply | TrialMessage
+Message = SpecMessage | LogMessage | PruneReply | TrialMessage
 """Anything on the worker's channel to its trial process."""

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from benchmarks.chaos import outcome, process_tree
 from dense_nas.records import ARTIFACT_ROOT_ATTR, failure_reason, trial_attrs
+from dense_nas.study import storage as storage_module
 from dense_nas.study._search import search
 from dense_nas.study.heartbeats import retry_silent_trials
 from dense_nas.study.storage import make_storage
@@ -310,3 +311,43 @@ def test_chaos_finds_the_processes_it_may_kill() -> None:
         child.kill()
         child.wait()
     assert tree[0] == os.getpid() and child.pid in tree
+
+
+_HOLD_THE_LOCK = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN IMMEDIATE")  # the write lock, as a command stopped mid-commit has
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sqlite_study_locked_by_a_paused_process_is_one_line_and_exit_1_and_loses_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    assert main_in_process(capsys, *_search_args(out, 1)).returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_LOCK, str(out / "dense-nas.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        os.kill(holder.pid, signal.SIGSTOP)  # paused while it holds the lock
+        monkeypatch.setattr(storage_module, "SQLITE_LOCK_TIMEOUT", 1.0)
+        ran = main_in_process(capsys, *_search_args(out, 3))
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+    assert ran.returncode == 1
+    (line,) = ran.stderr.strip().splitlines()
+    assert "another process has held its lock for 1 s" in line
+    assert "journal file or PostgreSQL" in line
+    rerun = main_in_process(capsys, *_search_args(out, 3))  # the holder is gone: it resumes
+    assert rerun.returncode == 0, rerun.stderr
+    study = optuna.load_study(study_name="test-tiny-digits", storage=make_storage(None, out))
+    counts = outcome(study)
+    assert counts.finished == 3 and counts.running == 0 and not counts.unreadable
+    assert study.trials[0].state == TrialState.COMPLETE  # the first run's trial is kept

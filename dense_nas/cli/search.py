@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,19 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dense_nas.study import prestart
+
+    if args.devices == 1 and prestart.cpu_only(args.accelerator):
+        # Trial processes import torch and Lightning while this command does the same.
+        env = prestart.trial_process_env(args.workers, 1, args.threads)
+        prestart.start(min(args.workers, os.cpu_count() or 1), env, verbose=args.verbose)
+    try:
+        return _search(args)
+    finally:
+        prestart.discard()
+
+
+def _search(args: argparse.Namespace) -> int:
     from dense_nas.cli._progress import make_view
     from dense_nas.results.summary import best_table
     from dense_nas.study._search import run_search

@@ -17,17 +17,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from dense_nas.records import EpochMessage, ErrorMessage, ResultMessage, TrialMessage
+from dense_nas.study import prestart
 from dense_nas.study._channel import Channel, ChannelClosed
-from dense_nas.study.pruning import Decide
 from dense_nas.study.trial import TrialSpec
+
+if TYPE_CHECKING:
+    from dense_nas.study.pruning import Decide
 
 ResultOrError = ResultMessage | ErrorMessage
 Watch = Callable[[EpochMessage], None]
@@ -43,40 +44,29 @@ class TrialProcess:
 
     def __init__(self, log_path: Path | None, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
-        self.env = {**os.environ, **(env or {})}
+        self.extra_env = dict(env or {})
+        self.env = {**os.environ, **self.extra_env}
         self._proc: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
         self._log: IO[bytes] | None = None
         self._current: subprocess.Popen[bytes] | None = None  # the one training now
 
     def _start(self, extra_args: list[str]) -> tuple[subprocess.Popen[bytes], Channel]:
-        ours, theirs = socket.socketpair()
+        if not extra_args:  # a serving process: one started early may be waiting for us
+            adopted = prestart.take(self.extra_env)
+            if adopted is not None:
+                prestart.adopt_log(adopted[1], self.log_path)
+                return adopted
         if self.log_path is not None and self._log is None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dense_nas.study.trial",
-                "--channel-fd",
-                str(theirs.fileno()),
-                *extra_args,
-            ],
-            pass_fds=(theirs.fileno(),),
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-        )
-        theirs.close()
-        return proc, Channel(ours)
+        return prestart.spawn(self.env, self._log, extra_args)
 
     def run(
         self, spec: TrialSpec, decide: Decide, spec_dir: Path, watch: Watch | None = None
     ) -> ResultOrError:
-        """Train ``spec``; ``decide(epoch, value)`` decides pruning, ``watch`` hears every
-        epoch's report first. Returns the last message."""
+        """Train ``spec``; ``decide(epoch, value)`` decides pruning, then ``watch`` hears the
+        epoch's report (off the trial's critical path). Returns the last message."""
         if spec.devices > 1:
             path = spec_dir / f"trial-{spec.number}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,9 +101,9 @@ class TrialProcess:
                 message = cast(TrialMessage, channel.receive())
                 if message["type"] != "epoch":
                     return message
-                if watch is not None:
-                    watch(message)
                 channel.send({"prune": decide(int(message["epoch"]), float(message["value"]))})
+                if watch is not None:  # while the trial process trains its next epoch
+                    watch(message)
             except ChannelClosed:
                 return self._crashed(proc)
 

@@ -83,10 +83,14 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
     ) from None
 
 
+SQLITE_LOCK_TIMEOUT = 60.0
+"""Seconds a write waits for a SQLite file's lock before the command stops (exit 1)."""
+
+
 def _engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Several local workers write to one file: wait for the lock instead of failing.
-        return {"connect_args": {"timeout": 60}}
+        return {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}}
     return {"pool_pre_ping": True}
 
 

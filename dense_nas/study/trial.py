@@ -30,20 +30,24 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from dense_nas.records import (
     EpochMessage,
     ErrorKind,
     ErrorMessage,
+    LogMessage,
     PruneReply,
     ResultMessage,
     SpecMessage,
     TrialLogs,
 )
+from dense_nas.study import cpu_wait
 from dense_nas.study._channel import Channel, ChannelClosed
-from dense_nas.study.pruning import Ask
 from dense_nas.study.quiet import quiet_lightning
+
+if TYPE_CHECKING:  # this module loads without torch: OpenMP's waiting is chosen first
+    from dense_nas.study.pruning import Ask
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,9 @@ def serve(channel: Channel) -> None:
             message = channel.receive()
         except ChannelClosed:
             return
+        if "log" in message:  # adopted by a worker after starting early
+            _write_output_to(cast(LogMessage, message)["log"])
+            continue
         spec = TrialSpec.from_dict(cast(SpecMessage, message)["spec"])
         result: ResultMessage | ErrorMessage
         try:
@@ -275,6 +282,25 @@ def serve(channel: Channel) -> None:
         except Exception as err:
             result = _error(err)
         channel.send(result)
+
+
+def _preload() -> None:
+    """Import what training needs now, before the first spec arrives."""
+    import lightning  # noqa: F401
+    import torch  # noqa: F401
+
+    import dense_nas.data
+    import dense_nas.model.module
+    import dense_nas.study.pruning  # noqa: F401
+
+
+def _write_output_to(path: str) -> None:
+    """Send this process's stdout and stderr to ``path`` (appending) from now on."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
 
 
 def _die_with_parent() -> None:
@@ -292,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, help="run this one spec (JSON) and exit")
     args = parser.parse_args(argv)
     _die_with_parent()
+    cpu_wait.choose()  # before torch loads OpenMP
+    _preload()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     rank_zero = "LOCAL_RANK" not in os.environ  # Lightning sets it in re-launched ranks
     channel = (
