@@ -15,6 +15,11 @@ started from the shell, timed from its start to its exit (imports included).
   and Hyperband pruner, and seeds each trial's training as dense-nas does, so both
   studies train the same candidates for the same epochs.
 
+With Hyperband (the default) the two prune at different epochs: the pruning callback
+reports Lightning's 0-based epoch, dense-nas the number of epochs trained, so the peer
+trains some trials an epoch longer and the per-epoch figures compare different mixes of
+networks. ``--pruner none`` trains every trial to its end in both, the same epochs.
+
 Each prints its wall time, the epochs it trained (a duplicate candidate reused by
 dense-nas trains nothing), and the seconds per trained epoch; the last line is the ratio
 dense-nas / peer per repeat and its median. The dense-nas breakdown splits its wall time
@@ -27,6 +32,7 @@ Needs ``optuna-integration`` (the ``bench`` extra).
 Usage::
 
     python benchmarks/bench_overhead.py --trials 12 --repeats 3
+    python benchmarks/bench_overhead.py --trials 8 --epochs 6 --pruner none --repeats 3
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class Run:
 
 def _study_options(args: argparse.Namespace) -> list[str]:
     options = ["--space", args.space, "--trials", str(args.trials), "--seed", str(args.seed)]
+    options += ["--pruner", args.pruner]
     if args.epochs:
         options += ["--epochs", str(args.epochs)]
     if args.threads:
@@ -161,7 +168,9 @@ def peer_study(args: argparse.Namespace) -> None:
         sampler=sampler,
         pruner=optuna.pruners.HyperbandPruner(
             min_resource=1, max_resource=epochs or "auto", reduction_factor=3
-        ),
+        )
+        if args.pruner == "hyperband"
+        else optuna.pruners.NopPruner(),
     )
     enqueue_seeds(study, space)
     study.optimize(objective, n_trials=args.trials)
@@ -176,6 +185,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all)")
+    parser.add_argument(
+        "--pruner",
+        choices=("hyperband", "none"),
+        default="hyperband",
+        help="none: every trial trains all its epochs, so both studies train the same epochs",
+    )
     parser.add_argument("--peer", action="store_true", help="run the hand-wired study only")
     args = parser.parse_args()
     if args.peer:
@@ -189,7 +204,7 @@ def main() -> None:
     import torch
 
     print(
-        f"{args.space} on digits, {args.trials} trials, seed {args.seed}, TPE + Hyperband, "
+        f"{args.space} on digits, {args.trials} trials, seed {args.seed}, TPE, {args.pruner}, "
         f"cpu ({platform.machine()}, {args.threads or torch.get_num_threads()} threads), "
         f"torch {torch.__version__}, lightning {lightning.__version__}, optuna {optuna.__version__}"
     )

@@ -1,7 +1,5 @@
 """``python -m dense_nas`` runs the ``dense-nas`` command."""
 
-import sys
+from dense_nas.cli import command
 
-from dense_nas.cli import main
-
-sys.exit(main())
+command()
