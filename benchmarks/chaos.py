@@ -110,7 +110,7 @@ def outcome(study: optuna.Study) -> Outcome:
                 result.failed_retried += 1
             elif trial.number in counted:
                 result.failed_counted += 1
-            reason = failure_reason(trial, trials) or "no reason stored"
+            reason = failure_reason(trial, trials, study.user_attrs) or "no reason stored"
             short = re.sub(r"\d+", "N", reason.split(":")[0].split(" (")[0])
             result.failures[short] = result.failures.get(short, 0) + 1
     return result

@@ -84,6 +84,9 @@ ARTIFACT_ROOT_ATTR = "dense_nas:artifact_store"
 It is not in :class:`StudyAttrs` because its name is not a Python identifier."""
 
 
+LAST_TRY_FAILURE_PREFIX = "dense_nas:failure:"
+"""Study attributes ``dense_nas:failure:<n>``: why trial ``n``, a last try whose worker
+went silent, failed (another worker ended it, and a FAILED trial cannot be written)."""
 SLOT_ATTR_PREFIX = "dense_nas:slot:"
 """Study attributes ``dense_nas:slot:<n>``: the :class:`SlotHolder` of sampler slot ``n``
 (see :mod:`dense_nas.study.slots`); not in :class:`StudyAttrs` for the same reason."""
@@ -269,11 +272,15 @@ def record_trial(trial: optuna.Trial, **attrs: Unpack[TrialAttrs]) -> None:
         trial.set_user_attr(name, value)
 
 
-def failure_reason(trial: FrozenTrial, trials: list[FrozenTrial]) -> str | None:
-    """Why a trial failed: its own ``failure``, or the ``retry_reason`` on its retry.
+def failure_reason(
+    trial: FrozenTrial, trials: list[FrozenTrial], study_attrs: dict[str, Any] | None = None
+) -> str | None:
+    """Why a trial failed: its own ``failure``, the ``retry_reason`` on its retry, or the
+    study's :data:`LAST_TRY_FAILURE_PREFIX` record.
 
     A trial failed by another worker (its own worker went silent) cannot be written any
-    more once it is FAILED, so the reason travels on the retry that replaces it.
+    more once it is FAILED, so the reason travels on the retry that replaces it, or, for
+    a last try that is not retried, on the study (``study_attrs``: its user attrs).
 
     Example:
         >>> import optuna
@@ -291,7 +298,8 @@ def failure_reason(trial: FrozenTrial, trials: list[FrozenTrial]) -> str | None:
         attrs = trial_attrs(other)
         if attrs.get("retry_of") == trial.number and "retry_reason" in attrs:
             return attrs["retry_reason"]
-    return None
+    last_try = (study_attrs or {}).get(f"{LAST_TRY_FAILURE_PREFIX}{trial.number}")
+    return None if last_try is None else str(last_try)
 
 
 def learning_curve(trial: FrozenTrial) -> dict[int, float]:

@@ -125,6 +125,8 @@ def test_silent_trials_are_retried_within_the_limit() -> None:
     assert retry.user_attrs["retry_of"] == 1 and retry.user_attrs["attempt"] == 2
     reason = failure_reason(trials[1], trials) or ""
     assert "heartbeats" in reason and reason.endswith("try 2 of 3")
+    last = failure_reason(trials[0], trials, study.user_attrs) or ""  # kept on the study
+    assert "heartbeats" in last and "last try (--retries 2)" in last
 
 
 def _differs(now: Callable[[], int | None], before: int) -> bool:

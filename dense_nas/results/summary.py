@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import failure_reason, trial_attrs
 from dense_nas.results.selection import best_trials
@@ -193,7 +193,12 @@ def trial_line(study: optuna.Study, number: int) -> str:
     trial = next(t for t in trials if t.number == number)
     attrs = trial_attrs(trial)
     value = f"{trial.values[0]:.4f}" if trial.values else "-"
-    why = attrs.get("pruned_reason") or failure_reason(trial, trials) or ""
+    failed = trial.state == TrialState.FAIL  # only then the study's records are read
+    why = (
+        attrs.get("pruned_reason")
+        or failure_reason(trial, trials, study.user_attrs if failed else None)
+        or ""
+    )
     if "duplicate_of" in attrs:
         why = f"same as trial {attrs['duplicate_of']}"
     best = best_trials(study, top=1)

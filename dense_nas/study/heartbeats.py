@@ -35,7 +35,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.records import record_trial, trial_attrs
+from dense_nas.records import LAST_TRY_FAILURE_PREFIX, record_trial, trial_attrs
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,10 @@ def retry_silent_trials(study: optuna.Study, grace: float, retries: int) -> list
         reason = f"worker stopped sending heartbeats for {silent:.0f} s (killed?)"
         if may_retry(trial, retries):
             retry(study, trial, f"{reason}; {retry_note(trial, retries)}")
-        else:  # Optuna's public API cannot write on a FAILED trial: the log says why
-            logger.warning(
-                "trial %d: %s, in its last try (--retries %d): it stays FAILED and counts",
-                trial.number,
-                reason,
-                retries,
-            )
+        else:  # Optuna's public API cannot write on a FAILED trial: the study keeps why
+            why = f"{reason}, in its last try (--retries {retries}): it stays FAILED and counts"
+            study.set_user_attr(f"{LAST_TRY_FAILURE_PREFIX}{trial.number}", why)
+            logger.warning("trial %d: %s", trial.number, why)
     return failed
 
 
