@@ -324,6 +324,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow  # three searches, one of them waiting out the lock
 def test_a_sqlite_study_locked_by_a_paused_process_is_one_line_and_exit_1_and_loses_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

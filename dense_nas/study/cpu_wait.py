@@ -2,10 +2,10 @@
 
 Between two parallel regions an OpenMP thread either spins for a while (OpenMP's
 default) or sleeps at once (``OMP_WAIT_POLICY=PASSIVE``). The digits networks are
-thousands of tiny regions an epoch, so on free cores spinning trains about 20% faster
-(benchmarks/RESULTS.md, "Overhead"); on cores that other programs also use, a spinning
-thread takes the core from the thread it waits for, and the same trials took twice as
-long. So a trial process looks first: it samples the CPU for :data:`WINDOW` seconds, counts
+thousands of tiny regions an epoch, so on free cores spinning trains 17% faster
+(benchmarks/RESULTS.md, "OpenMP waiting"); on cores that other programs also use, a
+spinning thread takes the core from the thread it waits for, and the same trials took
+1.6 times as long. So a trial process looks first: it samples the CPU for :data:`WINDOW` seconds, counts
 the cores kept busy by processes outside its own command (the search process and all its
 descendants), and lets OpenMP spin only if the cores its command's trials use
 (:data:`CORES_ENV`, set by the worker) are free; otherwise its threads wait passively.
