@@ -141,3 +141,16 @@ def test_a_trial_process_on_a_loaded_machine_waits_passively(tmp_path: Path) -> 
             hog.kill()
             hog.wait()
     assert printed == ["passive", "PASSIVE"]
+
+
+def test_a_trial_asked_for_after_ctrl_c_does_not_start(tmp_path: Path, spawned: list[int]) -> None:
+    from dense_nas.study._runner import TrialProcess
+    from dense_nas.study.trial import TrialSpec
+
+    runner = TrialProcess(log_path=None)
+    runner.kill()  # Ctrl-C reached the command before this worker sent its spec
+    spec = TrialSpec(number=0, arch={}, training={"epochs": 40}, data="digits")
+    result = runner.run(spec, lambda epoch, value: False, tmp_path)
+    assert result["type"] == "error" and "stopped before this trial trained" in result["reason"]
+    assert spawned == []  # nothing trained its 40 epochs meanwhile
+    runner.close()

@@ -50,6 +50,7 @@ class TrialProcess:
         self._channel: Channel | None = None
         self._log: IO[bytes] | None = None
         self._current: subprocess.Popen[bytes] | None = None  # the one training now
+        self._killed = False  # by kill(): no trial trains after it
 
     def _start(self, extra_args: list[str]) -> tuple[subprocess.Popen[bytes], Channel]:
         if not extra_args:  # a serving process: one started early may be waiting for us
@@ -71,17 +72,25 @@ class TrialProcess:
             path = spec_dir / f"trial-{spec.number}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(spec.to_dict()))
+            if self._killed:
+                return _STOPPED
             proc, channel = self._start(["--spec", str(path)])
             self._current = proc
+            if self._killed:  # kill() came while this process started
+                proc.kill()
             try:
                 return self._converse(channel, proc, decide, watch)
             finally:
                 channel.close()
                 _reap(proc)
                 self._current = None
+        if self._killed:
+            return _STOPPED
         if self._proc is None or self._proc.poll() is not None:
             self._proc, self._channel = self._start([])
         self._current = self._proc
+        if self._killed:  # kill() came while this process was being readied
+            return self._crashed(self._proc, kill=True)
         assert self._channel is not None
         try:
             self._channel.send({"spec": spec.to_dict()})
@@ -107,8 +116,8 @@ class TrialProcess:
             except ChannelClosed:
                 return self._crashed(proc)
 
-    def _crashed(self, proc: subprocess.Popen[bytes]) -> ErrorMessage:
-        code = _reap(proc)
+    def _crashed(self, proc: subprocess.Popen[bytes], kill: bool = False) -> ErrorMessage:
+        code = _reap(proc, kill=kill)
         if proc is self._proc:
             self._proc, self._channel = None, None
         if code is not None and code < 0:
@@ -123,7 +132,9 @@ class TrialProcess:
         }
 
     def kill(self) -> None:
-        """Kill the trial process now (Ctrl-C); the trial in flight ends as an error."""
+        """Kill the trial process now (Ctrl-C); the trial in flight ends as an error, and
+        so does any trial this runner is asked to train from now on."""
+        self._killed = True
         proc = self._current
         if proc is not None and proc.poll() is None:
             proc.kill()
@@ -138,6 +149,13 @@ class TrialProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+_STOPPED: ErrorMessage = {
+    "type": "error",
+    "kind": "signal",
+    "reason": "the command was stopped before this trial trained",
+}
 
 
 def _reap(proc: subprocess.Popen[bytes], kill: bool = False) -> int | None:
