@@ -69,7 +69,7 @@ class Run:
 
 def _study_options(args: argparse.Namespace) -> list[str]:
     options = ["--space", args.space, "--trials", str(args.trials), "--seed", str(args.seed)]
-    options += ["--pruner", args.pruner]
+    options += ["--pruner", args.pruner, "--study", args.study]
     if args.epochs:
         options += ["--epochs", str(args.epochs)]
     if args.threads:
@@ -79,11 +79,11 @@ def _study_options(args: argparse.Namespace) -> list[str]:
 
 def run_dense_nas(args: argparse.Namespace, out: Path) -> Run:
     command = [sys.executable, "-m", "dense_nas", "search", *_study_options(args)]
-    command += ["--out", str(out), "--study", "bench-overhead", "--accelerator", "cpu"]
+    command += ["--out", str(out), "--accelerator", "cpu"]
     started = time.perf_counter()
     subprocess.run([*command, "--quiet"], check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    study = optuna.load_study(study_name="bench-overhead", storage=f"sqlite:///{out}/dense-nas.db")
+    study = optuna.load_study(study_name=args.study, storage=f"sqlite:///{out}/dense-nas.db")
     trained = [
         t.user_attrs
         for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -163,7 +163,7 @@ def peer_study(args: argparse.Namespace) -> None:
             seed=args.seed, multivariate=True, group=True, n_startup_trials=8, constant_liar=True
         )
     study = optuna.create_study(
-        study_name="bench-overhead",  # Hyperband's brackets hash the study name
+        study_name=args.study,  # Hyperband's brackets hash the study name
         direction="maximize",
         sampler=sampler,
         pruner=optuna.pruners.HyperbandPruner(
@@ -180,7 +180,12 @@ def peer_study(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="digits-tiny")
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=24, help="default: dense-nas search's")
+    parser.add_argument(
+        "--study",
+        help="study name, which picks each trial's Hyperband bracket (default: dense-nas "
+        "search's, <space>-digits)",
+    )
     parser.add_argument("--epochs", type=int, help="epochs per trial (default: the space's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -193,6 +198,7 @@ def main() -> None:
     )
     parser.add_argument("--peer", action="store_true", help="run the hand-wired study only")
     args = parser.parse_args()
+    args.study = args.study or f"{args.space}-digits"
     if args.peer:
         if args.threads:
             import torch

@@ -18,17 +18,21 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import random
 import shutil
+import sqlite3
 import time
+import weakref
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage, RDBStorage
+from sqlalchemy import event
 
 from dense_nas.errors import UserInputError
 from dense_nas.paths import check_output_dir
@@ -67,7 +71,13 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
         return open_journal(path)
     for attempt in range(5):
         try:
-            return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+            sqlite_file = _sqlite_file(url)
+            if sqlite_file is not None:
+                _use_wal(sqlite_file)
+            rdb = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+            if sqlite_file is not None:
+                _sync_normally(rdb)
+            return rdb
         except Exception as err:  # SQLAlchemy raises many types for a bad URL or a dead server
             reason = str(err).splitlines()[0]
             # Machines joining a fresh database at once race to create Optuna's tables;
@@ -85,6 +95,56 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
 
 SQLITE_LOCK_TIMEOUT = 60.0
 """Seconds a write waits for a SQLite file's lock before the command stops (exit 1)."""
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///FILE`` URL (none for memory or URI options)."""
+    if not url.startswith("sqlite:///") or "?" in url:
+        return None
+    name = url.removeprefix("sqlite:///")
+    return None if name in ("", ":memory:") else Path(name)
+
+
+def _use_wal(path: Path) -> None:
+    """Put a SQLite file in write-ahead-log mode (kept in the file) where it can be.
+
+    In WAL mode a commit appends to ``<file>-wal`` instead of rewriting pages through a
+    rollback journal, and readers (``dense-nas status``, the dashboard) never block the
+    workers' writes. A file that another process holds locked right now, or a directory
+    that cannot be written, stays in its current mode: both modes are safe, WAL is faster.
+    """
+    if not path.parent.is_dir():
+        return  # RDBStorage names the problem
+    with (
+        contextlib.suppress(sqlite3.Error),
+        contextlib.closing(sqlite3.connect(path, timeout=1.0)) as connection,
+    ):
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
+def _sync_normally(storage: RDBStorage) -> None:
+    """``synchronous=NORMAL`` on each of the storage's connections.
+
+    In WAL mode that syncs the log at checkpoints, not at every commit: a killed process
+    loses nothing it committed, and a power cut can lose the last commits but never
+    corrupts the file.
+    """
+
+    def on_connect(connection: Any, _record: Any) -> None:
+        connection.execute("PRAGMA synchronous=NORMAL")
+
+    event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # connections made while opening it are made again, with it
+    # The last connection to close folds the log back into the file and removes it, so
+    # the file alone is the whole study again once the command ends.
+    engine = weakref.ref(storage.engine)
+
+    def close() -> None:
+        alive = engine()
+        if alive is not None:
+            alive.dispose()
+
+    atexit.register(close)
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
