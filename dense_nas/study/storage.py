@@ -72,8 +72,8 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
     for attempt in range(5):
         try:
             sqlite_file = _sqlite_file(url)
-            if sqlite_file is not None:
-                _use_wal(sqlite_file)
+            if sqlite_file is not None and not sqlite_file.exists():
+                _use_wal(sqlite_file)  # a file made here; one that exists keeps its mode
             rdb = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
             if sqlite_file is not None:
                 _sync_normally(rdb)
@@ -106,12 +106,12 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 def _use_wal(path: Path) -> None:
-    """Put a SQLite file in write-ahead-log mode (kept in the file) where it can be.
+    """Make a new SQLite file in write-ahead-log mode (kept in the file).
 
     In WAL mode a commit appends to ``<file>-wal`` instead of rewriting pages through a
     rollback journal, and readers (``dense-nas status``, the dashboard) never block the
-    workers' writes. A file that another process holds locked right now, or a directory
-    that cannot be written, stays in its current mode: both modes are safe, WAL is faster.
+    workers' writes. A file that exists already is never changed by opening it (reading
+    a study must not rewrite it); where the file cannot be made the storage says why.
     """
     if not path.parent.is_dir():
         return  # RDBStorage names the problem
