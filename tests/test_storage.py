@@ -59,6 +59,10 @@ def test_opening_a_study_file_made_elsewhere_leaves_the_file_as_it_is(tmp_path: 
     study = optuna.load_study(study_name="s", storage=make_storage(None, tmp_path))
     assert study.trials == []
     assert path.read_bytes() == before and _journal_mode(path) == "delete"
+    backend = make_storage(None, tmp_path)
+    assert isinstance(backend, optuna.storages.RDBStorage)
+    with backend.engine.connect() as connection:  # a rollback journal keeps FULL (2)
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
 
 
 @pytest.mark.slow  # its own command: the point is what the file holds once that process ends

@@ -123,15 +123,17 @@ def _use_wal(path: Path) -> None:
 
 
 def _sync_normally(storage: RDBStorage) -> None:
-    """``synchronous=NORMAL`` on each of the storage's connections.
+    """``synchronous=NORMAL`` on each of the storage's connections to a file in WAL mode.
 
     In WAL mode that syncs the log at checkpoints, not at every commit: a killed process
     loses nothing it committed, and a power cut can lose the last commits but never
-    corrupts the file.
+    corrupts the file. A file in rollback-journal mode keeps SQLite's FULL, which is what
+    keeps that mode safe from a power cut.
     """
 
     def on_connect(connection: Any, _record: Any) -> None:
-        connection.execute("PRAGMA synchronous=NORMAL")
+        if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            connection.execute("PRAGMA synchronous=NORMAL")
 
     event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # connections made while opening it are made again, with it
