@@ -15,23 +15,33 @@ started from the shell, timed from its start to its exit (imports included).
   and Hyperband pruner, and seeds each trial's training as dense-nas does, so both
   studies train the same candidates for the same epochs.
 
-With Hyperband (the default) the two prune at different epochs: the pruning callback
-reports Lightning's 0-based epoch, dense-nas the number of epochs trained, so the peer
-trains some trials an epoch longer and the per-epoch figures compare different mixes of
-networks. ``--pruner none`` trains every trial to its end in both, the same epochs.
+By default the peer **replays** the trials dense-nas trained: each trial's sampled
+parameters are enqueued in the peer's study in order, seeded as dense-nas seeded that
+trial, and a pruner stops it after the epochs dense-nas trained it for (raised through
+the pruning callback as any pruner's verdict is). So both train the same networks for the
+same epochs, and the per-epoch figure compares what each spends around the same steps.
+The peer then runs after dense-nas on even repeats and, replaying the previous repeat's
+trials, before it on odd ones; the line "same trials" says whether dense-nas trained
+exactly those trials again (a seeded study does on one machine).
+
+``--peer-searches`` lets the peer run its own Hyperband search instead. The two then
+prune at different epochs (the pruning callback reports Lightning's 0-based epoch,
+dense-nas the number of epochs trained), their TPE histories part after the start-up
+trials, and the per-epoch figures compare different mixes of networks.
 
 Each prints its wall time, the epochs it trained (a duplicate candidate reused by
 dense-nas trains nothing), and the seconds per trained epoch; the last line is the ratio
 dense-nas / peer per repeat and its median. The dense-nas breakdown splits its wall time
 into training and validation steps, the rest of each trial as its worker timed it
 (hand-off, Trainer set-up, checkpoint, storage writes, and on the first trial the wait
-for the trial process's imports) and the command's own start, set-up and exit.
+for the trial process's imports) and the command's own start, set-up and exit; the
+peer's, into its steps (timed by the same callback) and everything else.
 
 Needs ``optuna-integration`` (the ``bench`` extra).
 
 Usage::
 
-    python benchmarks/bench_overhead.py --trials 12 --repeats 3
+    python benchmarks/bench_overhead.py --repeats 1
     python benchmarks/bench_overhead.py --trials 8 --epochs 6 --pruner none --repeats 3
 """
 
@@ -53,6 +63,24 @@ import optuna
 from optuna.trial import TrialState
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """One trial dense-nas trained, as the peer replays it."""
+
+    number: int  # dense-nas's trial number, which seeded its training
+    params: dict[str, object]
+    epochs: int  # epochs dense-nas trained it for
+    pruned: bool  # dense-nas pruned it after those epochs
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "number": self.number,
+            "params": self.params,
+            "epochs": self.epochs,
+            "pruned": self.pruned,
+        }
+
+
 @dataclass
 class Run:
     """One study's timing."""
@@ -61,6 +89,7 @@ class Run:
     epochs: int
     steps: float = 0.0  # seconds inside training and validation steps (dense-nas only)
     trials: float = 0.0  # seconds inside its trials, as the worker measured them
+    trained: tuple[Replayed, ...] = ()  # the trials it trained (dense-nas only)
 
     @property
     def per_epoch(self) -> float:
@@ -85,24 +114,42 @@ def run_dense_nas(args: argparse.Namespace, out: Path) -> Run:
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name=args.study, storage=f"sqlite:///{out}/dense-nas.db")
     trained = [
-        t.user_attrs
+        t
         for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
         if "epochs" in t.user_attrs and "duplicate_of" not in t.user_attrs
     ]
     return Run(
         wall=wall,
-        epochs=sum(int(a["epochs"]) for a in trained),
-        steps=sum(float(a.get("step_seconds", 0.0)) for a in trained),
-        trials=sum(float(a.get("seconds", 0.0)) for a in trained),
+        epochs=sum(int(t.user_attrs["epochs"]) for t in trained),
+        steps=sum(float(t.user_attrs.get("step_seconds", 0.0)) for t in trained),
+        trials=sum(float(t.user_attrs.get("seconds", 0.0)) for t in trained),
+        trained=tuple(
+            Replayed(t.number, t.params, int(t.user_attrs["epochs"]), t.state == TrialState.PRUNED)
+            for t in trained
+        ),
     )
 
 
-def run_peer(args: argparse.Namespace) -> Run:
+def run_peer(args: argparse.Namespace, replay: tuple[Replayed, ...], out: Path) -> Run:
     command = [sys.executable, __file__, "--peer", *_study_options(args)]
+    if not args.peer_searches:
+        trials_file = out / "replay.json"
+        trials_file.write_text(json.dumps([t.to_json() for t in replay]))
+        command += ["--replay", str(trials_file)]
     started = time.perf_counter()
     printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     wall = time.perf_counter() - started
-    return Run(wall=wall, epochs=json.loads(printed.splitlines()[-1])["epochs"])
+    counted = json.loads(printed.splitlines()[-1])
+    return Run(wall=wall, epochs=counted["epochs"], steps=counted["step_seconds"])
+
+
+class ReplayPruner(optuna.pruners.BasePruner):
+    """Prunes a replayed trial after the epochs dense-nas trained it for, where it pruned it."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        stop_after = trial.user_attrs["replay_prune_after"]
+        step = trial.last_step  # the pruning callback reports the 0-based epoch
+        return stop_after is not None and step is not None and step + 1 >= stop_after
 
 
 def peer_study(args: argparse.Namespace) -> None:
@@ -114,6 +161,7 @@ def peer_study(args: argparse.Namespace) -> None:
     from dense_nas.model.module import DenseNetModule
     from dense_nas.space import Task, enqueue_seeds, load_space, sample
     from dense_nas.study.quiet import quiet_lightning
+    from dense_nas.study.timing import StepTimer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(args.space)
@@ -121,22 +169,27 @@ def peer_study(args: argparse.Namespace) -> None:
     datamodule = make_datamodule("digits", seed=args.seed)
     task = Task.from_datamodule(datamodule)
     trained_epochs = 0
+    step_seconds = 0.0
 
-    class EpochCounter(L.Callback):
-        """Counts validated epochs (the benchmark's bookkeeping, not part of the peer)."""
+    class EpochCounter(StepTimer):
+        """Times steps and counts validated epochs (bookkeeping, not part of the peer)."""
 
         def __init__(self) -> None:
+            super().__init__()
             self.seen = 0
 
         def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
             self.seen += 1
 
     def objective(trial: optuna.Trial) -> float:
-        nonlocal trained_epochs
+        nonlocal trained_epochs, step_seconds
         candidate = sample(space, trial, task)  # raises TrialPruned on a constraint
-        training = candidate.training.with_epochs(epochs) if args.epochs else candidate.training
+        training = (
+            candidate.training.with_epochs(args.epochs) if args.epochs else candidate.training
+        )
         datamodule.batch_size = training.batch_size
-        L.seed_everything(args.seed + trial.number, workers=True, verbose=False)
+        seed = args.seed + int(trial.user_attrs.get("replay_number", trial.number))
+        L.seed_everything(seed, workers=True, verbose=False)
         model = DenseNetModule.from_candidate(candidate.arch, training)
         counter = EpochCounter()
         with quiet_lightning(False):
@@ -155,6 +208,7 @@ def peer_study(args: argparse.Namespace) -> None:
                 trainer.fit(model, datamodule=datamodule)
         finally:  # a pruned trial stops inside fit, after its last validation
             trained_epochs += counter.seen
+            step_seconds += counter.step_seconds
         return float(trainer.callback_metrics["val/acc"])
 
     with warnings.catch_warnings():
@@ -162,19 +216,36 @@ def peer_study(args: argparse.Namespace) -> None:
         sampler = optuna.samplers.TPESampler(
             seed=args.seed, multivariate=True, group=True, n_startup_trials=8, constant_liar=True
         )
+    pruner: optuna.pruners.BasePruner = (
+        optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs or "auto", reduction_factor=3
+        )
+        if args.pruner == "hyperband"
+        else optuna.pruners.NopPruner()
+    )
+    if args.replay:
+        pruner = ReplayPruner()
     study = optuna.create_study(
         study_name=args.study,  # Hyperband's brackets hash the study name
         direction="maximize",
         sampler=sampler,
-        pruner=optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=epochs or "auto", reduction_factor=3
-        )
-        if args.pruner == "hyperband"
-        else optuna.pruners.NopPruner(),
+        pruner=pruner,
     )
-    enqueue_seeds(study, space)
-    study.optimize(objective, n_trials=args.trials)
-    print(json.dumps({"epochs": trained_epochs}))
+    if args.replay:
+        replayed = json.loads(Path(args.replay).read_text())
+        for trial in replayed:
+            study.enqueue_trial(
+                trial["params"],
+                user_attrs={
+                    "replay_number": trial["number"],
+                    "replay_prune_after": trial["epochs"] if trial["pruned"] else None,
+                },
+            )
+        study.optimize(objective, n_trials=len(replayed))
+    else:
+        enqueue_seeds(study, space)
+        study.optimize(objective, n_trials=args.trials)
+    print(json.dumps({"epochs": trained_epochs, "step_seconds": step_seconds}))
 
 
 def main() -> None:
@@ -196,7 +267,13 @@ def main() -> None:
         default="hyperband",
         help="none: every trial trains all its epochs, so both studies train the same epochs",
     )
+    parser.add_argument(
+        "--peer-searches",
+        action="store_true",
+        help="the peer runs its own search instead of replaying the trials dense-nas trained",
+    )
     parser.add_argument("--peer", action="store_true", help="run the hand-wired study only")
+    parser.add_argument("--replay", help=argparse.SUPPRESS)  # the peer's: trials to replay
     args = parser.parse_args()
     args.study = args.study or f"{args.space}-digits"
     if args.peer:
@@ -215,14 +292,24 @@ def main() -> None:
         f"torch {torch.__version__}, lightning {lightning.__version__}, optuna {optuna.__version__}"
     )
     ratios = []
+    replay: tuple[Replayed, ...] = ()
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            order = ("dense-nas", "peer") if repeat % 2 == 0 else ("peer", "dense-nas")
-            runs = {
-                who: run_dense_nas(args, Path(tmp)) if who == "dense-nas" else run_peer(args)
-                for who in order
-            }
+            # the peer replays dense-nas's trials, so it goes second until there are some
+            peer_first = repeat % 2 == 1 and (bool(replay) or args.peer_searches)
+            order = ("peer", "dense-nas") if peer_first else ("dense-nas", "peer")
+            runs: dict[str, Run] = {}
+            for who in order:
+                if who == "dense-nas":
+                    runs[who] = run_dense_nas(args, Path(tmp) / "dense-nas")
+                else:
+                    trials = replay if peer_first else runs["dense-nas"].trained
+                    runs[who] = run_peer(args, trials, Path(tmp))
         ours, peer = runs["dense-nas"], runs["peer"]
+        if not args.peer_searches:
+            same = not peer_first or ours.trained == replay
+            print(f"  run {repeat + 1} same trials: {'yes' if same else 'no'}")
+        replay = ours.trained
         ratio = ours.per_epoch / peer.per_epoch
         ratios.append(ratio)
         for who in order:
@@ -234,7 +321,8 @@ def main() -> None:
         print(
             f"  run {repeat + 1} dense-nas breakdown: steps {ours.steps:.1f} s, rest of the "
             f"trials {ours.trials - ours.steps:.1f} s, command start, set-up and exit "
-            f"{ours.wall - ours.trials:.1f} s; ratio {ratio:.3f}",
+            f"{ours.wall - ours.trials:.1f} s; peer: steps {peer.steps:.1f} s, the rest "
+            f"{peer.wall - peer.steps:.1f} s; ratio {ratio:.3f}",
             flush=True,
         )
     print(
