@@ -21,8 +21,11 @@ trial, and a pruner stops it after the epochs dense-nas trained it for (raised t
 the pruning callback as any pruner's verdict is). So both train the same networks for the
 same epochs, and the per-epoch figure compares what each spends around the same steps.
 The peer then runs after dense-nas on even repeats and, replaying the previous repeat's
-trials, before it on odd ones; the line "same trials" says whether dense-nas trained
-exactly those trials again (a seeded study does on one machine).
+trials, before it on odd ones; the line "same trials" says whether dense-nas then
+trained exactly those trials again (a seeded study does on one machine). The peer's
+sampler is TPE with dense-nas's options, which proposes each trial's parameters from the
+study's history as it would (so the peer pays for sampling) before the replayed ones
+replace them.
 
 ``--peer-searches`` lets the peer run its own Hyperband search instead. The two then
 prune at different epochs (the pruning callback reports Lightning's 0-based epoch,
@@ -48,6 +51,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -56,6 +60,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +94,7 @@ class Run:
     epochs: int
     steps: float = 0.0  # seconds inside training and validation steps (dense-nas only)
     trials: float = 0.0  # seconds inside its trials, as the worker measured them
-    trained: tuple[Replayed, ...] = ()  # the trials it trained (dense-nas only)
+    trials_ended: tuple[Replayed, ...] = ()  # its trials, in order (dense-nas only)
 
     @property
     def per_epoch(self) -> float:
@@ -113,19 +118,21 @@ def run_dense_nas(args: argparse.Namespace, out: Path) -> Run:
     subprocess.run([*command, "--quiet"], check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name=args.study, storage=f"sqlite:///{out}/dense-nas.db")
-    trained = [
-        t
-        for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if "epochs" in t.user_attrs and "duplicate_of" not in t.user_attrs
-    ]
+    ended = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    trained = [t for t in ended if "epochs" in t.user_attrs and "duplicate_of" not in t.user_attrs]
     return Run(
         wall=wall,
         epochs=sum(int(t.user_attrs["epochs"]) for t in trained),
         steps=sum(float(t.user_attrs.get("step_seconds", 0.0)) for t in trained),
         trials=sum(float(t.user_attrs.get("seconds", 0.0)) for t in trained),
-        trained=tuple(
-            Replayed(t.number, t.params, int(t.user_attrs["epochs"]), t.state == TrialState.PRUNED)
-            for t in trained
+        trials_ended=tuple(
+            Replayed(
+                number=t.number,
+                params=t.params,
+                epochs=int(t.user_attrs["epochs"]) if t in trained else 0,
+                pruned=t.state == TrialState.PRUNED,
+            )
+            for t in sorted(ended, key=lambda t: t.number)
         ),
     )
 
@@ -134,7 +141,7 @@ def run_peer(args: argparse.Namespace, replay: tuple[Replayed, ...], out: Path) 
     command = [sys.executable, __file__, "--peer", *_study_options(args)]
     if not args.peer_searches:
         trials_file = out / "replay.json"
-        trials_file.write_text(json.dumps([t.to_json() for t in replay]))
+        trials_file.write_text(json.dumps([dataclasses.asdict(t) for t in replay]))
         command += ["--replay", str(trials_file)]
     started = time.perf_counter()
     printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -143,13 +150,62 @@ def run_peer(args: argparse.Namespace, replay: tuple[Replayed, ...], out: Path) 
     return Run(wall=wall, epochs=counted["epochs"], steps=counted["step_seconds"])
 
 
+class ReplaySampler(optuna.samplers.BaseSampler):
+    """TPE as the peer's sampler, whose proposals are computed (and paid for) but replaced
+    by the parameters dense-nas's trial of the same number had."""
+
+    def __init__(self, tpe: optuna.samplers.BaseSampler, replay: list[Replayed]) -> None:
+        self.tpe = tpe
+        self.replay = replay
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        return self.tpe.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, object]:
+        self.tpe.sample_relative(study, trial, search_space)
+        params = self.replay[trial.number].params
+        return {name: params[name] for name in search_space if name in params}
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> object:
+        self.tpe.sample_independent(study, trial, param_name, param_distribution)
+        return self.replay[trial.number].params[param_name]
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.tpe.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self.tpe.after_trial(study, trial, state, values)
+
+
 class ReplayPruner(optuna.pruners.BasePruner):
     """Prunes a replayed trial after the epochs dense-nas trained it for, where it pruned it."""
 
+    def __init__(self, replay: list[Replayed]) -> None:
+        self.replay = replay
+
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        stop_after = trial.user_attrs["replay_prune_after"]
+        replayed = self.replay[trial.number]
         step = trial.last_step  # the pruning callback reports the 0-based epoch
-        return stop_after is not None and step is not None and step + 1 >= stop_after
+        return replayed.pruned and step is not None and step + 1 >= replayed.epochs
 
 
 def peer_study(args: argparse.Namespace) -> None:
@@ -181,14 +237,20 @@ def peer_study(args: argparse.Namespace) -> None:
         def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
             self.seen += 1
 
+    replay = (
+        [Replayed(**t) for t in json.loads(Path(args.replay).read_text())] if args.replay else []
+    )
+
     def objective(trial: optuna.Trial) -> float:
         nonlocal trained_epochs, step_seconds
         candidate = sample(space, trial, task)  # raises TrialPruned on a constraint
+        if replay and not replay[trial.number].epochs:  # dense-nas reused a duplicate's result
+            raise optuna.TrialPruned()
         training = (
             candidate.training.with_epochs(args.epochs) if args.epochs else candidate.training
         )
         datamodule.batch_size = training.batch_size
-        seed = args.seed + int(trial.user_attrs.get("replay_number", trial.number))
+        seed = args.seed + (replay[trial.number].number if replay else trial.number)
         L.seed_everything(seed, workers=True, verbose=False)
         model = DenseNetModule.from_candidate(candidate.arch, training)
         counter = EpochCounter()
@@ -213,7 +275,7 @@ def peer_study(args: argparse.Namespace) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
             seed=args.seed, multivariate=True, group=True, n_startup_trials=8, constant_liar=True
         )
     pruner: optuna.pruners.BasePruner = (
@@ -223,28 +285,17 @@ def peer_study(args: argparse.Namespace) -> None:
         if args.pruner == "hyperband"
         else optuna.pruners.NopPruner()
     )
-    if args.replay:
-        pruner = ReplayPruner()
+    if replay:
+        sampler, pruner = ReplaySampler(sampler, replay), ReplayPruner(replay)
     study = optuna.create_study(
         study_name=args.study,  # Hyperband's brackets hash the study name
         direction="maximize",
         sampler=sampler,
         pruner=pruner,
     )
-    if args.replay:
-        replayed = json.loads(Path(args.replay).read_text())
-        for trial in replayed:
-            study.enqueue_trial(
-                trial["params"],
-                user_attrs={
-                    "replay_number": trial["number"],
-                    "replay_prune_after": trial["epochs"] if trial["pruned"] else None,
-                },
-            )
-        study.optimize(objective, n_trials=len(replayed))
-    else:
+    if not replay:
         enqueue_seeds(study, space)
-        study.optimize(objective, n_trials=args.trials)
+    study.optimize(objective, n_trials=len(replay) or args.trials)
     print(json.dumps({"epochs": trained_epochs, "step_seconds": step_seconds}))
 
 
@@ -303,13 +354,13 @@ def main() -> None:
                 if who == "dense-nas":
                     runs[who] = run_dense_nas(args, Path(tmp) / "dense-nas")
                 else:
-                    trials = replay if peer_first else runs["dense-nas"].trained
+                    trials = replay if peer_first else runs["dense-nas"].trials_ended
                     runs[who] = run_peer(args, trials, Path(tmp))
         ours, peer = runs["dense-nas"], runs["peer"]
-        if not args.peer_searches:
-            same = not peer_first or ours.trained == replay
-            print(f"  run {repeat + 1} same trials: {'yes' if same else 'no'}")
-        replay = ours.trained
+        if peer_first and not args.peer_searches:
+            same = "yes" if ours.trials_ended == replay else "no"
+            print(f"  run {repeat + 1} same trials as the peer replayed: {same}")
+        replay = ours.trials_ended
         ratio = ours.per_epoch / peer.per_epoch
         ratios.append(ratio)
         for who in order:
