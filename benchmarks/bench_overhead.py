@@ -11,21 +11,21 @@ started from the shell, timed from its start to its exit (imports included).
   run with ``--peer``): one process, an in-memory Optuna study, one ``lightning.Trainer``
   per trial with ``optuna_integration.PyTorchLightningPruningCallback``, no checkpoints,
   no logger. It trains the same :class:`~dense_nas.model.module.DenseNetModule` on the
-  same datamodule (built once) with the space's own suggest calls, the same TPE options
-  and Hyperband pruner, and seeds each trial's training as dense-nas does, so both
-  studies train the same candidates for the same epochs.
+  same datamodule (built once) with the space's own suggest calls and the same TPE
+  options.
 
-By default the peer **replays** the trials dense-nas trained: each trial's sampled
-parameters are enqueued in the peer's study in order, seeded as dense-nas seeded that
-trial, and a pruner stops it after the epochs dense-nas trained it for (raised through
-the pruning callback as any pruner's verdict is). So both train the same networks for the
-same epochs, and the per-epoch figure compares what each spends around the same steps.
-The peer then runs after dense-nas on even repeats and, replaying the previous repeat's
-trials, before it on odd ones; the line "same trials" says whether dense-nas then
-trained exactly those trials again (a seeded study does on one machine). The peer's
-sampler is TPE with dense-nas's options, which proposes each trial's parameters from the
-study's history as it would (so the peer pays for sampling) before the replayed ones
-replace them.
+By default the peer **replays** the trials dense-nas trained, in order. Its sampler is
+TPE with dense-nas's options, which proposes each trial's parameters from the peer's
+history as it would (so the peer pays for sampling), and then the parameters of
+dense-nas's trial of the same number replace the proposal. Each trial is seeded as
+dense-nas seeded it, and a pruner stops it after the epochs dense-nas trained it for
+where dense-nas pruned it (raised through the pruning callback as any pruner's verdict
+is); a trial dense-nas trained nothing for (a duplicate, a constraint) is pruned before
+training. So both train the same networks for the same epochs, and the per-epoch figure
+compares what each spends around the same steps. The peer runs after dense-nas on even
+repeats and, replaying the previous repeat's trials, before it on odd ones; the line
+"same trials" then says whether dense-nas trained exactly those trials again (a seeded
+study does on one machine).
 
 ``--peer-searches`` lets the peer run its own Hyperband search instead. The two then
 prune at different epochs (the pruning callback reports Lightning's 0-based epoch,
