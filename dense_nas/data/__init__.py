@@ -20,7 +20,7 @@ Example:
 
 from dense_nas.data._base import DenseNetDataModule
 from dense_nas.data._build import build_datamodule
-from dense_nas.data._factory import DATASETS, make_datamodule
+from dense_nas.data._factory import DATAMODULE_CLASSES, DATASETS, make_datamodule
 from dense_nas.data._user import ENTRY_POINT_GROUP, DataInfo, list_datasets, user_datamodule
 from dense_nas.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from dense_nas.data.digits import DigitsDataModule
@@ -30,6 +30,7 @@ from dense_nas.data.svhn import SVHNDataModule
 from dense_nas.data.tensor_data import LabelledImages, TensorBatches, TensorDataModule
 
 __all__ = [
+    "DATAMODULE_CLASSES",
     "DATASETS",
     "ENTRY_POINT_GROUP",
     "CIFAR10DataModule",

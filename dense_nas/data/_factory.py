@@ -30,6 +30,10 @@ _OFFICIAL: dict[str, type[FileDataModule]] = {
     "svhn": SVHNDataModule,
 }
 
+#: The datasets of :data:`DATASETS` that have a DataModule class of their own (``folder``
+#: is built from a scan of its directory), by name.
+DATAMODULE_CLASSES: dict[str, type[DenseNetDataModule]] = {"digits": DigitsDataModule, **_OFFICIAL}
+
 
 def make_datamodule(
     name: str = "digits",

@@ -27,6 +27,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from dense_nas.errors import UserInputError
 from dense_nas.model.arch import DenseNetConfig
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,22 @@ MARGIN = 2.0
 
 #: what ``--compile`` accepts
 COMPILE_CHOICES = ("auto", "on", "off")
+
+
+def check_compile_choice(choice: str) -> None:
+    """Refuse a ``compile`` choice that is not one of :data:`COMPILE_CHOICES`.
+
+    Example:
+        >>> check_compile_choice("auto")
+        >>> check_compile_choice("fast")
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: compile: must be one of auto, on, off, got 'fast'
+    """
+    if choice not in COMPILE_CHOICES:
+        raise UserInputError(
+            f"must be one of {', '.join(COMPILE_CHOICES)}, got {choice!r}", param="compile"
+        )
 
 
 def compile_mode(
@@ -65,8 +82,7 @@ def compile_mode(
         >>> compile_mode("on", "cpu", preset("densenet-40-12"), 10)
         True
     """
-    if choice not in COMPILE_CHOICES:
-        raise ValueError(f"compile: must be one of {', '.join(COMPILE_CHOICES)}, got {choice!r}")
+    check_compile_choice(choice)
     if choice == "off":
         return False
     if choice == "on":

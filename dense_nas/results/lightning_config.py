@@ -27,18 +27,11 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial
 
+from dense_nas.data import DATAMODULE_CLASSES
 from dense_nas.data._user import call_arguments, datamodule_target, is_builtin
 from dense_nas.errors import UserInputError
 from dense_nas.records import study_attrs
 from dense_nas.results.loading import trial_arch, trial_training
-
-#: The built-in datasets' LightningDataModule classes, by ``--data`` name.
-_BUILTIN: dict[str, str] = {
-    "digits": "dense_nas.data.DigitsDataModule",
-    "cifar10": "dense_nas.data.CIFAR10DataModule",
-    "cifar100": "dense_nas.data.CIFAR100DataModule",
-    "svhn": "dense_nas.data.SVHNDataModule",
-}
 
 _HEADER = """\
 # LightningCLI config of trial {number} of study {study!r}, written by dense-nas best --config.
@@ -71,7 +64,7 @@ def datamodule_section(recorded: Mapping[str, Any], batch_size: int) -> dict[str
             )
         arguments = call_arguments(target, dict(recorded.get("data_args", {})), batch_size)
         return {"class_path": f"{target.__module__}.{target.__qualname__}", "init_args": arguments}
-    if data not in _BUILTIN:
+    if data not in DATAMODULE_CLASSES:
         raise UserInputError(
             f"the study's {data!r} dataset has no LightningDataModule class to name in a "
             "LightningCLI config; write its data: section by hand",
@@ -83,7 +76,8 @@ def datamodule_section(recorded: Mapping[str, Any], batch_size: int) -> dict[str
     init_args.update(
         batch_size=batch_size, val_size=recorded.get("val_size"), seed=recorded.get("seed", 0)
     )
-    return {"class_path": _BUILTIN[data], "init_args": init_args}
+    class_path = f"dense_nas.data.{DATAMODULE_CLASSES[data].__name__}"  # as the package exports it
+    return {"class_path": class_path, "init_args": init_args}
 
 
 def lightning_config(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:

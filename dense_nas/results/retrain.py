@@ -29,7 +29,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from dense_nas.data import build_datamodule
 from dense_nas.errors import UserInputError
-from dense_nas.model.graphs import COMPILE_CHOICES, compile_mode, training_steps
+from dense_nas.model.graphs import check_compile_choice, compile_mode, training_steps
 from dense_nas.model.module import DenseNetModule
 from dense_nas.paths import check_output_dir
 from dense_nas.records import record_study, study_attrs
@@ -187,10 +187,7 @@ def retrain(
     """
     device = resolve_accelerator(accelerator)
     precision = resolve_precision(device, precision)  # bad input stops before any training
-    if compile not in COMPILE_CHOICES:
-        raise UserInputError(
-            f"must be one of {', '.join(COMPILE_CHOICES)}, got {compile!r}", param="compile"
-        )
+    check_compile_choice(compile)
     study, chosen = find_trial(
         storage, study_name, trial, pick=pick, max_params=max_params, out=out
     )

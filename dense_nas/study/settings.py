@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from dense_nas._plugins import import_path, plain_arguments
 from dense_nas.errors import UserInputError
-from dense_nas.model.graphs import COMPILE_CHOICES
+from dense_nas.model.graphs import check_compile_choice
 
 if TYPE_CHECKING:
     from dense_nas.space import SearchSpace
@@ -119,11 +119,7 @@ class SearchSettings:
             )
         if self.study_name:
             _check_study_name(self.study_name)
-        if self.compile not in COMPILE_CHOICES:
-            raise UserInputError(
-                f"must be one of {', '.join(COMPILE_CHOICES)}, got {self.compile!r}",
-                param="compile",
-            )
+        check_compile_choice(self.compile)
 
     @property
     def data_name(self) -> str:
