@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -36,33 +35,28 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import LAST_TRY_FAILURE_PREFIX, record_trial, trial_attrs
+from dense_nas.study.periodic import PeriodicWrite
 
 logger = logging.getLogger(__name__)
 
 
-class Heartbeat:
+class Heartbeat(PeriodicWrite):
     """Context manager: keep a trial's heartbeat fresh from a background thread."""
 
     def __init__(self, trial: optuna.Trial, interval: float) -> None:
+        super().__init__(interval, name=f"heartbeat of trial {trial.number}")
         self.trial = trial
-        self.interval = max(0.2, interval)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
 
-    def _beat(self) -> None:
-        while True:
-            try:
-                record_trial(self.trial, heartbeat=time.time())
-            except UpdateFinishedTrialError:
-                return  # told already, or failed as silent by another worker
-            except Exception as err:  # a busy or briefly unreachable storage: try again
-                logger.debug("heartbeat of trial %s not written: %s", self.trial.number, err)
-            if self._stop.wait(self.interval):
-                return
+    def write(self) -> bool:
+        try:
+            record_trial(self.trial, heartbeat=time.time())
+        except UpdateFinishedTrialError:
+            return False  # told already, or failed as silent by another worker
+        return True
 
     def __enter__(self) -> Heartbeat:
         record_trial(self.trial, heartbeat=time.time())
-        self._thread.start()
+        self.start()
         return self
 
     def __exit__(
@@ -71,8 +65,7 @@ class Heartbeat:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.stop()
 
 
 def retry_silent_trials(study: optuna.Study, grace: float, retries: int) -> list[int]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from types import TracebackType
@@ -37,6 +36,7 @@ from typing import cast
 import optuna
 
 from dense_nas.records import SLOT_ATTR_PREFIX, SlotHolder
+from dense_nas.study.periodic import PeriodicWrite
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def slot_holders(study: optuna.Study) -> dict[int, SlotHolder]:
     }
 
 
-class SamplerSlot:
+class SamplerSlot(PeriodicWrite):
     """Context manager: claim the smallest free slot on a study and hold it while inside.
 
     Args:
@@ -65,12 +65,11 @@ class SamplerSlot:
     """
 
     def __init__(self, study: optuna.Study, grace: float) -> None:
+        super().__init__(grace / 3, name="sampler slot")
         self.study = study
         self.grace = grace
         self.number = -1
         self._token = uuid.uuid4().hex
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, daemon=True, name="sampler-slot")
 
     def _holder(self, heartbeat: float) -> SlotHolder:
         return SlotHolder(
@@ -91,18 +90,16 @@ class SamplerSlot:
                     return  # read back: no other command wrote it at the same moment
             self.number += 1
 
-    def _renew(self) -> None:
-        while not self._stop.wait(max(0.2, self.grace / 3)):
-            try:
-                if slot_holders(self.study)[self.number]["token"] != self._token:
-                    return  # paused past the grace and taken over: the new holder renews it
-                self._write(time.time())
-            except Exception as err:  # a busy storage: try again at the next beat
-                logger.debug("sampler slot %s not renewed: %s", self.number, err)
+    def write(self) -> bool:
+        if slot_holders(self.study)[self.number]["token"] != self._token:
+            return False  # paused past the grace and taken over: the new holder renews it
+        self._write(time.time())
+        return True
 
     def __enter__(self) -> SamplerSlot:
         self._claim()
-        self._thread.start()
+        self._thread.name = f"sampler slot {self.number}"  # as its debug lines name it
+        self.start()
         return self
 
     def __exit__(
@@ -111,8 +108,7 @@ class SamplerSlot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.stop()
         try:
             if slot_holders(self.study)[self.number]["token"] == self._token:
                 self._write(0.0)  # let go: the next command may take it at once
