@@ -97,6 +97,21 @@ RETRIED_KINDS = ("signal", "out-of-memory")
 """Trial process failures that are not the trial's own fault: retried up to ``retries``."""
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """What :func:`_prepare` checked before anything is stored, for the study it opens."""
+
+    name: str
+    space: SearchSpace
+    objective: Objective
+    task: Task
+    data: str
+    data_args: dict[str, Any]
+    data_dir: str | None  # resolved
+    val_size: int | float | None  # the datamodule's own, as the study records it
+    trainer_config: dict[str, Any] | None  # this command's --trainer-config, if any
+
+
 @dataclass
 class _Run:
     """One ``search()`` call as its workers share it: the settings, resolved, and the state."""
@@ -300,9 +315,10 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     chosen.check(task)
     name = s.study_name or f"{chosen.name}-{default_study_label(data)}"
     with _storage_writes(s):
-        study, notes, trainer_config = _open_study(
-            s, name, chosen, parsed, task, data, data_args, data_path, val_size, given_config
+        checked = _Checked(
+            name, chosen, parsed, task, data, data_args, data_path, val_size, given_config
         )
+        study, notes, trainer_config = _open_study(s, checked)
     return _Run(
         settings=s,
         study=study,
@@ -325,16 +341,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
 
 
 def _open_study(
-    s: SearchSettings,
-    name: str,
-    chosen: SearchSpace,
-    parsed: Objective,
-    task: Task,
-    data: str,
-    data_args: dict[str, Any],
-    data_path: str | None,
-    val_size: int | float | None,
-    given_config: dict[str, Any] | None,
+    s: SearchSettings, checked: _Checked
 ) -> tuple[optuna.Study, list[str], dict[str, Any]]:
     """Create or load the study, check it is the same search, and record this one's settings.
 
@@ -342,6 +349,9 @@ def _open_study(
         The study, the lines to print under its header (a changed space), and the
         trainer config its trials apply.
     """
+    name, chosen, parsed, task = checked.name, checked.space, checked.objective, checked.task
+    data, data_args, data_path = checked.data, checked.data_args, checked.data_dir
+    val_size, given_config = checked.val_size, checked.trainer_config
     sampler = make_sampler(s.sampler, s.seed, multi_objective=parsed.multi)
     pruner = make_pruner(s.pruner, s.epochs or chosen.max_epochs)  # both before any file
     study = optuna.create_study(
