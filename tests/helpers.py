@@ -27,6 +27,38 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_SPACE = str(ROOT / "tests" / "study_spaces" / "tiny.yaml")
 
 
+def search_args(
+    *extra: str,
+    trials: int = 1,
+    epochs: int = 1,
+    out: Path | None = None,
+    study: str | None = None,
+    pruner: str | None = None,
+    threads: int | None = 1,
+    quiet: bool = False,
+) -> list[str]:
+    """``dense-nas search`` arguments: a small study of the tiny space on the CPU, then
+    ``extra`` (which, coming last, overrides any of them).
+
+    Example:
+        >>> search_args("--seed", "3", trials=2, study="s")[3:]
+        ['--trials', '2', '--epochs', '1', '--accelerator', 'cpu', '--threads', '1', '--study', 's', '--seed', '3']
+    """
+    args = ["search", "--space", TINY_SPACE, "--trials", str(trials), "--epochs", str(epochs)]
+    args += ["--accelerator", "cpu"]
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    if pruner is not None:
+        args += ["--pruner", pruner]
+    if study is not None:
+        args += ["--study", study]
+    if quiet:
+        args.append("--quiet")
+    if out is not None:
+        args += ["--out", str(out)]
+    return [*args, *extra]
+
+
 def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ``python -m dense_nas ARGS`` in a fresh process, as a user would."""
     return subprocess.run(

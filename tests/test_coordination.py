@@ -23,7 +23,7 @@ from dense_nas.study._search import search
 from dense_nas.study.slots import SamplerSlot, sampler_seed, slot_holders
 from dense_nas.study.storage import make_storage
 from tests._study_fixtures import ctrl_c_reaches_it
-from tests.helpers import TINY_SPACE, Ran, main_in_process, wait_for
+from tests.helpers import TINY_SPACE, Ran, main_in_process, search_args, wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -32,11 +32,7 @@ DIGITS = Task(10, 1, (8, 8))  # what the embedded digits data poses a space
 
 def _search(cwd: Path, study: str, trials: int, *extra: str) -> subprocess.Popen[str]:
     """`dense-nas search` on the tiny space in its own process, one CPU thread, no pruner."""
-    args = [
-        "search", "--space", TINY_SPACE, "--study", study, "--trials", str(trials),
-        "--epochs", "2", "--accelerator", "cpu", "--threads", "1", "--pruner", "none",
-        "--out", str(cwd), *extra,
-    ]  # fmt: skip
+    args = search_args(*extra, trials=trials, epochs=2, out=cwd, study=study, pruner="none")
     return subprocess.Popen(
         [sys.executable, "-m", "dense_nas", *args],
         cwd=cwd,

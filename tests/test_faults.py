@@ -30,7 +30,7 @@ from dense_nas.study.heartbeats import retry_silent_trials
 from dense_nas.study.storage import make_storage
 from dense_nas.study.trial import _error
 from tests._study_fixtures import BuiltStudy
-from tests.helpers import TINY_SPACE, main_in_process, wait_for
+from tests.helpers import TINY_SPACE, main_in_process, search_args, wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -70,23 +70,7 @@ def fill(folder: Path) -> Path:
 
 
 def _search_args(out: Path, trials: int, *extra: str) -> list[str]:
-    return [
-        "search",
-        "--space",
-        TINY_SPACE,
-        "--trials",
-        str(trials),
-        "--epochs",
-        "1",
-        "--accelerator",
-        "cpu",
-        "--threads",
-        "1",
-        "--quiet",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return search_args(*extra, trials=trials, out=out, quiet=True)
 
 
 def test_retries_must_be_a_small_whole_number(

@@ -20,7 +20,7 @@ import pytest
 
 from dense_nas.cli import main
 from tests._study_fixtures import empty_study
-from tests.helpers import TINY_SPACE
+from tests.helpers import search_args
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -37,20 +37,7 @@ def _search(*extra: str) -> Callable[[Path], list[str]]:
     """A small real search in ``DIR/out`` (it would train, were its input good)."""
 
     def make(root: Path) -> list[str]:
-        return [
-            "search",
-            "--space",
-            TINY_SPACE,
-            "--trials",
-            "1",
-            "--epochs",
-            "1",
-            "--accelerator",
-            "cpu",
-            "--out",
-            str(root / "out"),
-            *extra,
-        ]
+        return search_args(*extra, out=root / "out", threads=None)
 
     return make
 

@@ -20,28 +20,14 @@ import pytest
 import yaml
 
 from dense_nas.records import trial_attrs
-from tests.helpers import ROOT, TINY_SPACE, main_in_process
+from tests.helpers import ROOT, main_in_process, search_args
 
 PARTS = ROOT / "tests" / "plugins" / "lightning_parts"
 MARKER = "marker_callback.MarkerCallback"
 
 
 def _search(*extra: str, out: Path, trials: int = 2) -> list[str]:
-    return [
-        "search",
-        "--space",
-        TINY_SPACE,
-        "--trials",
-        str(trials),
-        "--epochs",
-        "2",
-        "--threads",
-        "1",
-        "--quiet",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return search_args(*extra, trials=trials, epochs=2, out=out, quiet=True)
 
 
 def _trained(out: Path) -> list[optuna.trial.FrozenTrial]:

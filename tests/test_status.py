@@ -23,16 +23,15 @@ from dense_nas.cli import main
 from dense_nas.records import trial_attrs
 from dense_nas.results.status import status_text, study_status
 from dense_nas.study.storage import make_storage
-from tests.helpers import TINY_SPACE, wait_for
+from tests.helpers import search_args, wait_for
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
 
 
 def _search(out: Path, trials: int, epochs: int, storage: str | None = None) -> list[str]:
-    args = [sys.executable, "-m", "dense_nas", "search", "--space", TINY_SPACE, "--out", str(out)]
-    args += ["--trials", str(trials), "--epochs", str(epochs), "--pruner", "none"]
-    args += ["--study", "live", "--threads", "1"]
-    return args + (["--storage", storage] if storage else [])
+    extra = ("--storage", storage) if storage else ()
+    found = search_args(*extra, trials=trials, epochs=epochs, out=out, study="live", pruner="none")
+    return [sys.executable, "-m", "dense_nas", *found]
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from dense_nas.study._search import search
 from dense_nas.study.storage import make_storage
 from dense_nas.study.trial import TrialSpec
 from tests._study_fixtures import BuiltStudy, ctrl_c_reaches_it
-from tests.helpers import TINY_SPACE, cli, main_in_process, wait_for
+from tests.helpers import TINY_SPACE, cli, main_in_process, search_args, wait_for
 from tests.test_data_files import write_svhn
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -101,11 +101,7 @@ def test_two_workers_finish_exactly_the_budget(tmp_path: Path, storage: str) -> 
 
 def _search_args(study: str, trials: int, epochs: int, extra: list[str]) -> list[str]:
     """`dense-nas search` on the tiny space, one CPU thread, no pruner, plus ``extra``."""
-    return [
-        "search", "--space", TINY_SPACE, "--study", study, "--trials", str(trials),
-        "--epochs", str(epochs), "--accelerator", "cpu", "--threads", "1", "--pruner", "none",
-        *extra,
-    ]  # fmt: skip
+    return search_args(*extra, trials=trials, epochs=epochs, study=study, pruner="none")
 
 
 def _trials_told(output: str) -> set[int]:

@@ -13,17 +13,13 @@ from pathlib import Path
 import pytest
 
 from dense_nas.study import cpu_wait, prestart
-from tests.helpers import TINY_SPACE, main_in_process
+from tests.helpers import main_in_process, search_args
 
 _BUSY = "while True: pass"
 
 
 def _search(out: Path, *extra: str) -> list[str]:
-    return [
-        "search",
-        *("--space", TINY_SPACE, "--trials", "2", "--epochs", "1", "--accelerator", "cpu"),
-        *("--threads", "1", "--quiet", "--out", str(out), *extra),
-    ]
+    return search_args(*extra, trials=2, out=out, quiet=True)
 
 
 @pytest.fixture
