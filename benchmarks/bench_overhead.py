@@ -70,20 +70,12 @@ from optuna.trial import TrialState
 
 @dataclass(frozen=True)
 class Replayed:
-    """One trial dense-nas trained, as the peer replays it."""
+    """One trial of the dense-nas study, as the peer replays it."""
 
     number: int  # dense-nas's trial number, which seeded its training
     params: dict[str, object]
     epochs: int  # epochs dense-nas trained it for
     pruned: bool  # dense-nas pruned it after those epochs
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "number": self.number,
-            "params": self.params,
-            "epochs": self.epochs,
-            "pruned": self.pruned,
-        }
 
 
 @dataclass
