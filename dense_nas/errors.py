@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 FLAGS = {
     "n_trials": "--trials",
     "study_name": "--study",
@@ -37,6 +39,20 @@ class UserInputError(ValueError):
         self.message = message
         self.param = param
         super().__init__(f"{param}: {message}" if param else message)
+
+
+def check_choice(value: str, choices: Sequence[str], param: str) -> None:
+    """Refuse ``value`` for ``param`` unless it is one of ``choices``, naming them.
+
+    Example:
+        >>> check_choice("onnx", ("onnx", "torchscript"), "format")
+        >>> check_choice("tflite", ("onnx", "torchscript"), "format")
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: format: must be one of onnx, torchscript, got 'tflite'
+    """
+    if value not in choices:
+        raise UserInputError(f"must be one of {', '.join(choices)}, got {value!r}", param=param)
 
 
 def flag(param: str) -> str:

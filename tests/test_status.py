@@ -30,8 +30,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
 
 def _search(out: Path, trials: int, epochs: int, storage: str | None = None) -> list[str]:
     extra = ("--storage", storage) if storage else ()
-    found = search_args(*extra, trials=trials, epochs=epochs, out=out, study="live", pruner="none")
-    return [sys.executable, "-m", "dense_nas", *found]
+    args = search_args(*extra, trials=trials, epochs=epochs, out=out, study="live", pruner="none")
+    return [sys.executable, "-m", "dense_nas", *args]
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from dense_nas.errors import UserInputError
+from dense_nas.errors import check_choice
 from dense_nas.model.arch import DenseNetConfig
 
 logger = logging.getLogger(__name__)
@@ -57,10 +57,7 @@ def check_compile_choice(choice: str) -> None:
         ...
         dense_nas.errors.UserInputError: compile: must be one of auto, on, off, got 'fast'
     """
-    if choice not in COMPILE_CHOICES:
-        raise UserInputError(
-            f"must be one of {', '.join(COMPILE_CHOICES)}, got {choice!r}", param="compile"
-        )
+    check_choice(choice, COMPILE_CHOICES, "compile")
 
 
 def compile_mode(

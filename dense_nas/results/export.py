@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dense_nas.errors import UserInputError
+from dense_nas.errors import UserInputError, check_choice
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.network import DenseNet
@@ -153,12 +153,8 @@ FORMATS: tuple[str, ...] = tuple(_FORMATS)
 
 
 def _format(fmt: str) -> _Format:
-    try:
-        return _FORMATS[fmt]
-    except KeyError:
-        raise UserInputError(
-            f"must be one of {', '.join(FORMATS)}, got {fmt!r}", param="format"
-        ) from None
+    check_choice(fmt, FORMATS, "format")
+    return _FORMATS[fmt]
 
 
 def plain_network(module: DenseNetModule) -> DenseNet:

@@ -41,7 +41,7 @@ from typing import Literal, get_args
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.errors import UserInputError
+from dense_nas.errors import UserInputError, check_choice
 from dense_nas.records import study_attrs, trial_attrs
 
 Pick = Literal["accuracy", "smallest", "knee"]
@@ -231,8 +231,7 @@ def check_pick(pick: str) -> None:
         ...
         dense_nas.errors.UserInputError: pick: must be one of accuracy, smallest, knee, got 'largest'
     """
-    if pick not in PICKS:
-        raise UserInputError(f"must be one of {', '.join(PICKS)}, got {pick!r}", param="pick")
+    check_choice(pick, PICKS, "pick")
 
 
 def ranked(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -> list[FrozenTrial]:

@@ -349,52 +349,49 @@ def _open_study(
         The study, the lines to print under its header (a changed space), and the
         trainer config its trials apply.
     """
-    name, chosen, parsed, task = checked.name, checked.space, checked.objective, checked.task
-    data, data_args, data_path = checked.data, checked.data_args, checked.data_dir
-    val_size, given_config = checked.val_size, checked.trainer_config
-    sampler = make_sampler(s.sampler, s.seed, multi_objective=parsed.multi)
-    pruner = make_pruner(s.pruner, s.epochs or chosen.max_epochs)  # both before any file
+    sampler = make_sampler(s.sampler, s.seed, multi_objective=checked.objective.multi)
+    pruner = make_pruner(s.pruner, s.epochs or checked.space.max_epochs)  # both before any file
     study = optuna.create_study(
-        study_name=name,
+        study_name=checked.name,
         storage=make_storage(s.storage, s.out_dir),
         sampler=sampler,
         pruner=pruner,
-        directions=parsed.directions,
+        directions=checked.objective.directions,
         load_if_exists=True,
     )
-    recorded = study_attrs(study).get("objective", parsed.name)
-    if recorded != parsed.name or list(study.directions) != parsed.directions:
+    recorded = study_attrs(study).get("objective", checked.objective.name)
+    if recorded != checked.objective.name or list(study.directions) != checked.objective.directions:
         raise UserInputError(
-            f"study {name!r} was made with another objective "
+            f"study {checked.name!r} was made with another objective "
             f"({recorded}); use --objective {recorded} or a new --study",
             param="objective",
         )
-    _check_same_data(study, data, data_args)
-    split = study_attrs(study).get("val_size", val_size)
-    if split != val_size:  # trials on other validation images do not compare
+    _check_same_data(study, checked.data, checked.data_args)
+    split = study_attrs(study).get("val_size", checked.val_size)
+    if split != checked.val_size:  # trials on other validation images do not compare
         raise UserInputError(
-            f"study {name!r} validates on val size {split}; "
+            f"study {checked.name!r} validates on val size {split}; "
             f"use --val-size {split} or a new --study",
             param="val_size",
         )
-    notes = _record_space_version(study, space_version(chosen, task))
+    notes = _record_space_version(study, space_version(checked.space, checked.task))
     record_study(
         study,
         overwrite=False,
-        data=data,
-        data_args=data_args,
-        data_dir=data_path,
-        objective=parsed.name,
+        data=checked.data,
+        data_args=checked.data_args,
+        data_dir=checked.data_dir,
+        objective=checked.objective.name,
         seed=s.seed,
-        image_size=list(task.image_size),
+        image_size=list(checked.task.image_size),
     )
-    if val_size is not None:  # a user datamodule holds out its own validation data
-        record_study(study, overwrite=False, val_size=val_size)
-    trainer_config = _study_trainer_config(study, given_config)
+    if checked.val_size is not None:  # a user datamodule holds out its own validation data
+        record_study(study, overwrite=False, val_size=checked.val_size)
+    trainer_config = _study_trainer_config(study, checked.trainer_config)
     prepare_experiment(s.logger, s.out_dir, study.study_name, s.mlflow_uri)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
-    enqueue_seeds(study, chosen)
+    enqueue_seeds(study, checked.space)
     return study, notes, trainer_config
 
 
