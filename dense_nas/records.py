@@ -367,6 +367,9 @@ class ResultMessage(TypedDict):
     images_per_second: float
     ranks: list[dict[str, Any]]
     checkpoint: str | None
+    resumed_from: int | None
+    """Epochs done by an earlier try when this one went on from its resume checkpoint
+    (``None``: trained from epoch 0); ``history`` and ``epochs`` count the earlier ones."""
     logs: NotRequired[TrialLogs]
     """Where the trial logged, with the MLflow run id (absent without a logger)."""
 

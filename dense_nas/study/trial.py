@@ -57,7 +57,9 @@ class TrialSpec:
     ``training`` is a :class:`~dense_nas.model.recipe.TrainingConfig` dict and must hold
     ``epochs``: the schedule's length is also the Trainer's ``max_epochs``. ``logs`` is
     where the trial logs (a :class:`~dense_nas.records.TrialLogs`; ``None``: no logger)
-    and ``trainer_config`` the study's recorded ``--trainer-config``.
+    and ``trainer_config`` the study's recorded ``--trainer-config``. ``resume`` is the
+    trial's resume checkpoint (``None``: not resumable), written every ``resume_every``
+    epochs and gone on from when it exists (:mod:`dense_nas.study.resume`).
     """
 
     number: int
@@ -77,6 +79,8 @@ class TrialSpec:
     verbose: bool = False
     logs: TrialLogs | None = None
     trainer_config: dict[str, Any] = field(default_factory=dict)
+    resume: str | None = None
+    resume_every: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,6 +151,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     from dense_nas.study.hardware import keep_freed_memory
     from dense_nas.study.loggers import finished_logs, make_logger
     from dense_nas.study.pruning import EpochReporter
+    from dense_nas.study.resume import ResumeCheckpoint, checkpoint_to_resume, discard
     from dense_nas.study.timing import StepTimer
     from dense_nas.study.trainer_config import trainer_kwargs
 
@@ -167,14 +172,24 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     reporter = EpochReporter(ask, timer)
     user = trainer_kwargs(spec.trainer_config)
     callbacks = [reporter, timer, *user.pop("callbacks")]
+    if spec.resume is not None:
+        callbacks.append(ResumeCheckpoint(spec.resume, spec.resume_every))
+    resume_from = checkpoint_to_resume(spec.resume)
     logger = make_logger(spec.logs)
     trainer = L.Trainer(callbacks=callbacks, logger=logger, **_trainer_options(spec, user))
     with quiet_lightning(spec.verbose):
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=resume_from.path if resume_from else None,
+            weights_only=False,  # our own file, with the optimizer and random states
+        )
     if not reporter.history:
         raise RuntimeError("training ended before the first validation epoch")
     if spec.checkpoint and not reporter.pruned:
         _save_checkpoint(trainer, spec.checkpoint)
+    if spec.resume is not None and trainer.is_global_zero:
+        discard(spec.resume)  # completed or pruned: no try of this trial comes after
     result: ResultMessage = {
         "ranks": _gather({"arch_key": arch.key, "epochs": len(reporter.history)}),
         "type": "result",
@@ -189,6 +204,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
         if timer.train_seconds
         else 0.0,
         "checkpoint": spec.checkpoint if not reporter.pruned else None,
+        "resumed_from": resume_from.epoch if resume_from else None,
     }
     logs = finished_logs(spec.logs, logger)
     if logs is not None:
