@@ -4,6 +4,7 @@ and ends with exactly the weights of the same trial never killed (CPU, digits da
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import signal
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import torch
 
 from dense_nas.records import ResultMessage
 from dense_nas.study._runner import ResultOrError, TrialProcess
-from dense_nas.study.trial import TrialSpec
+from dense_nas.study.trial import TrialSpec, run
 
 EPOCHS = 4  # the multistep schedule divides the rate at epochs 2 and 3: both are resumed over
 
@@ -82,17 +83,18 @@ class Unbroken:
 
     result: ResultMessage
     weights: dict[str, torch.Tensor]
-    left: Path  # resume.ckpt (after 3 epochs) and resume.ckpt.prev (after 2)
+    left: Path  # resume.ckpt (after 2 epochs) and resume.ckpt.prev (after 1)
 
 
 @pytest.fixture(scope="module")
 def unbroken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unbroken]:
+    """One process trains the trial, then a try of it killed after training epoch 3."""
     folder = tmp_path_factory.mktemp("unbroken")
     spec = _spec(folder)
     runner = TrialProcess(log_path=folder / "log")
     try:
         result, asked = _train(runner, spec, folder)
-        killed = _killed_at(runner, dataclasses.replace(spec, checkpoint=None), folder, EPOCHS)
+        killed = _killed_at(runner, dataclasses.replace(spec, checkpoint=None), folder, 3)
     finally:
         runner.close()
     assert asked == list(range(1, EPOCHS + 1)) and result["resumed_from"] is None
@@ -100,25 +102,40 @@ def unbroken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unbroken]:
     yield Unbroken(result, _weights(spec), folder)
 
 
-def _with_left_files(unbroken: Unbroken, folder: Path) -> TrialSpec:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrialProcess]:
+    """One trial process for the retries below (a new one per test costs seconds of
+    imports); it logs to ``served.log`` in the session's temporary folder."""
+    runner = TrialProcess(log_path=tmp_path_factory.getbasetemp() / "served.log")
+    yield runner
+    runner.close()
+
+
+def _retry(
+    runner: TrialProcess, unbroken: Unbroken, folder: Path
+) -> tuple[TrialSpec, Callable[[], tuple[ResultMessage, list[int], list[str]]]]:
+    """The killed trial's spec with the files it left, and how to retry it: the result,
+    the epochs it reported, and the lines about resuming it logged."""
     spec = _spec(folder)
     for name in ("resume.ckpt", "resume.ckpt.prev"):
         shutil.copy(unbroken.left / name, folder / name)
-    return spec
+
+    def retry() -> tuple[ResultMessage, list[int], list[str]]:
+        assert runner.log_path is not None
+        before = runner.log_path.stat().st_size if runner.log_path.exists() else 0
+        result, asked = _train(runner, spec, folder)
+        logged = runner.log_path.read_bytes()[before:].decode(errors="replace")
+        return result, asked, [line for line in logged.splitlines() if "resume checkpoint" in line]
+
+    return spec, retry
 
 
 def test_a_trial_killed_mid_way_goes_on_and_ends_with_the_unbroken_weights(
-    tmp_path: Path, unbroken: Unbroken
+    tmp_path: Path, unbroken: Unbroken, served: TrialProcess
 ) -> None:
-    spec = _spec(tmp_path)
-    runner = TrialProcess(log_path=tmp_path / "log")
-    try:
-        killed = _killed_at(runner, spec, tmp_path, 3)  # trained 3 epochs, the checkpoint has 2
-        assert killed["type"] == "error" and killed["kind"] == "signal"
-        result, asked = _train(runner, spec, tmp_path)
-    finally:
-        runner.close()
-    assert result["resumed_from"] == 2
+    spec, retry = _retry(served, unbroken, tmp_path)
+    result, asked, logged = retry()
+    assert result["resumed_from"] == 2 and not logged
     assert asked == [3, 4]  # only the epochs after the resumed one are reported and trained
     assert result["epochs"] == EPOCHS and result["history"] == unbroken.result["history"]
     _assert_same_weights(spec, unbroken.weights)
@@ -126,51 +143,40 @@ def test_a_trial_killed_mid_way_goes_on_and_ends_with_the_unbroken_weights(
 
 
 def test_a_torn_resume_checkpoint_goes_on_from_the_one_before_with_one_warning(
-    tmp_path: Path, unbroken: Unbroken
+    tmp_path: Path, unbroken: Unbroken, served: TrialProcess
 ) -> None:
-    spec = _with_left_files(unbroken, tmp_path)
+    spec, retry = _retry(served, unbroken, tmp_path)
     whole = (tmp_path / "resume.ckpt").read_bytes()
     (tmp_path / "resume.ckpt").write_bytes(whole[: len(whole) // 2])  # torn mid-write
-    runner = TrialProcess(log_path=tmp_path / "log")
-    try:
-        result, asked = _train(runner, spec, tmp_path)
-    finally:
-        runner.close()
-    assert result["resumed_from"] == 2 and asked == [3, 4]
+    result, asked, logged = retry()
+    assert result["resumed_from"] == 1 and asked == [2, 3, 4]
     _assert_same_weights(spec, unbroken.weights)
-    warnings = [line for line in (tmp_path / "log").read_text().splitlines() if "resume" in line]
-    assert len(warnings) == 1 and "unreadable" in warnings[0], warnings
+    assert len(logged) == 1 and "unreadable" in logged[0], logged
 
 
 def test_garbage_resume_checkpoints_train_from_epoch_0_with_a_warning_each(
-    tmp_path: Path, unbroken: Unbroken
+    tmp_path: Path, unbroken: Unbroken, served: TrialProcess
 ) -> None:
-    spec = _with_left_files(unbroken, tmp_path)
+    spec, retry = _retry(served, unbroken, tmp_path)
     (tmp_path / "resume.ckpt").write_bytes(b"\x00garbage" * 100)
     (tmp_path / "resume.ckpt.prev").write_bytes(b"")
-    runner = TrialProcess(log_path=tmp_path / "log")
-    try:
-        result, asked = _train(runner, spec, tmp_path)
-    finally:
-        runner.close()
+    result, asked, logged = retry()
     assert result["resumed_from"] is None and asked == list(range(1, EPOCHS + 1))
     _assert_same_weights(spec, unbroken.weights)
-    warnings = [line for line in (tmp_path / "log").read_text().splitlines() if "resume" in line]
-    assert len(warnings) == 2 and all("unreadable" in line for line in warnings), warnings
+    assert len(logged) == 2 and all("unreadable" in line for line in logged), logged
 
 
 def test_a_resume_checkpoint_that_cannot_be_written_costs_a_warning_not_the_trial(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "not-a-folder").write_text("")
-    spec = dataclasses.replace(_spec(tmp_path), resume=str(tmp_path / "not-a-folder" / "r.ckpt"))
-    runner = TrialProcess(log_path=tmp_path / "log")
-    try:
-        result, asked = _train(runner, spec, tmp_path)
-    finally:
-        runner.close()
-    assert result["epochs"] == EPOCHS and asked == list(range(1, EPOCHS + 1))
-    warnings = [line for line in (tmp_path / "log").read_text().splitlines() if "resume" in line]
+    spec = dataclasses.replace(
+        _spec(tmp_path), resume=str(tmp_path / "not-a-folder" / "r.ckpt"), checkpoint=None
+    )
+    with caplog.at_level(logging.WARNING, logger="dense_nas.study.resume"):
+        result = run(spec, lambda report: False)  # here: no process to kill
+    assert result["epochs"] == EPOCHS and result["resumed_from"] is None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "dense_nas.study.resume"]
     assert len(warnings) == EPOCHS - 1 and all("not written" in line for line in warnings)
 
 

@@ -32,12 +32,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -84,7 +85,9 @@ def checkpoint_to_resume(path: str | os.PathLike[str] | None) -> ResumePoint | N
         try:
             return ResumePoint(str(candidate), _epochs_done(candidate))
         except _Unreadable as err:
-            logger.warning("resume checkpoint %s unreadable (%s); not resuming from it", candidate, err)
+            logger.warning(
+                "resume checkpoint %s unreadable (%s); not resuming from it", candidate, err
+            )
     return None
 
 
@@ -111,19 +114,20 @@ def discard(path: str | os.PathLike[str]) -> None:
     not retried, or its last retry is spent); a missing file is no error.
     """
     for leftover in (Path(path), _previous(Path(path)), _partial(Path(path))):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             leftover.unlink()
 
 
 def random_state() -> dict[str, Any]:
     """This process's random generators, as plain values a checkpoint can hold."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
+    numpy_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, position, has_gauss, gauss = numpy_state
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": (kind, torch.from_numpy(keys.copy()), position, has_gauss, gauss),
         "python": random.getstate(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]  # a GPU trial; a CPU one never starts CUDA
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -153,9 +157,12 @@ def _all_ranks(trainer: L.Trainer, record: dict[str, Any]) -> list[dict[str, Any
 
     if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
         return [record]
+    # As torch.save bytes: all_gather_object cannot pickle the CPU tensors gloo hands it.
+    written = io.BytesIO()
+    torch.save(record, written)
     records: list[Any] = [None] * trainer.world_size
-    dist.all_gather_object(records, record)
-    return records
+    dist.all_gather_object(records, written.getvalue())
+    return [torch.load(io.BytesIO(data), weights_only=False) for data in records]
 
 
 class ResumeCheckpoint(L.Callback):
@@ -193,7 +200,7 @@ class ResumeCheckpoint(L.Callback):
         set_random_state(self._loaded["random"])
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        loader = trainer.train_dataloader  # made after load_state_dict; no batch drawn yet
+        loader: Any = trainer.train_dataloader  # made after load_state_dict; no batch drawn yet
         if "loader" in self._loaded and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(self._loaded["loader"])
 
@@ -214,7 +221,7 @@ class ResumeCheckpoint(L.Callback):
         if done == 0 or done % self.every or done == self._resumed_at:
             return
         record: dict[str, Any] = {"random": random_state()}
-        loader = trainer.train_dataloader
+        loader: Any = trainer.train_dataloader
         if hasattr(loader, "state_dict"):  # a stateful loader: its next shuffle
             record["loader"] = loader.state_dict()
         self._state = {"epoch": done, "ranks": _all_ranks(trainer, record)}
