@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dense_nas.records import ResultMessage
+from dense_nas.records import EpochMessage, ResultMessage
 from dense_nas.study._runner import ResultOrError, TrialProcess
+from dense_nas.study.resume import checkpoint_to_resume
 from dense_nas.study.trial import TrialSpec, run
 
 EPOCHS = 4  # the multistep schedule divides the rate at epochs 2 and 3: both are resumed over
@@ -178,6 +179,25 @@ def test_a_resume_checkpoint_that_cannot_be_written_costs_a_warning_not_the_tria
     assert result["epochs"] == EPOCHS and result["resumed_from"] is None
     warnings = [r.getMessage() for r in caplog.records if r.name == "dense_nas.study.resume"]
     assert len(warnings) == EPOCHS - 1 and all("not written" in line for line in warnings)
+
+
+class Stopped(Exception):
+    """Training stopped from outside (in this process, where a kill would end the test)."""
+
+
+def test_resume_every_n_epochs_writes_only_every_nth_epoch(tmp_path: Path) -> None:
+    spec = dataclasses.replace(_spec(tmp_path), resume_every=2, checkpoint=None)
+
+    def stop_after_last_epoch(report: EpochMessage) -> bool:
+        if report["epoch"] == EPOCHS:
+            raise Stopped
+        return False
+
+    with pytest.raises(Stopped):
+        run(spec, stop_after_last_epoch)
+    left = checkpoint_to_resume(spec.resume)
+    assert left is not None and left.epoch == 2  # not 3: epoch 3 was no write
+    assert not Path(f"{spec.resume}.prev").exists()  # and epoch 1 neither
 
 
 @pytest.mark.slow  # three DDP trial processes of two ranks each

@@ -177,6 +177,8 @@ class ResumeCheckpoint(L.Callback):
     """
 
     def __init__(self, path: str | os.PathLike[str], every: int = 1) -> None:
+        if every < 1:
+            raise ValueError(f"every: must be at least 1 epoch, got {every}")
         self.path = Path(path)
         self.every = every
         self._rank = 0
