@@ -53,6 +53,7 @@ class Spec:
     Attributes:
         growth_rate, layers: the architecture: two blocks of ``layers`` BC layers.
         lr: learning rate.
+        optimizer, warmup_epochs: the rest of the recipe (a cosine schedule).
         epochs: epochs to train (a pruned trial stops after them).
         state: COMPLETE, PRUNED or FAIL (a failed trial trains nothing).
         duplicate_of: answer from that earlier trial instead of training.
@@ -63,6 +64,8 @@ class Spec:
     growth_rate: int = 4
     layers: int = 1
     lr: float = 0.1
+    optimizer: str = "sgd"
+    warmup_epochs: int = 0
     epochs: int = 1
     state: TrialState = TrialState.COMPLETE
     duplicate_of: int | None = None
@@ -74,7 +77,13 @@ class Spec:
         )
 
     def training(self) -> TrainingConfig:
-        return TrainingConfig(lr=self.lr, epochs=self.epochs, schedule="cosine")
+        return TrainingConfig(
+            lr=self.lr,
+            optimizer=self.optimizer,  # type: ignore[arg-type]  # TrainingConfig checks it
+            warmup_epochs=self.warmup_epochs,
+            epochs=self.epochs,
+            schedule="cosine",
+        )
 
 
 @dataclass(frozen=True)
