@@ -4,7 +4,9 @@
   with a canonical key, and the named presets.
 - :mod:`~dense_nas.model.cost`: exact parameter count, MACs and activation memory.
 - :mod:`~dense_nas.model.network`: :class:`DenseNet`, the ``nn.Module``.
-- :mod:`~dense_nas.model.recipe`: :class:`TrainingConfig`, the paper's training recipe.
+- :mod:`~dense_nas.model.recipe`: :class:`TrainingConfig`, the training recipe (the
+  paper's by default; AdamW and a warm-up besides).
+- :mod:`~dense_nas.model.metrics`: the validation metrics by name, with their direction.
 - :mod:`~dense_nas.model.module`: :class:`DenseNetModule`, the ``LightningModule``.
 
 Example:

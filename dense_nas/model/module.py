@@ -204,7 +204,7 @@ class DenseNetModule(L.LightningModule):
             # AUROC would cost a sort per batch for nothing.
             metric.update(logits.float(), labels)
             # Lightning computes, syncs and resets the metric at the epoch's end.
-            for logged in (name, *([_ALSO_LOGGED_AS[name]] if name in _ALSO_LOGGED_AS else [])):
+            for logged in dict.fromkeys([name, _ALSO_LOGGED_AS.get(name, name)]):
                 self.log(
                     f"{stage}/{logged}",
                     metric,
