@@ -78,16 +78,14 @@ def study_args(parser: argparse.ArgumentParser) -> None:
 def device_args(parser: argparse.ArgumentParser) -> None:
     """``--accelerator``, ``--precision`` and ``--compile`` outside a search (``retrain``):
     what a training run runs on, and in what, as the search's settings explain them."""
-    accelerator, precision, compile_ = (OPTIONS[name] for name in DEVICE_OPTIONS)
-    parser.add_argument("--accelerator", default=accelerator.default, help=accelerator.help)
-    for option in (precision, compile_):
+    accelerator = OPTIONS["accelerator"]  # its values are checked where it is resolved
+    parser.add_argument(accelerator.flag, default=accelerator.default, help=accelerator.help)
+    for option in (OPTIONS["precision"], OPTIONS["compile"]):
         parser.add_argument(
             option.flag, choices=option.choices, default=option.default, help=option.help
         )
 
 
-#: the search options that also choose how ``retrain`` trains
-DEVICE_OPTIONS = ("accelerator", "precision", "compile")
 # Spelled out rather than imported so that ``--help`` need not import torch; the tests
 # check they equal dense_nas.results.export.FORMATS and dense_nas.results.loading.PICKS.
 FORMAT_CHOICES = ("onnx", "torchscript", "state-dict", "exported-program")

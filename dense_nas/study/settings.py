@@ -190,7 +190,7 @@ class Option:
         return f"{self.doc} ({choices}default: {self.shown_default})"
 
 
-def _option(default: Any = dataclasses.MISSING, **declared: Any) -> Any:
+def _option(default: Any, **declared: Any) -> Any:
     """A :class:`SearchSettings` field whose metadata is its :class:`Option`.
 
     A mutable default (``{}``) is given as a factory.
