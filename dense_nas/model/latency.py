@@ -117,7 +117,7 @@ class Target:
         _positive(self.threads, "threads")
         if self.device == "gpu" and not torch.cuda.is_available():
             raise UserInputError(
-                "gpu: no CUDA device is visible to torch here; measure on cpu, or run "
+                "'gpu' needs CUDA, and torch sees no CUDA device here; use cpu, or measure "
                 "where torch.cuda.is_available() is true",
                 param="device",
             )
