@@ -386,9 +386,10 @@ def time_runs(
     Args:
         run: one batch.
         warmup: untimed runs first (allocations, kernel choice, caches).
-        min_runs: timed runs before the median may be judged.
-        max_runs: the most timed runs.
-        max_seconds: the most seconds of timed runs.
+        min_runs: timed runs before the median may be judged; always made, even past
+            the caps.
+        max_runs: the most timed runs (or ``min_runs``, if more).
+        max_seconds: the most seconds of timed runs, once ``min_runs`` are done.
         precision: the estimated standard error of the median over the median at which
             timing stops.
 
@@ -396,7 +397,7 @@ def time_runs(
         The milliseconds of each timed run, and whether ``precision`` was met.
 
     Example:
-        >>> times, converged = time_runs(lambda: None, warmup=1, min_runs=5, max_runs=5)
+        >>> times, converged = time_runs(lambda: None, warmup=1, min_runs=5, max_seconds=0)
         >>> len(times), all(t >= 0 for t in times)
         (5, True)
     """
@@ -408,11 +409,12 @@ def time_runs(
         began = time.perf_counter_ns()
         run()
         times.append((time.perf_counter_ns() - began) / 1e6)
-        if len(times) >= min_runs:
-            median, iqr = _median_and_iqr(times)
-            error = _MEDIAN_ERROR_PER_IQR * iqr / math.sqrt(len(times))
-            if error <= precision * median:
-                return times, True
+        if len(times) < min_runs:
+            continue  # the caps too wait for min_runs: a slow network still gets them
+        median, iqr = _median_and_iqr(times)
+        error = _MEDIAN_ERROR_PER_IQR * iqr / math.sqrt(len(times))
+        if error <= precision * median:
+            return times, True
         if len(times) >= max_runs or time.perf_counter() - start >= max_seconds:
             return times, False
 
