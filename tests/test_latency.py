@@ -184,10 +184,10 @@ def test_a_fresh_process_measures_within_a_quarter_of_the_first() -> None:
     first = measure_latency(arch, (32, 32), Target(), **stopping)
     fresh = measure_in_fresh_process(arch, (32, 32), Target(), **stopping)
     assert fresh.fingerprint == first.fingerprint
+    within = abs(fresh.median_ms - first.median_ms) <= 0.25 * first.median_ms
     # Wall-clock time on an oversubscribed CPU measures the other processes' load, which
-    # changes from one minute to the next (benchmarks/RESULTS.md): nothing to compare.
-    load = os.getloadavg()[0]
-    cpus = os.cpu_count() or 1
-    if load > cpus:
+    # changes from one minute to the next (benchmarks/RESULTS.md): no verdict there.
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if not within and load > cpus:
         pytest.skip(f"load average {load:.1f} on {cpus} CPUs: wall-clock latency is noise")
-    assert abs(fresh.median_ms - first.median_ms) <= 0.25 * first.median_ms
+    assert within, (first.median_ms, fresh.median_ms)
