@@ -325,8 +325,7 @@ Run = Callable[[], None]
 """One timed batch: images in host memory to logits in host memory."""
 
 
-@contextlib.contextmanager
-def _torch_run(config: DenseNetConfig, images: torch.Tensor, target: Target) -> Iterator[Run]:
+def _torch_run(config: DenseNetConfig, images: torch.Tensor, target: Target) -> Run:
     device = torch.device("cuda" if target.device == "gpu" else "cpu")
     network = DenseNet(config).eval().to(device)
 
@@ -335,11 +334,10 @@ def _torch_run(config: DenseNetConfig, images: torch.Tensor, target: Target) -> 
             # .cpu() waits for the GPU, so the time covers the whole batch.
             network(images.to(device)).cpu()
 
-    yield run
+    return run
 
 
-@contextlib.contextmanager
-def _onnx_run(config: DenseNetConfig, images: torch.Tensor, target: Target) -> Iterator[Run]:
+def _onnx_run(config: DenseNetConfig, images: torch.Tensor, target: Target) -> Run:
     # Imported here: the export module pulls in Lightning, which torch runs need not.
     from dense_nas.model.module import DenseNetModule
     from dense_nas.results.export import export_network
@@ -364,7 +362,7 @@ def _onnx_run(config: DenseNetConfig, images: torch.Tensor, target: Target) -> I
     def run() -> None:
         session.run(None, {name: batch})
 
-    yield run
+    return run
 
 
 def _median_and_iqr(times_ms: list[float]) -> tuple[float, float]:
@@ -455,7 +453,8 @@ def measure_latency(
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(target.batch, config.in_channels, *image_size, generator=generator)
     runner = _onnx_run if target.runtime == "onnxruntime" else _torch_run
-    with torch_threads(target.threads), runner(inference_arch(config), images, target) as run:
+    with torch_threads(target.threads):
+        run = runner(inference_arch(config), images, target)
         times, converged = time_runs(
             run,
             warmup=warmup,
