@@ -241,6 +241,15 @@ def test_top_2_with_2_seeds_keeps_4_runs_and_shows_mean_and_std_per_architecture
         shown = main_in_process(capsys, "best", "--storage", built.storage, "--study", built.name)
         assert row in shown.stdout
 
+    report = tmp_path / "report"
+    args = ("report", "--storage", built.storage, "--study", built.name, "--output", str(report))
+    assert main_in_process(capsys, *args).returncode == 0
+    summary = (report / "summary.md").read_text()
+    for number in top:
+        accs = [r["test_accuracy"] for r in new if r["trial"] == number]
+        mean, std = sum(accs) / 2, abs(accs[0] - accs[1]) / 2**0.5
+        assert f"| {number} | 1 | 2 | {mean:.4f} ± {std:.4f} |" in summary
+
     # A second retrain adds its run; no earlier one goes.
     again = _retrain_args(built, "--trial", str(top[0]), "--seed", "7")
     assert main_in_process(capsys, *again).returncode == 0
@@ -298,7 +307,7 @@ def test_two_workers_train_at_once_in_their_own_processes_and_record_the_same_ru
     assert ran.returncode == 0, ran.stderr
 
     # Each run waits until two processes have started one: only workers at once get on.
-    monkeypatch.syspath_prepend(str(PARTS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(PARTS), *sys.path])))
     met = tmp_path / "met"
     paired = build_study(tmp_path / "paired", "three", THREE)
     rendezvous = {"class_path": RENDEZVOUS, "init_args": {"directory": str(met), "timeout": 300}}

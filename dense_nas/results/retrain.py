@@ -9,8 +9,8 @@ architectures) once per seed, ``workers`` runs at once, each in its own process
 (:mod:`~dense_nas.results.retrain_workers`).
 
 Every run applies the study's ``--trainer-config`` (its Trainer options and callbacks),
-as every trial did, and logs with the logger the study's trials logged with, next to
-their logs (:func:`run_logs`). A run keeps its ``last.ckpt`` (written after every epoch)
+as every trial did, and logs with the logger the study's trials logged with
+(:func:`run_logs`). A run keeps its ``last.ckpt`` (written after every epoch)
 in ``<out>/retrain/<study>/trial-<N>-seed-<S>-epochs-<E>/``; running it again resumes
 from there. Every result is added to the study's ``retrains`` record
 (:class:`~dense_nas.records.RetrainRecord`); ``retrain``, ``best`` and ``report`` show
@@ -178,20 +178,22 @@ def run_dir(out: Path, study_name: str, run: RetrainRun) -> Path:
     return out / "retrain" / study_name / run.name
 
 
-def run_logs(study: optuna.Study, run: RetrainRun) -> TrialLogs | None:
-    """Where a run logs: with the logger the study's latest logged trial used, beside it.
+def run_logs(study: optuna.Study, out: Path, run: RetrainRun) -> TrialLogs | None:
+    """Where a run logs: with the logger the study's latest logged trial used.
 
-    csv and tensorboard runs go into the folder that holds the trials' folders, as
-    ``retrain-<run>``; an MLflow run joins the trials' experiment as ``retrain-<run>``.
-    ``None`` when no trial logged (``--logger none``).
+    csv and tensorboard runs go to ``<out>/logs/<study>/retrain-<run>/``, beside the
+    trials' folders of a search with the same ``--out``; an MLflow run joins the trials'
+    experiment in their tracking store as ``retrain-<run>``. ``None`` when no trial
+    logged (``--logger none``).
 
     Example:
         >>> import optuna
         >>> study = optuna.create_study(study_name="demo")
         >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={
         ...     "logs": {"logger": "csv", "location": "/runs/logs/demo/trial-0"}}))
-        >>> run_logs(study, RetrainRun(0, 1, 2))["location"]
-        '/runs/logs/demo/retrain-trial-0-seed-1-epochs-2'
+        >>> logs = run_logs(study, Path("/runs"), RetrainRun(0, 1, 2))
+        >>> logs["logger"], Path(logs["location"]).as_posix()
+        ('csv', '/runs/logs/demo/retrain-trial-0-seed-1-epochs-2')
     """
     logged = [t for t in study.get_trials(deepcopy=False) if "logs" in trial_attrs(t)]
     if not logged:
@@ -203,7 +205,8 @@ def run_logs(study: optuna.Study, run: RetrainRun) -> TrialLogs | None:
         return TrialLogs(
             logger="mlflow", location=logs["location"], experiment=experiment, run_name=name
         )
-    return TrialLogs(logger=logs["logger"], location=str(Path(logs["location"]).parent / name))
+    location = (out / "logs" / study.study_name / name).resolve()
+    return TrialLogs(logger=logs["logger"], location=str(location))
 
 
 def _resume_point(last: Path, module: DenseNetModule) -> int:
@@ -298,7 +301,7 @@ def train_run(settings: RetrainSettings, run: RetrainRun) -> RetrainResult:
     )
     directory = run_dir(settings.out, settings.study_name, run)
     done = _resume_point(directory / LAST, module)
-    logs = run_logs(study, run)
+    logs = run_logs(study, settings.out, run)
     with quiet_lightning(settings.verbose):
         logger = make_logger(logs)
         trainer = _trainer(
@@ -406,7 +409,7 @@ def plan(
     for run in runs:
         check_output_dir(run_dir(out, study.study_name, run), "out")
     _datamodule(study, trial_training(chosen[0]).batch_size, base)  # it has a test set
-    logs = run_logs(study, runs[0])
+    logs = run_logs(study, out, runs[0])
     if logs is not None:
         check_logger(logs["logger"])  # its package is installed here too
         prepare_experiment(logs["logger"], out, study.study_name, logs["location"])

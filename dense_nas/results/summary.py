@@ -160,14 +160,16 @@ def retrained_table(study: optuna.Study, *, markdown: bool = False) -> str | Non
     Example:
         >>> import optuna
         >>> study = optuna.create_study()
-        >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"arch": {}}))
+        >>> arch = {"growth_rate": 12, "block_layers": [6, 6], "bottleneck": False,
+        ...         "compression": 1}
+        >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"arch": arch}))
         >>> retrained_table(study) is None
         True
         >>> study.set_user_attr("retrains", [{"trial": 0, "arch_key": "a", "seed": s,
         ...     "epochs": 3, "test_accuracy": acc} for s, acc in [(0, 0.9), (1, 0.92)]])
         >>> print(retrained_table(study))
         trials  epochs  seeds  test accuracy    architecture
-        0            3      2  0.9100 ± 0.0141  -
+             0       3      2  0.9100 ± 0.0141  k=12 blocks=6-6 basic theta=1
     """
     archs = retrained_archs(retrain_records(study))
     if not archs:
