@@ -279,6 +279,11 @@ def test_top_2_with_2_seeds_keeps_4_runs_and_shows_mean_and_std_per_architecture
             "--top: --top takes the best trials itself; give --top or --trial, not both",
         ),
         (["--trial", "1", "--trial", "1"], "--trial: trial 1 is given twice; give it once"),
+        (["--seed", "-1"], "--seed: must be 0 to 4294967295 (--seeds 1), got -1"),
+        (
+            ["--seed", "4294967295", "--seeds", "2"],
+            "--seed: must be 0 to 4294967294 (--seeds 2), got 4294967295",
+        ),
     ],
 )
 def test_bad_top_seeds_or_trials_exit_2_with_nothing_stored_or_trained(

@@ -66,6 +66,7 @@ from dense_nas.results.selection import (
 from dense_nas.study.hardware import resolve_accelerator, resolve_precision, speed_defaults
 from dense_nas.study.loggers import check_logger, finished_logs, make_logger, prepare_experiment
 from dense_nas.study.quiet import quiet_lightning
+from dense_nas.study.settings import MAX_SEED
 from dense_nas.study.storage import open_study
 from dense_nas.study.trainer_config import trainer_kwargs
 
@@ -397,6 +398,10 @@ def plan(
     study = open_study(storage, study_name, out)
     chosen = _chosen_trials(study, trials, top, pick, max_params)
     base = study_attrs(study).get("seed", 0) if seed is None else seed
+    if not 0 <= base <= MAX_SEED - (seeds - 1):
+        raise UserInputError(
+            f"must be 0 to {MAX_SEED - (seeds - 1)} (--seeds {seeds}), got {base}", param="seed"
+        )
     runs = [
         RetrainRun(
             trial.number,
@@ -479,7 +484,8 @@ def retrain(
     Raises:
         UserInputError: before anything is trained or stored: a missing or empty study,
             no such trial (or one given twice), ``top`` with ``trials``, ``top`` below 1
-            or above the architectures there are, ``seeds`` outside 1 to 100, bad device
+            or above the architectures there are, ``seeds`` outside 1 to 100, a seed
+            outside 0 to 2**32 - 1, bad device
             settings, a run directory that cannot be written, or a datamodule without a
             ``test_dataloader``. While running: a ``last.ckpt`` of another architecture
             or recipe in a run's folder.
