@@ -511,7 +511,7 @@ def test_unaugmented_data_trains_records_and_reloads_the_papers_dropout(tmp_path
     assert trial.user_attrs["arch"]["dropout"] == 0.2
     assert "drop=0.2;" in trial.user_attrs["arch_key"]
     reloaded = load_best(None, "d", out=tmp_path)
-    retrained = retrain(None, "d", epochs=1, out=tmp_path, accelerator="cpu")
+    (retrained,) = retrain(None, "d", epochs=1, out=tmp_path, accelerator="cpu")
     checkpoint = DenseNetModule.load_from_checkpoint(retrained.checkpoint, weights_only=True)
     for module in (reloaded, checkpoint):
         drops = [m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)]

@@ -228,7 +228,8 @@ def test_the_readme_study_on_a_user_datamodule_runs_as_written(tmp_path: Path) -
     assert retrained.returncode == 0, retrained.stderr[-3000:]
     assert "test accuracy" in retrained.stdout
     record = optuna.load_study(study_name="digits-tiny-Quadrants", storage=storage)
-    assert 0.0 <= record.user_attrs["retrain"]["test_accuracy"] <= 1.0
+    (run,) = record.user_attrs["retrains"]
+    assert 0.0 <= run["test_accuracy"] <= 1.0
 
     loaded = _bash(load_line, tmp_path)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
