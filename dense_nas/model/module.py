@@ -37,9 +37,8 @@ class DenseNetModule(L.LightningModule):
 
     Args:
         config: the architecture, as a :class:`DenseNetConfig` or its ``to_dict()``.
-        lr, momentum, nesterov, weight_decay, schedule, milestones, epochs,
-            label_smoothing, batch_size: the training recipe (see
-            :class:`~dense_nas.model.recipe.TrainingConfig`).
+        lr, momentum, nesterov, weight_decay, schedule, milestones, epochs, label_smoothing, batch_size: the
+            training recipe (see :class:`~dense_nas.model.recipe.TrainingConfig`).
         channels_last: run convs in NHWC layout; faster for DenseNet on CPUs and on GPUs
             with tensor cores.
         compile: run the network through ``torch.compile`` once the Trainer sets the
