@@ -10,6 +10,7 @@ download, another machine). A ``yaml`` or ``python`` block whose first line is
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
@@ -45,8 +46,7 @@ def page_files(page: Path) -> dict[str, str]:
 def test_the_cli_reference_lists_every_subcommand_and_flag() -> None:
     parser = build_parser()
     reference = cli_reference_markdown(parser)
-    (subparsers,) = [a for a in parser._actions if a.dest == "command"]
-    assert subparsers.choices is not None
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for name, command in subparsers.choices.items():
         section = reference.split(f"## `dense-nas {name}`\n", 1)[1].split("\n## ", 1)[0]
         for action in command._actions:
