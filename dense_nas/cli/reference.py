@@ -17,11 +17,11 @@ Example:
     <BLANKLINE>
     Run the thing.
     <BLANKLINE>
-    | flag | default | meaning |
-    |---|---|---|
-    | `--times TIMES` | `3` | how often; a\\|b |
-    | `--mode {fast,safe}` |  | how (one of `fast`, `safe`) |
-    | `--dry` |  | only say what \\<it\\> would do |
+    | flag | meaning |
+    |---|---|
+    | `--times TIMES` | how often; a\\|b (default: `3`) |
+    | `--mode {fast,safe}` | how (one of `fast`, `safe`) |
+    | `--dry` | only say what \\<it\\> would do |
     <BLANKLINE>
 """
 
@@ -41,8 +41,9 @@ def cli_reference_markdown(parser: argparse.ArgumentParser) -> str:
 
     Returns:
         Markdown: a ``##`` heading per subcommand, in the order they were added, then its
-        description (or its one-line help) and a row per flag with the flag's names and
-        metavar, its default (blank when there is none) and its help, choices appended.
+        description (or its one-line help) and a row per flag: the flag's names and
+        metavar, and its help with its choices and its default appended (the default
+        only where the help does not already state one).
     """
     sections = []
     for name, command, summary in _subcommands(parser):
@@ -54,8 +55,8 @@ def cli_reference_markdown(parser: argparse.ArgumentParser) -> str:
                     "",
                     _text(command.description or summary),
                     "",
-                    "| flag | default | meaning |",
-                    "|---|---|---|",
+                    "| flag | meaning |",
+                    "|---|---|",
                     *rows,
                     "",
                 ]
@@ -80,7 +81,7 @@ def _documented(action: argparse.Action) -> bool:
 
 
 def _flag_row(command: argparse.ArgumentParser, action: argparse.Action) -> str:
-    return f"| `{_flag(action)}` | {_default(action)} | {_meaning(command, action)} |"
+    return f"| `{_flag(action)}` | {_meaning(command, action)} |"
 
 
 def _flag(action: argparse.Action) -> str:
@@ -102,7 +103,7 @@ def _default(action: argparse.Action) -> str:
         return ""
     if isinstance(value, PurePath):
         value = value.as_posix()
-    return f"`{value}`"
+    return f"(default: `{value}`)"
 
 
 def _meaning(command: argparse.ArgumentParser, action: argparse.Action) -> str:
@@ -110,6 +111,8 @@ def _meaning(command: argparse.ArgumentParser, action: argparse.Action) -> str:
     if action.choices is not None:
         listed = ", ".join(f"`{choice}`" for choice in action.choices)
         text = f"{text} (one of {listed})".strip()
+    if not re.search(r"\(default\b|default:", text):  # a help that states it keeps its words
+        text = f"{text} {_default(action)}".strip()
     return _text(text)
 
 
