@@ -402,8 +402,8 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_default_search_finds_a_good_digits_model(tmp_path: Path) -> None:
     """`dense-nas search` with no flags: digits, >= 97%, some trials pruned.
 
-    How long it takes is measured, not asserted (about 2 minutes on 2 idle cores; see the
-    README): beside the rest of the suite on a busy machine it takes much longer, so the
+    How long it takes is measured, not asserted (about 2 minutes on 2 idle cores; see
+    benchmarks/RESULTS.md): beside the rest of the suite on a busy machine it takes much longer, so the
     timeout only guards against a hang.
     """
     result = cli("search", cwd=tmp_path, timeout=1800)

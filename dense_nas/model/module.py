@@ -48,9 +48,8 @@ class DenseNetModule(L.LightningModule):
 
     Args:
         config: the architecture, as a :class:`DenseNetConfig` or its ``to_dict()``.
-        lr, optimizer, momentum, nesterov, betas, eps, weight_decay, schedule,
-            milestones, warmup_epochs, epochs, label_smoothing, batch_size: the training
-            recipe (see :class:`~dense_nas.model.recipe.TrainingConfig`).
+        lr, optimizer, momentum, nesterov, betas, eps, weight_decay, schedule, milestones, warmup_epochs, epochs, label_smoothing, batch_size: the
+            training recipe (see :class:`~dense_nas.model.recipe.TrainingConfig`).
         metric: the validation metric to compute besides accuracy, by its name in
             :data:`~dense_nas.model.metrics.METRICS` (``f1``, ``auroc``, ``nll``, ...).
         channels_last: run convs in NHWC layout; faster for DenseNet on CPUs and on GPUs
