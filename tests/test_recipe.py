@@ -165,7 +165,7 @@ def test_an_adamw_trial_retrains_and_writes_a_lightning_config_with_adamw(
     assert (group["betas"], group["eps"]) == ((0.9, 0.999), 1e-8)
     assert group["lr"] == pytest.approx(0.01)  # the first epoch of the warm-up: half the lr
 
-    result = retrain(built.storage, built.name, epochs=2, out=built.out, accelerator="cpu")
+    (result,) = retrain(built.storage, built.name, epochs=2, out=built.out, accelerator="cpu")
     saved = torch.load(result.checkpoint, weights_only=True)
     assert saved["hyper_parameters"]["optimizer"] == "adamw"
     (state,) = saved["optimizer_states"]
