@@ -146,7 +146,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dense_nas.study import prestart
+    from dense_nas.study.process import prestart
 
     if args.devices == 1 and prestart.cpu_only(args.accelerator):
         # Trial processes import torch and Lightning while this command does the same.

@@ -5,10 +5,8 @@
   :mod:`~dense_nas.study.journal`: journal files that survive a torn write.
 - :mod:`~dense_nas.study.samplers`, :mod:`~dense_nas.study.objectives`: Optuna samplers
   and pruners by name; the accuracy and accuracy-vs-size objectives.
-- :mod:`~dense_nas.study.trial`: the trial process (``python -m dense_nas.study.trial``),
-  fed by the worker through ``_runner`` and ``_channel``; :mod:`~dense_nas.study.prestart`
-  starts them while the command imports, and :mod:`~dense_nas.study.cpu_wait` chooses how
-  their OpenMP threads wait.
+- :mod:`~dense_nas.study.process`: the trial process and the worker's side of the
+  channel to it (runner, channel, messages, prestart, OpenMP waiting, pruning relay).
 - :mod:`~dense_nas.study.heartbeats`: heartbeats of RUNNING trials and the retry of
   trials whose worker died.
 - :mod:`~dense_nas.study.hardware`: accelerator, precision and GPU assignment.

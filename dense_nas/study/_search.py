@@ -33,10 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dense_nas.errors import StorageError, UserInputError
 from dense_nas.paths import check_output_dir
 from dense_nas.records import (
-    EpochMessage,
     EpochProgress,
-    ErrorMessage,
-    ResultMessage,
     SpaceVersionRecord,
     WorkerInfo,
     record_study,
@@ -59,8 +56,6 @@ from dense_nas.space import (
     sample,
     space_version,
 )
-from dense_nas.study import cpu_wait
-from dense_nas.study._runner import TrialProcess
 from dense_nas.study.budget import counted_trials, finished_and_running
 from dense_nas.study.events import EchoLines, SearchObserver
 from dense_nas.study.hardware import (
@@ -79,13 +74,16 @@ from dense_nas.study.heartbeats import (
 from dense_nas.study.loggers import prepare_experiment, trial_logs
 from dense_nas.study.memory_fit import fit_to_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
-from dense_nas.study.prestart import trial_process_env, trial_threads
+from dense_nas.study.process import cpu_wait
+from dense_nas.study.process.messages import EpochMessage, ErrorMessage, ResultMessage
+from dense_nas.study.process.prestart import trial_process_env, trial_threads
+from dense_nas.study.process.runner import Answer, TrialProcess
+from dense_nas.study.process.trial import TrialSpec
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchSettings
 from dense_nas.study.slots import SamplerSlot, sampler_seed
 from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
 from dense_nas.study.trainer_config import load_trainer_config
-from dense_nas.study.trial import TrialSpec
 
 Echo = Callable[[str], None]
 
@@ -754,7 +752,11 @@ def _train_trial(
                 return
             run.observer.epoch(trial.number, worker, progress)
 
-        result = runner.run(spec, decide, s.out_dir / "specs", watch)
+        def on_epoch(report: EpochMessage, answer: Answer) -> None:
+            answer(decide(int(report["epoch"]), float(report["value"])))
+            watch(report)  # while the trial process trains its next epoch
+
+        result = runner.run(spec, on_epoch, s.out_dir / "specs")
         try:
             if taken.is_set():
                 raise UpdateFinishedTrialError(
