@@ -91,7 +91,7 @@ LAST_TRY_FAILURE_PREFIX = "dense_nas:failure:"
 went silent, failed (another worker ended it, and a FAILED trial cannot be written)."""
 SLOT_ATTR_PREFIX = "dense_nas:slot:"
 """Study attributes ``dense_nas:slot:<n>``: the :class:`SlotHolder` of sampler slot ``n``
-(see :mod:`dense_nas.study.slots`); not in :class:`StudyAttrs` for the same reason."""
+(see :mod:`dense_nas.study.coordination.slots`); not in :class:`StudyAttrs` for the same reason."""
 
 
 class SlotHolder(TypedDict):

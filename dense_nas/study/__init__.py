@@ -7,8 +7,9 @@
   and pruners by name; the accuracy and accuracy-vs-size objectives.
 - :mod:`~dense_nas.study.process`: the trial process and the worker's side of the
   channel to it (runner, channel, messages, prestart, OpenMP waiting, pruning relay).
-- :mod:`~dense_nas.study.heartbeats`: heartbeats of RUNNING trials and the retry of
-  trials whose worker died.
+- :mod:`~dense_nas.study.coordination`: what commands sharing a study coordinate
+  through it: heartbeats of RUNNING trials (and the retry of trials whose worker died),
+  sampler slots, trials that train the same candidate.
 - :mod:`~dense_nas.study.hardware`: accelerator, precision and GPU assignment.
 - :mod:`~dense_nas.study.loggers`: each trial's Lightning logger (``--logger``);
   :mod:`~dense_nas.study.trainer_config`: the user's callbacks and Trainer options

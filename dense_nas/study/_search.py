@@ -49,27 +49,27 @@ from dense_nas.space import (
     SpaceVersion,
     Task,
     enqueue_seeds,
-    find_duplicate,
-    find_running_twin,
     incompatibility,
     load_space,
     sample,
     space_version,
 )
 from dense_nas.study.budget import counted_trials, finished_and_running
+from dense_nas.study.coordination.heartbeats import (
+    Heartbeat,
+    may_retry,
+    retry,
+    retry_note,
+    retry_silent_trials,
+)
+from dense_nas.study.coordination.slots import SamplerSlot, sampler_seed
+from dense_nas.study.coordination.twins import find_duplicate, find_running_twin
 from dense_nas.study.events import EchoLines, SearchObserver
 from dense_nas.study.hardware import (
     gpu_assignment,
     resolve_accelerator,
     resolve_precision,
     trials_per_gpu,
-)
-from dense_nas.study.heartbeats import (
-    Heartbeat,
-    may_retry,
-    retry,
-    retry_note,
-    retry_silent_trials,
 )
 from dense_nas.study.loggers import prepare_experiment, trial_logs
 from dense_nas.study.memory_fit import fit_to_memory, trial_budget
@@ -81,7 +81,6 @@ from dense_nas.study.process.runner import Answer, TrialProcess
 from dense_nas.study.process.trial import TrialSpec
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchSettings
-from dense_nas.study.slots import SamplerSlot, sampler_seed
 from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
 from dense_nas.study.trainer_config import load_trainer_config
 
@@ -217,7 +216,7 @@ def search(
         workers: trials run at once on this machine.
         seed: base of each trial's training seed, and the sampler seed of the first
             command on the study; a command sharing the study with others samples with
-            ``seed + slot`` (see :mod:`dense_nas.study.slots`).
+            ``seed + slot`` (see :mod:`dense_nas.study.coordination.slots`).
         out: directory for the default storage, checkpoints and logs; created when
             missing, and refused when it cannot be written.
         heartbeat: seconds of silence after which a RUNNING trial counts as dead
