@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from dense_nas.records import SLOT_ATTR_PREFIX, record_trial
 from dense_nas.results.status import status_json, status_text, study_status
 from dense_nas.space import Candidate, Task, load_space, sample, space_version
-from dense_nas.study._search import search
+from dense_nas.study import search
 from dense_nas.study.coordination.slots import SamplerSlot, sampler_seed, slot_holders
 from dense_nas.study.coordination.twins import find_duplicate
 from dense_nas.study.storage import make_storage

@@ -24,8 +24,8 @@ from optuna.trial import TrialState
 
 from benchmarks.chaos import outcome, process_tree
 from dense_nas.records import ARTIFACT_ROOT_ATTR, failure_reason, trial_attrs
+from dense_nas.study import search
 from dense_nas.study import storage as storage_module
-from dense_nas.study._search import search
 from dense_nas.study.coordination.heartbeats import retry_silent_trials
 from dense_nas.study.process.trial import _error
 from dense_nas.study.storage import make_storage

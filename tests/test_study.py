@@ -21,7 +21,7 @@ from dense_nas.records import failure_reason
 from dense_nas.results import load_best
 from dense_nas.results.retrain import retrain
 from dense_nas.space import Task, load_space
-from dense_nas.study._search import search
+from dense_nas.study import search
 from dense_nas.study.process import TrialProcess, TrialSpec
 from dense_nas.study.process.messages import EpochMessage
 from dense_nas.study.process.runner import Answer

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from dense_nas.cli._progress import make_view
     from dense_nas.results.summary import best_table
-    from dense_nas.study._search import run_search
+    from dense_nas.study import run_search
     from dense_nas.study.settings import SearchSettings
 
     # The flags' destinations are the settings' field names (the --help names may differ).
