@@ -94,6 +94,48 @@ SLOT_ATTR_PREFIX = "dense_nas:slot:"
 (see :mod:`dense_nas.study.coordination.slots`); not in :class:`StudyAttrs` for the same reason."""
 
 
+LATENCY_ATTR_PREFIX = "dense_nas:latency:"
+"""Study attributes ``dense_nas:latency:<hash>``: one :class:`LatencyRecord` each, for one
+architecture, image size and device fingerprint (see :mod:`dense_nas.model.latency_cache`);
+the hash keeps the name short enough for every storage."""
+
+
+class FingerprintRecord(TypedDict):
+    """Where a latency was measured (:class:`~dense_nas.model.latency.DeviceFingerprint`)."""
+
+    device: str
+    """``cpu`` or ``gpu``."""
+    hardware: str
+    """The CPU model or the GPU name."""
+    threads: int
+    batch: int
+    runtime: str
+    """``torch`` or ``onnxruntime``."""
+    torch: str
+    """torch's version."""
+    onnxruntime: str | None
+    """onnxruntime's version when it ran the network."""
+
+
+class LatencyRecord(TypedDict):
+    """One measured latency (:class:`~dense_nas.model.latency.LatencyMeasurement`)."""
+
+    arch_key: str
+    """Key of the architecture as inference runs it
+    (:func:`~dense_nas.model.latency.inference_arch`)."""
+    image_size: list[int]
+    device: str
+    """The fingerprint's key."""
+    fingerprint: FingerprintRecord
+    median_ms: float
+    """Median milliseconds per batch."""
+    iqr_ms: float
+    """Interquartile range of the timed runs, in milliseconds."""
+    runs: int
+    converged: bool
+    """Whether the median met the precision asked for before a cap on runs or time."""
+
+
 class SlotHolder(TypedDict):
     """The ``search`` command that holds a sampler slot, and when it last said so."""
 
@@ -165,6 +207,13 @@ class TrialAttrs(TypedDict, total=False):
     """Exact trainable parameter count of the candidate."""
     macs: int
     """Multiply-accumulates of one forward pass at the study's image size."""
+    latency_ms: float
+    """Measured median milliseconds per batch of the candidate's network on the study's
+    latency target (:mod:`dense_nas.model.latency`)."""
+    latency_spread: float
+    """Relative spread (IQR over median) of the runs behind ``latency_ms``."""
+    latency_device: str
+    """Key of the device fingerprint ``latency_ms`` was measured on."""
     pruned_reason: str
     """Why the candidate was pruned before training (a broken constraint, or a step that
     would not fit in the GPU memory the trial may use)."""
