@@ -40,8 +40,8 @@ from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.recipe import TrainingConfig
 from dense_nas.study.hardware import keep_freed_memory
+from dense_nas.study.process.resume import ResumeCheckpoint
 from dense_nas.study.quiet import quiet_lightning
-from dense_nas.study.resume import ResumeCheckpoint
 
 CIFAR_SEARCH_TRAIN_IMAGES = 45_000  # CIFAR-10's 50,000 less the 5,000 held out for validation
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dense_nas.records import EpochMessage, ResultMessage
-from dense_nas.study._runner import ResultOrError, TrialProcess
-from dense_nas.study.resume import checkpoint_to_resume
-from dense_nas.study.trial import TrialSpec, run
+from dense_nas.study.process import TrialProcess, TrialSpec
+from dense_nas.study.process.messages import EpochMessage, ResultMessage
+from dense_nas.study.process.resume import checkpoint_to_resume
+from dense_nas.study.process.runner import Answer, OnEpoch, ResultOrError
+from dense_nas.study.process.trial import run
 
 EPOCHS = 4  # the multistep schedule divides the rate at epochs 2 and 3: both are resumed over
 
@@ -35,12 +36,12 @@ def _spec(folder: Path, devices: int = 1) -> TrialSpec:
     )
 
 
-def _asking(epochs: list[int]) -> Callable[[int, float], bool]:
-    def decide(epoch: int, value: float) -> bool:
-        epochs.append(epoch)
-        return False
+def _asking(epochs: list[int]) -> OnEpoch:
+    def on_epoch(report: EpochMessage, answer: Answer) -> None:
+        epochs.append(report["epoch"])
+        answer(False)
 
-    return decide
+    return on_epoch
 
 
 def _train(runner: TrialProcess, spec: TrialSpec, folder: Path) -> tuple[ResultMessage, list[int]]:
@@ -54,12 +55,12 @@ def _killed_at(runner: TrialProcess, spec: TrialSpec, folder: Path, epoch: int) 
     """Train ``spec`` and SIGKILL its process when it reports ``epoch`` (it has trained
     that epoch; the resume checkpoint on disk is the one written before it)."""
 
-    def kill_at(reported: int, value: float) -> bool:
-        if reported == epoch:
+    def kill_at(report: EpochMessage, answer: Answer) -> None:
+        if report["epoch"] == epoch:
             assert Path(str(spec.resume)).exists()
             assert runner._current is not None
             runner._current.send_signal(signal.SIGKILL)
-        return False
+        answer(False)
 
     return runner.run(spec, kill_at, folder)
 
@@ -174,10 +175,12 @@ def test_a_resume_checkpoint_that_cannot_be_written_costs_a_warning_not_the_tria
     spec = dataclasses.replace(
         _spec(tmp_path), resume=str(tmp_path / "not-a-folder" / "r.ckpt"), checkpoint=None
     )
-    with caplog.at_level(logging.WARNING, logger="dense_nas.study.resume"):
+    with caplog.at_level(logging.WARNING, logger="dense_nas.study.process.resume"):
         result = run(spec, lambda report: False)  # here: no process to kill
     assert result["epochs"] == EPOCHS and result["resumed_from"] is None
-    warnings = [r.getMessage() for r in caplog.records if r.name == "dense_nas.study.resume"]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "dense_nas.study.process.resume"
+    ]
     assert len(warnings) == EPOCHS - 1 and all("not written" in line for line in warnings)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import lightning as L
 
-from dense_nas.records import EpochMessage
-from dense_nas.study.timing import StepTimer
+from dense_nas.study.process.messages import EpochMessage
+from dense_nas.study.process.timing import StepTimer
 
 Decide = Callable[[int, float], bool]
 """A pruning rule on the worker: (epoch starting at 1, validation accuracy) -> stop now?"""
