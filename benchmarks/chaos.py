@@ -1,17 +1,25 @@
 """Chaos: two search commands share one study while random processes of theirs are killed.
 
 Starts ``--commands`` (2) ``dense-nas search`` processes on one study (``--trials 30`` on
-the embedded digits data, tiny epochs), and every 15-20 s kills one random process of
-their tree, a search process or one of its trial processes, with SIGKILL. A search
-command that dies is started again, until the study is done. Then it prints the kills,
-the restarts and the final counts: COMPLETE, PRUNED, FAIL (the tries that were retried,
-and the ones that count), RUNNING, and checkpoints that do not load. The goal is exactly
-``--trials`` COMPLETE+PRUNED, 0 RUNNING, 0 unreadable checkpoints.
+the embedded digits data, 6 epochs a trial so that kills fall mid-trial), and every
+15-20 s (``--kill-every``; ``0``: never) kills one random process of their tree, a search
+process or one of its trial processes, with SIGKILL. A search command that dies is
+started again, until the study is done. Then it prints the kills, the restarts and the
+final counts: COMPLETE, PRUNED, FAIL (the tries that were retried, and the ones that
+count), RUNNING, and checkpoints that do not load. The goal is exactly ``--trials``
+COMPLETE+PRUNED, 0 RUNNING, 0 unreadable checkpoints.
+
+It also counts epochs: those trained in all tries together (a retry that went on from
+its resume checkpoint trains only the rest), and those the finished trials hold; the
+difference is what the kills cost. The same command with ``--kill-every 0`` gives the
+study never killed.
 
 Usage::
 
     python benchmarks/chaos.py --storage sqlite --trials 30 --seed 0 --out /tmp/chaos-sqlite
     python benchmarks/chaos.py --storage journal --trials 30 --seed 0 --out /tmp/chaos-journal
+    python benchmarks/chaos.py --kill-every 3-5 --out /tmp/chaos-harsh    # a kill every few s
+    python benchmarks/chaos.py --kill-every 0 --out /tmp/chaos-calm       # never killed
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import optuna
 from optuna.trial import TrialState
 
 from dense_nas.errors import UserInputError
-from dense_nas.records import failure_reason
+from dense_nas.records import failure_reason, trial_attrs
 from dense_nas.results.loading import load_trial
 from dense_nas.study.budget import counted_trials
 from dense_nas.study.coordination.heartbeats import retried_numbers
@@ -74,6 +82,12 @@ class Outcome:
     failures: dict[str, int] = field(default_factory=dict)
     """Why trials failed, with how often (the reason up to its first ':' or '(', numbers
     as N)."""
+    epochs_trained: int = 0
+    """Epochs trained in all tries together, each try counted from where it resumed."""
+    epochs_finished: int = 0
+    """Epochs the COMPLETE and PRUNED trials hold (earlier tries' included)."""
+    resumed: int = 0
+    """Tries that went on from an earlier try's resume checkpoint."""
 
     @property
     def finished(self) -> int:
@@ -84,8 +98,21 @@ class Outcome:
             f"COMPLETE {self.complete}, PRUNED {self.pruned} (finished {self.finished}), "
             f"FAIL {self.failed_counted + self.failed_retried} ({self.failed_retried} retried, "
             f"{self.failed_counted} counted), RUNNING {self.running}, "
-            f"unreadable checkpoints {len(self.unreadable)}"
+            f"unreadable checkpoints {len(self.unreadable)}; epochs trained in all tries "
+            f"{self.epochs_trained}, held by the finished trials {self.epochs_finished} "
+            f"({self.epochs_trained - self.epochs_finished} redone after kills), "
+            f"{self.resumed} tries resumed"
         )
+
+
+def epochs_trained(trial: optuna.trial.FrozenTrial) -> int:
+    """Epochs this try trained itself: from where it resumed to its last reported epoch
+    (none for a trial answered from a twin that trained the same candidate)."""
+    attrs = trial_attrs(trial)
+    progress = attrs.get("progress")
+    if "duplicate_of" in attrs or progress is None:
+        return 0
+    return int(progress["epoch"]) - attrs.get("resumed_from", 0)
 
 
 def outcome(study: optuna.Study) -> Outcome:
@@ -95,6 +122,12 @@ def outcome(study: optuna.Study) -> Outcome:
     retried = retried_numbers(trials)
     result = Outcome()
     for trial in trials:
+        attrs = trial_attrs(trial)
+        result.epochs_trained += epochs_trained(trial)
+        result.resumed += "resumed_from" in attrs
+        finished = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        if finished and "progress" in attrs and "duplicate_of" not in attrs:
+            result.epochs_finished += int(attrs["progress"]["epoch"])
         if trial.state == TrialState.COMPLETE:
             result.complete += 1
             try:
@@ -149,6 +182,8 @@ def search_command(args: argparse.Namespace, storage: str) -> list[str]:
         str(args.heartbeat),
         "--retries",
         str(args.retries),
+        "--resume-every",
+        str(args.resume_every),
         "--accelerator",
         "cpu",
         "--threads",
@@ -200,7 +235,8 @@ def run(args: argparse.Namespace) -> Outcome:
     rng = random.Random(args.seed)
     chaos.procs = [chaos.start() for _ in range(args.commands)]
     begun = time.monotonic()
-    next_kill = begun + rng.uniform(*args.kill_every)
+    kills = args.kill_every != (0.0, 0.0)
+    next_kill = begun + rng.uniform(*args.kill_every) if kills else float("inf")
     while chaos.procs and time.monotonic() - begun < args.limit:
         time.sleep(0.5)
         alive = []
@@ -215,7 +251,7 @@ def run(args: argparse.Namespace) -> Outcome:
                 alive.append(chaos.start())
                 chaos.restarts += 1
         chaos.procs = alive
-        if chaos.procs and time.monotonic() >= next_kill:
+        if kills and chaos.procs and time.monotonic() >= next_kill:
             chaos.kill_one(rng)
             next_kill = time.monotonic() + rng.uniform(*args.kill_every)
             print(
@@ -232,7 +268,8 @@ def run(args: argparse.Namespace) -> Outcome:
     print(
         f"chaos on {args.storage} ({storage}), {args.commands} commands, --trials {args.trials} "
         f"--epochs {args.epochs} --heartbeat {args.heartbeat} --retries {args.retries}, "
-        f"seed {args.seed}: {seconds:.0f} s"
+        f"--resume-every {args.resume_every}, kills every {args.kill_every[0]:g}-"
+        f"{args.kill_every[1]:g} s, seed {args.seed}: {seconds:.0f} s"
         + (" (stopped at the time limit)" if chaos.procs else "")
     )
     print(
@@ -266,10 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="kill schedule and study seed")
     parser.add_argument("--out", type=Path, default=Path("chaos-runs"))
     parser.add_argument("--commands", type=int, default=2, help="search commands at once")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--heartbeat", type=float, default=5.0)
     parser.add_argument("--retries", type=int, default=2, help="search's --retries")
-    parser.add_argument("--kill-every", type=_kill_every, default=(15.0, 20.0), help="S-S seconds")
+    parser.add_argument("--resume-every", type=int, default=1, help="search's --resume-every")
+    parser.add_argument(
+        "--kill-every", type=_kill_every, default=(15.0, 20.0), help="S-S seconds; 0: never"
+    )
     parser.add_argument("--limit", type=float, default=3600.0, help="stop after S seconds")
     args = parser.parse_args(argv)
     result = run(args)

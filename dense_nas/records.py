@@ -230,6 +230,13 @@ class TrialAttrs(TypedDict, total=False):
     attempt: int
     """Which try of its parameters this trial is: absent (1) on a first try, 2 on its
     first retry, and so on (``--retries`` caps it for trial processes that died)."""
+    first_try: int
+    """On a retry: the number of its parameters' first try, which names the resume
+    checkpoint all their tries share."""
+    stalled_tries: int
+    """On a retry: how many tries right before it failed without progress (without
+    moving the resume checkpoint on); ``--retries`` bounds it. Absent on a retry
+    made before progress counted: ``attempt - 1``."""
     heartbeat: float
     """Unix time the worker last said it is alive (RUNNING trials)."""
     worker: WorkerInfo
@@ -267,6 +274,10 @@ class TrialAttrs(TypedDict, total=False):
     ``None`` once it stopped waiting to train the candidate itself."""
     progress: EpochProgress
     """The latest epoch: written after every epoch, so any reader sees a trial advance."""
+    resumed_from: int
+    """Epochs an earlier try trained that this one went on from (its resume checkpoint);
+    absent on a try that started at epoch 0. Their validation accuracies are copied onto
+    this trial's intermediate values before its own."""
     epochs: int
     """Epochs trained (fewer than the recipe's when pruned)."""
     precision: str

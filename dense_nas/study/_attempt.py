@@ -54,6 +54,12 @@ from dense_nas.study.coordination.heartbeats import (
     retry_note,
     retry_silent_trials,
 )
+from dense_nas.study.coordination.resumes import (
+    discard_resume,
+    earlier_curve,
+    made_progress,
+    resume_path,
+)
 from dense_nas.study.coordination.twins import find_duplicate, find_running_twin
 from dense_nas.study.loggers import trial_logs
 from dense_nas.study.memory_fit import fit_to_memory
@@ -92,11 +98,15 @@ class TrialAttempt:
         self.threads = threads
         name = f"{run.study.study_name}-trial-{trial.number}.ckpt"
         self.checkpoint = run.settings.out_dir / "checkpoints" / name
+        folder = run.settings.resume_dir
+        #: shared by every try of the trial's parameters (None: --resume-every 0)
+        self.resume = None if folder is None else resume_path(folder, run.study, trial)
         self.started = time.perf_counter()
         #: another worker ended the trial: training stops and the result is dropped
         self.taken = False
         self._rule: Decide | None = None  # the pruning rule, from spec() on
         self._epochs = 0
+        self._reported = False  # has this try reported an epoch yet
 
     def run_in(self, runner: TrialProcess) -> None:
         """Take the trial through every step, training it in ``runner``'s process if need be;
@@ -228,7 +238,9 @@ class TrialAttempt:
                 )
             run.stop.wait(_TWIN_POLL)
             with run.budget_lock:  # a twin whose worker died is failed and retried here
-                retry_silent_trials(study, run.settings.heartbeat, run.settings.retries)
+                retry_silent_trials(
+                    study, run.settings.heartbeat, run.settings.retries, run.settings.resume_dir
+                )
             (latest,) = (t for t in study.get_trials(deepcopy=False) if t.number == waiting_for)
             if latest.state in (TrialState.COMPLETE, TrialState.PRUNED):
                 return latest
@@ -272,6 +284,8 @@ class TrialAttempt:
             verbose=s.verbose,
             logs=trial_logs(s.logger, s.out_dir, run.study.study_name, trial.number, s.mlflow_uri),
             trainer_config=run.trainer_config,
+            resume=None if self.resume is None else str(self.resume),
+            resume_every=max(s.resume_every, 1),
         )
         if spec.logs is not None:
             record_trial(trial, logs=spec.logs)
@@ -288,6 +302,9 @@ class TrialAttempt:
         reader of the storage, and the observer. A trial another worker ended is told to
         stop, and nothing more is written to it.
         """
+        if not self._reported:
+            self._reported = True
+            self._take_over(int(report["epoch"]))
         answer(self._decide(int(report["epoch"]), float(report["value"])))
         if self.taken:
             return
@@ -305,6 +322,23 @@ class TrialAttempt:
             self.taken = True
             return
         self.run.observer.epoch(self.trial.number, self.worker, progress)
+
+    def _take_over(self, epoch: int) -> None:
+        """Before a try's first epoch is judged: when it went on from an earlier try's
+        resume checkpoint (its first epoch is not the first), record where, and copy the
+        earlier tries' values onto this trial, so the pruner and the learning curve see
+        the whole curve."""
+        if epoch <= 1 or self.taken:
+            return
+        trial = self.trial
+        try:
+            record_trial(trial, resumed_from=epoch - 1)
+            if not self.run.objective.multi:  # multi-objective trials keep no intermediates
+                trials = self.run.study.get_trials(deepcopy=False)
+                for step, value in earlier_curve(trials, trial, before=epoch).items():
+                    trial.report(value, step)
+        except UpdateFinishedTrialError:
+            self.taken = True
 
     def _decide(self, epoch: int, accuracy: float) -> bool:
         if self._rule is None:
@@ -349,14 +383,23 @@ class TrialAttempt:
             # Ctrl-C: not the trial's fault, nor a try; the next run of the command trains it.
             record_trial(trial, failure="interrupted (Ctrl-C); retried on resume")
             retry(run.study, trial, "interrupted (Ctrl-C)", new_attempt=False)
-        elif error["kind"] in RETRIED_KINDS and may_retry(trial, retries):
+        elif error["kind"] in RETRIED_KINDS and may_retry(
+            trial, retries, progressed := made_progress(trial, self.resume)
+        ):
             # Killed from outside or out of memory: the retry (enqueued first, so the budget
-            # never sees a gap) takes this try's place in the budget.
-            record_trial(trial, failure=error["reason"], retried=retry_note(trial, retries))
-            retry(run.study, trial, error["reason"])
+            # never sees a gap) takes this try's place in the budget, and goes on from the
+            # resume checkpoint.
+            note = retry_note(trial, retries, progressed)
+            record_trial(trial, failure=error["reason"], retried=note)
+            retry(run.study, trial, error["reason"], progressed=progressed)
         else:
             record_trial(trial, failure=error["reason"])
+            self._discard_resume()  # failed for good: no try comes after
         self._tell(TrialState.FAIL)
+
+    def _discard_resume(self) -> None:
+        if self.resume is not None:
+            discard_resume(self.resume)
 
     def _record_result(self, result: ResultMessage) -> None:
         run, trial = self.run, self.trial
@@ -439,6 +482,8 @@ class TrialAttempt:
             raise UpdateFinishedTrialError(
                 f"trial {trial.number} was ended by another worker"
             ) from None
+        if state != TrialState.FAIL:  # COMPLETE or PRUNED, trained or answered: it is over
+            self._discard_resume()
         run.observer.line(trial_line(run.study, trial.number))
 
 

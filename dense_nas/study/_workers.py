@@ -11,10 +11,12 @@ trials asked at once is surplus.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from dense_nas.records import record_trial
@@ -99,10 +101,10 @@ def _next_trial(run: Run) -> optuna.Trial | None:
     study, s = run.study, run.settings
     while not run.stop.is_set() and time.monotonic() < run.deadline:
         with run.budget_lock:
-            retry_silent_trials(study, s.heartbeat, s.retries)
+            retry_silent_trials(study, s.heartbeat, s.retries, s.resume_dir)
             finished, running = finished_and_running(study.get_trials(deepcopy=False))
             if finished + running < s.n_trials:
-                trial = study.ask()
+                trial = ask_retry_first(study)
                 if not _surplus(run, trial):
                     return trial
                 continue
@@ -111,6 +113,32 @@ def _next_trial(run: Run) -> optuna.Trial | None:
         # Budget held by RUNNING trials: they finish, or go stale and are retried.
         run.stop.wait(min(5.0, s.heartbeat / 4))
     return None
+
+
+def ask_retry_first(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()``, but a WAITING retry is taken before any other WAITING trial.
+
+    Optuna hands out WAITING trials oldest first, and the space's seeds are enqueued
+    when the study is made: a retry enqueued later would wait behind every seed, and a
+    study near its budget would end without it (on another architecture, the retry
+    left WAITING). So a retry is claimed first, the way ``ask`` claims one: the
+    storage's state change to RUNNING succeeds for one worker only.
+
+    Example:
+        >>> study = optuna.create_study()
+        >>> study.enqueue_trial({"x": 1})
+        >>> study.enqueue_trial({"x": 2}, user_attrs={"retry_of": 5})
+        >>> ask_retry_first(study).number, ask_retry_first(study).number
+        (1, 0)
+    """
+    storage = study._storage  # Optuna has no public way to ask for one WAITING trial
+    for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if "retry_of" not in waiting.user_attrs:
+            continue
+        with contextlib.suppress(UpdateFinishedTrialError):
+            if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, waiting._trial_id)
+    return study.ask()
 
 
 def _surplus(run: Run, trial: optuna.Trial) -> bool:

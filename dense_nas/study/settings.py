@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 MAX_STUDY_NAME = 128
 #: Most retries of one trial (``retries``): enough for any flaky machine, not a loop.
 MAX_RETRIES = 100
+#: Most epochs between two resume checkpoints (``resume_every``).
+MAX_RESUME_EVERY = 10_000
 #: Longest heartbeat, in seconds (a day): waits longer than the clock's range would crash.
 MAX_HEARTBEAT = 86_400.0
 #: Largest seed: numpy's generators (which the samplers use) take 0 to 2**32 - 1.
@@ -321,8 +323,19 @@ class SearchSettings:
     retries: int = _option(
         2,
         doc="retries (same parameters) of a trial whose process died of a signal or ran "
-        "out of memory, or whose worker went silent; only its last failed try counts "
-        f"toward --trials; a trial that raises in training fails once (0 to {MAX_RETRIES})",
+        "out of memory, or whose worker went silent, counted in a row: a try that moved "
+        "its resume checkpoint on (see --resume-every) uses up none; only its last failed "
+        f"try counts toward --trials; a trial that raises in training fails once (0 to "
+        f"{MAX_RETRIES})",
+        read=whole_number,
+        metavar="N",
+    )
+    resume_every: int = _option(
+        1,
+        doc="write each running trial's resume checkpoint every N epochs (in <out>/resume/): "
+        "a retry of a killed trial goes on from it; a write costs about 70 ms on the CPU, "
+        "about a tenth of a digits epoch and under 0.1% of a CIFAR one; 0: none, retries "
+        f"start at epoch 0 (0 to {MAX_RESUME_EVERY})",
         read=whole_number,
         metavar="N",
     )
@@ -374,6 +387,7 @@ class SearchSettings:
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         _whole_number_in("retries", self.retries, MAX_RETRIES)
+        _whole_number_in("resume_every", self.resume_every, MAX_RESUME_EVERY)
         _whole_number_in("seed", self.seed, MAX_SEED)
         if self.threads < 0:
             raise UserInputError(
@@ -407,6 +421,11 @@ class SearchSettings:
     def out_dir(self) -> Path:
         """``out`` as a path."""
         return Path(self.out)
+
+    @property
+    def resume_dir(self) -> Path | None:
+        """Where the resume checkpoints of running trials go (``None``: none are written)."""
+        return self.out_dir / "resume" if self.resume_every else None
 
 
 def _declared_options() -> dict[str, Option]:
@@ -453,6 +472,7 @@ class SearchOptions(TypedDict, total=False):
     out: str | Path
     heartbeat: float
     retries: int
+    resume_every: int
     threads: int
     compile: str
     verbose: bool

@@ -7,8 +7,11 @@ dead worker (killed, machine lost): any worker marks it FAILED and enqueues a re
 the same parameters and the reason. The storage's own state update decides the race
 when two workers notice the same trial, so it is retried once.
 
-A retry carries ``retry_of`` and its ``attempt``; a trial is retried while its attempt
-is at most ``retries`` (``--retries``), so its last failed try stays FAILED and counts.
+A retry carries ``retry_of``, its ``attempt``, its ``first_try`` (whose resume
+checkpoint all tries share, :mod:`~dense_nas.study.coordination.resumes`) and its
+``stalled_tries``: a try that moved the resume checkpoint on uses up no retry, so
+``retries`` (``--retries``) bounds the tries in a row that made no progress, and the
+last of those stays FAILED and counts.
 
 Example:
     >>> import optuna
@@ -28,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -35,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import LAST_TRY_FAILURE_PREFIX, record_trial, trial_attrs
 from dense_nas.study.coordination.periodic import PeriodicWrite
+from dense_nas.study.coordination.resumes import discard_resume, made_progress, resume_path
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +62,17 @@ class Heartbeat(PeriodicWrite):
         record_trial(self.trial, heartbeat=time.time())
 
 
-def retry_silent_trials(study: optuna.Study, grace: float, retries: int) -> list[int]:
+def retry_silent_trials(
+    study: optuna.Study, grace: float, retries: int, resume_dir: Path | None = None
+) -> list[int]:
     """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; retry each once
-    while its attempt is at most ``retries``.
+    while :func:`may_retry` allows.
 
     The reason travels on the retry (``retry_reason``: a FAILED trial cannot be written
     any more). When two workers notice the same trial, the storage lets only one of them
-    end it, so it is retried once.
+    end it, so it is retried once. ``resume_dir`` holds the study's resume checkpoints
+    (``None``: none are written): a silent try that moved its checkpoint on made
+    progress, and the checkpoint of one that is not retried is removed.
 
     Returns:
         Numbers of the trials this call failed.
@@ -81,12 +90,17 @@ def retry_silent_trials(study: optuna.Study, grace: float, retries: int) -> list
             continue  # another worker got there first, or the trial just finished
         failed.append(trial.number)
         reason = f"worker stopped sending heartbeats for {silent:.0f} s (killed?)"
-        if may_retry(trial, retries):
-            retry(study, trial, f"{reason}; {retry_note(trial, retries)}")
+        checkpoint = None if resume_dir is None else resume_path(resume_dir, study, trial)
+        progressed = made_progress(trial, checkpoint)
+        if may_retry(trial, retries, progressed):
+            note = retry_note(trial, retries, progressed)
+            retry(study, trial, f"{reason}; {note}", progressed=progressed)
         else:  # Optuna's public API cannot write on a FAILED trial: the study keeps why
             why = f"{reason}, in its last try (--retries {retries}): it stays FAILED and counts"
             study.set_user_attr(f"{LAST_TRY_FAILURE_PREFIX}{trial.number}", why)
             logger.warning("trial %d: %s", trial.number, why)
+            if checkpoint is not None:
+                discard_resume(checkpoint)
     return failed
 
 
@@ -101,30 +115,57 @@ def attempt_of(trial: optuna.Trial | FrozenTrial) -> int:
     return int(trial_attrs(trial).get("attempt", 1))
 
 
-def may_retry(trial: optuna.Trial | FrozenTrial, retries: int) -> bool:
-    """Whether a trial whose process died may be tried again (``retries`` retries in all).
+def stalled_tries(trial: optuna.Trial | FrozenTrial) -> int:
+    """How many tries right before this one failed without progress.
+
+    Example:
+        >>> import optuna
+        >>> stalled_tries(optuna.trial.create_trial(value=1.0, user_attrs={"attempt": 3}))
+        2
+        >>> stalled_tries(optuna.trial.create_trial(
+        ...     value=1.0, user_attrs={"attempt": 3, "stalled_tries": 0}))
+        0
+    """
+    attrs = trial_attrs(trial)
+    return int(attrs.get("stalled_tries", attempt_of(trial) - 1))
+
+
+def may_retry(trial: optuna.Trial | FrozenTrial, retries: int, progressed: bool = False) -> bool:
+    """Whether a trial whose process died may be tried again: always when this try made
+    progress, else while the tries in a row without progress are at most ``retries``.
 
     Example:
         >>> import optuna
         >>> first = optuna.trial.create_trial(value=1.0)
         >>> may_retry(first, retries=1), may_retry(first, retries=0)
         (True, False)
+        >>> may_retry(first, retries=0, progressed=True)
+        True
     """
-    return attempt_of(trial) <= retries
+    return progressed or stalled_tries(trial) + 1 <= retries
 
 
-def retry_note(trial: optuna.Trial | FrozenTrial, retries: int) -> str:
+def retry_note(trial: optuna.Trial | FrozenTrial, retries: int, progressed: bool = False) -> str:
     """What a FAILED try that is retried records (``retried``).
 
     Example:
         >>> import optuna
         >>> retry_note(optuna.trial.create_trial(value=1.0), retries=2)
         'not its own fault: retried with the same parameters as try 2 of 3'
+        >>> retry_note(optuna.trial.create_trial(value=1.0), retries=2, progressed=True)
+        'not its own fault: retried with the same parameters as try 2; it made progress, so it uses up no retry'
     """
-    return (
-        "not its own fault: retried with the same parameters as "
-        f"try {attempt_of(trial) + 1} of {retries + 1}"
-    )
+    start = f"not its own fault: retried with the same parameters as try {attempt_of(trial) + 1}"
+    if progressed:
+        return f"{start}; it made progress, so it uses up no retry"
+    stalled = stalled_tries(trial) + 1
+    if stalled == attempt_of(trial):  # no try made progress: the tries are the retries
+        return f"{start} of {retries + 1}"
+    return f"{start}, the {_ordinal(stalled)} in a row without progress of {retries} allowed"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def retry(
@@ -133,15 +174,27 @@ def retry(
     reason: str,
     *,
     new_attempt: bool = True,
+    progressed: bool = False,
 ) -> None:
     """Enqueue a copy of a trial that is about to fail (or just failed); it stops counting.
 
-    ``new_attempt=False`` keeps the attempt (Ctrl-C is no try of the trial's own).
+    ``new_attempt=False`` keeps the attempt and the tries without progress (Ctrl-C is no
+    try of the trial's own); ``progressed``: the try moved its resume checkpoint on.
     """
     attempt = attempt_of(trial) + (1 if new_attempt else 0)
+    stalled = stalled_tries(trial)
+    if new_attempt:
+        stalled = 0 if progressed else stalled + 1
+    first = trial_attrs(trial).get("first_try", trial.number)
     study.enqueue_trial(
         trial.params,
-        user_attrs={"retry_of": trial.number, "retry_reason": reason, "attempt": attempt},
+        user_attrs={
+            "retry_of": trial.number,
+            "retry_reason": reason,
+            "attempt": attempt,
+            "first_try": first,
+            "stalled_tries": stalled,
+        },
     )
 
 
