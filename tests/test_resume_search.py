@@ -218,7 +218,9 @@ def test_resume_every_sets_how_far_back_a_retry_starts(
     storage = f"sqlite:///{tmp_path / 'dense-nas.db'}"
 
     def third_epoch_reported() -> bool:
-        with contextlib.suppress(KeyError, ValueError):  # the study is not made yet
+        if not (tmp_path / "checkpoints").exists():  # made with the first trial's spec
+            return False  # before it, opening the storage here races its creation
+        with contextlib.suppress(KeyError, ValueError):
             study = optuna.load_study(study_name=TINY_STUDY, storage=storage)
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if trial_attrs(trial).get("progress", {"epoch": 0})["epoch"] >= 3:
