@@ -37,9 +37,10 @@ def search(*, echo: Echo | None = None, **options: Unpack[SearchOptions]) -> opt
     The budget counts COMPLETE, PRUNED and FAILED trials, so a study whose every trial
     fails still ends. A FAILED try that is retried with the same parameters does not
     count: its process died of a signal or ran out of memory, or its worker went silent
-    for ``heartbeat`` seconds (each up to ``retries`` times, after which the last failed
-    try counts), or Ctrl-C stopped it. A trial that raises in training (a NaN loss, a bug)
-    fails once and counts. A trial another machine made surplus does not count. Running
+    for ``heartbeat`` seconds (until ``retries`` tries in a row made no progress, after
+    which the last failed try counts; a retry goes on from the killed try's resume
+    checkpoint, see ``resume_every``), or Ctrl-C stopped it. A trial that raises in
+    training (a NaN loss, a bug) fails once and counts. A trial another machine made surplus does not count. Running
     the same call again resumes the study. A storage that cannot be written (a full disk)
     raises :class:`~dense_nas.errors.StorageError`.
 
