@@ -121,11 +121,10 @@ def naswot(model: nn.Module, images: Tensor, labels: Tensor) -> float:
     kernel = torch.zeros(len(images), len(images), dtype=torch.float64, device=images.device)
 
     def add_codes(module: nn.Module, inputs: Any, output: Tensor) -> None:
-        code = (output > 0).flatten(1).to(torch.float32)
-        # K counts the units two images agree on: both on, plus both off. Each layer's
-        # products are exact in float32 (fewer than 2**24 units); the sum is float64.
-        agree = code @ code.T + (1 - code) @ (1 - code).T
-        kernel.add_(agree.to(torch.float64))
+        # K counts the units two images agree on: both on, plus both off. float64 keeps
+        # the counts exact: float32 (and TF32 on a GPU) would round large layers' sums.
+        code = (output > 0).flatten(1).to(torch.float64)
+        kernel.add_(code @ code.T + (1 - code) @ (1 - code).T)
 
     with _restored(model):
         handles = [
