@@ -7,8 +7,9 @@ initialisation with every proxy of :mod:`dense_nas.model.proxies`, once per
 ``--score-seeds`` seed (seed ``s``: initial weights drawn from ``s``, training batch
 number ``s``). Prints the Spearman rank correlation with final validation accuracy of
 each proxy (mean and spread over the seeds), of the exact parameter count and of the
-MACs, and, per proxy, a bootstrap interval over the candidates of its correlation
-minus that of the parameter count.
+MACs; per proxy, a bootstrap interval over the candidates of its correlation (of its
+seed-averaged score) minus that of the parameter count; and how much of the most
+accurate half of the candidates its best-scoring half holds.
 
 A proxy is worth a rung in the search only if it beats ``params`` by more than its
 seed-to-seed spread.
@@ -127,6 +128,16 @@ def rho(scores: np.ndarray, accuracy: np.ndarray) -> float:
     return float(spearmanr(scores, accuracy).statistic)
 
 
+def kept_best(scores: np.ndarray, accuracy: np.ndarray) -> float:
+    """Share of the most accurate half that the best-scoring half holds: what a proxy
+    rung that trains the best-scoring half of its pool (``--proxy-keep 0.5``) would
+    keep of the candidates worth training (0.5: no better than chance)."""
+    half = len(accuracy) // 2
+    best = set(np.argsort(-accuracy, kind="stable")[:half].tolist())
+    kept = set(np.argsort(-scores, kind="stable")[:half].tolist())
+    return len(best & kept) / half
+
+
 def paired_interval(
     scores: np.ndarray, baseline: np.ndarray, accuracy: np.ndarray, resamples: int = 2000
 ) -> tuple[float, float]:
@@ -187,13 +198,16 @@ def main() -> None:
     rho_params = rho(params, accuracy)
     print()
     print(
-        "| score | Spearman rho with val accuracy: mean over seeds | seed-to-seed spread (sd) | min .. max | rho - rho(params): 90% bootstrap interval | ms a score |"
+        "| score | Spearman rho with val accuracy: mean over seeds | seed-to-seed spread (sd) "
+        "| min .. max | rho - rho(params): 90% bootstrap interval | best half kept | ms a score |"
     )
-    print("|---|---|---|---|---|---|")
-    print(f"| params (exact count) | {rho_params:+.3f} | 0 (no seed) | | | 0 |")
-    print(
-        f"| MACs (exact) | {rho(macs, accuracy):+.3f} | 0 (no seed) | | {_interval(macs, params, accuracy)} | 0 |"
-    )
+    print("|---|---|---|---|---|---|---|")
+    for name, exact in (("params (exact count)", params), ("MACs (exact)", macs)):
+        interval = "" if exact is params else _interval(exact, params, accuracy)
+        print(
+            f"| {name} | {rho(exact, accuracy):+.3f} | 0 (no seed) | | {interval} | "
+            f"{kept_best(exact, accuracy):.0%} | 0 |"
+        )
     for name in PROXIES:
         if name == "params":
             continue
@@ -203,7 +217,9 @@ def main() -> None:
         print(
             f"| {name} | {statistics.mean(per_seed):+.3f} | {spread:.3f} | "
             f"{min(per_seed):+.3f} .. {max(per_seed):+.3f} | "
-            f"{_interval(averaged, params, accuracy)} | {milliseconds[name]:.0f} |"
+            f"{_interval(averaged, params, accuracy)} | "
+            f"{statistics.mean(kept_best(row, accuracy) for row in scores[name]):.0%} | "
+            f"{milliseconds[name]:.0f} |"
         )
     print()
     for name in PROXIES:
