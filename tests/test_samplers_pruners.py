@@ -1,0 +1,84 @@
+"""Every ``--pruner`` name, each in a study long enough to matter.
+
+A pruner's test checks that it really stopped a trial after a reported epoch. Every study
+exits 0 and leaves nothing RUNNING.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from dense_nas.study.storage import make_storage
+from tests.helpers import main_in_process, search_args
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _study(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, *extra: str, trials: int, epochs: int
+) -> optuna.Study:
+    """A finished `dense-nas search` of the tiny space, checked to exit 0 with no trial left
+    RUNNING; the study, reloaded from its storage."""
+    args = search_args(*extra, trials=trials, epochs=epochs, out=tmp_path, study="s", quiet=True)
+    ran = main_in_process(capsys, *args)
+    assert ran.returncode == 0, ran.stderr
+    assert "Traceback" not in ran.stderr
+    study = optuna.load_study(study_name="s", storage=make_storage(None, tmp_path))
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert TrialState.RUNNING not in states and len(states) == trials
+    return study
+
+
+def _trained(study: optuna.Study) -> list[FrozenTrial]:
+    """The trials that trained themselves (not a twin's reused result), in order."""
+    return [t for t in study.get_trials(deepcopy=False) if "duplicate_of" not in t.user_attrs]
+
+
+def _marked(trial: FrozenTrial, key: str) -> bool:
+    return any(name.startswith(key) for name in trial.system_attrs)
+
+
+def _pruned_by_the_pruner(study: optuna.Study) -> list[FrozenTrial]:
+    """PRUNED trials stopped after a reported epoch (not before training)."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if t.intermediate_values
+    ]
+
+
+@pytest.mark.parametrize(
+    "pruner", ["hyperband", "asha", "successive-halving", "median", "percentile"]
+)
+def test_pruner_stops_weak_trials(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pruner: str
+) -> None:
+    study = _study(capsys, tmp_path, "--pruner", pruner, "--sampler", "random", trials=8, epochs=3)
+    assert _pruned_by_the_pruner(study), f"{pruner} pruned nothing"
+
+
+def test_no_pruner_trains_every_trial_to_the_end(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    study = _study(capsys, tmp_path, "--pruner", "none", "--sampler", "random", trials=5, epochs=2)
+    assert all(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    assert all(t.user_attrs["epochs"] == 2 for t in _trained(study))
+
+
+def test_a_pruners_answer_is_a_plain_bool() -> None:
+    from dense_nas.model.arch import DenseNetConfig
+    from dense_nas.study.objectives import parse_objective
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(0, 0))
+    for accuracy in (0.8, 0.9):
+        done = study.ask()
+        done.report(accuracy, 1)
+        study.tell(done, accuracy)
+    trial = study.ask()
+    arch = DenseNetConfig.from_depth(40, growth_rate=12, bottleneck=True, compression=0.5)
+    answer = parse_objective("accuracy").pruning_rule(study, trial, arch)(1, 0.1)
+    assert answer is True  # a numpy bool would not be `True`, nor JSON
