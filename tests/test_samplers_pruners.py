@@ -1,11 +1,14 @@
-"""Every ``--pruner`` name, each in a study long enough to matter.
+"""Every ``--sampler`` and ``--pruner`` name, each in a study long enough to matter.
 
-A pruner's test checks that it really stopped a trial after a reported epoch. Every study
+A sampler's test runs past its random start-up trials and checks that later trials carry
+the mark the sampler itself leaves on what it samples (Optuna's system attributes); a
+pruner's test checks that it really stopped a trial after a reported epoch. Every study
 exits 0 and leaves nothing RUNNING.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import optuna
@@ -40,6 +43,73 @@ def _trained(study: optuna.Study) -> list[FrozenTrial]:
 
 def _marked(trial: FrozenTrial, key: str) -> bool:
     return any(name.startswith(key) for name in trial.system_attrs)
+
+
+# The sampler's own mark on a trial it sampled (random start-up trials carry none), and
+# how many trials it samples at random first (samplers.py's settings, Optuna's defaults).
+SAMPLER_MARKS = {
+    "tpe": ("tpe:relative_params", 8),
+    "gp": ("gp:relative_params", 10),
+    "cmaes": ("cma:generation", 1),
+}
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLER_MARKS))
+def test_sampler_samples_past_its_startup_trials(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sampler: str
+) -> None:
+    key, startup = SAMPLER_MARKS[sampler]
+    trials = startup + 3
+    study = _study(
+        capsys, tmp_path, "--sampler", sampler, "--pruner", "none", trials=trials, epochs=1
+    )
+    marked = [t.number for t in _trained(study) if _marked(t, key)]
+    assert marked, f"{sampler} never sampled a trial itself"
+    assert min(marked) >= startup  # start-up trials are random, the rest are the sampler's
+
+
+def test_cmaes_without_its_package_is_one_line_naming_the_extra(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "cmaes", None)  # `import cmaes` now fails, as uninstalled
+    out = tmp_path / "runs"
+    ran = main_in_process(capsys, *search_args("--sampler", "cmaes", out=out, trials=2))
+    assert ran.returncode == 2
+    assert ran.stderr.count("\n") == 1 and "pip install 'dense-nas[cmaes]'" in ran.stderr
+    assert not (out / "dense-nas.db").exists()
+
+
+def test_random_sampler_draws_distinct_candidates(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    study = _study(capsys, tmp_path, "--sampler", "random", "--pruner", "none", trials=5, epochs=1)
+    learning_rates = {t.params["lr"] for t in study.get_trials(deepcopy=False)}
+    assert len(learning_rates) == 5
+
+
+def test_qmc_sampler_walks_its_sequence(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    _study(capsys, tmp_path, "--sampler", "qmc", "--pruner", "none", trials=5, epochs=1)
+    # QMC samples every trial after the first from one low-discrepancy sequence and
+    # counts the points it has handed out on the study.
+    storage = make_storage(None, tmp_path)
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name("s"))
+    counters = [value for key, value in attrs.items() if key.startswith("qmc:")]
+    assert counters and max(counters) >= 3
+
+
+def test_nsga2_sampler_runs_a_multi_objective_study(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    study = _study(
+        capsys,
+        tmp_path,
+        *("--sampler", "nsga2", "--pruner", "none", "--objective", "accuracy,params"),
+        trials=4,
+        epochs=1,
+    )
+    # NSGA-II places every trial in a generation; its first one (50 trials) is random.
+    assert all(_marked(t, "NSGAIISampler:generation") for t in _trained(study))
+    assert study.best_trials
 
 
 def _pruned_by_the_pruner(study: optuna.Study) -> list[FrozenTrial]:

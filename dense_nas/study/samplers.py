@@ -36,12 +36,22 @@ def _tpe(seed: int, multi: bool) -> BaseSampler:
         )
 
 
+def _cmaes(seed: int, multi: bool) -> BaseSampler:
+    # Optuna imports cmaes only when the first trial asks, after the study is stored and
+    # a trial is RUNNING: check it now, while a missing package is still one line.
+    try:
+        import cmaes  # noqa: F401
+    except ImportError:
+        raise UserInputError(
+            "cmaes needs the cmaes package: pip install 'dense-nas[cmaes]'", param="sampler"
+        ) from None
+    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+
+
 SAMPLERS: dict[str, Callable[[int, bool], BaseSampler]] = {
     "tpe": _tpe,
     "random": lambda seed, multi: optuna.samplers.RandomSampler(seed=seed),
-    "cmaes": lambda seed, multi: optuna.samplers.CmaEsSampler(
-        seed=seed, warn_independent_sampling=False
-    ),
+    "cmaes": _cmaes,
     "gp": lambda seed, multi: optuna.samplers.GPSampler(seed=seed),
     "nsga2": lambda seed, multi: optuna.samplers.NSGAIISampler(seed=seed),
     "qmc": lambda seed, multi: optuna.samplers.QMCSampler(
