@@ -9,12 +9,14 @@ exits 0 and leaves nothing RUNNING.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
+from dense_nas.study.samplers import SAMPLERS, make_sampler
 from dense_nas.study.storage import make_storage
 from tests.helpers import main_in_process, search_args
 
@@ -152,3 +154,10 @@ def test_a_pruners_answer_is_a_plain_bool() -> None:
     arch = DenseNetConfig.from_depth(40, growth_rate=12, bottleneck=True, compression=0.5)
     answer = parse_objective("accuracy").pruning_rule(study, trial, arch)(1, 0.1)
     assert answer is True  # a numpy bool would not be `True`, nor JSON
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_samplers_are_made_without_a_warning(sampler: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # qmc's ExperimentalWarning reached the terminal
+        make_sampler(sampler, seed=0)

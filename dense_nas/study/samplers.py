@@ -26,14 +26,22 @@ from optuna.samplers import BaseSampler
 from dense_nas.errors import UserInputError
 
 
+def _quietly(make: Callable[[], BaseSampler]) -> BaseSampler:
+    """``make()`` without Optuna's ExperimentalWarning: the user chose the option, and the
+    warning would land in their terminal on every command."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return make()
+
+
 def _tpe(seed: int, multi: bool) -> BaseSampler:
     # Conditional spaces (bottleneck width only with a bottleneck) want a grouped,
     # multivariate TPE; Optuna marks those options experimental.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
+    return _quietly(
+        lambda: optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, n_startup_trials=8, constant_liar=True
         )
+    )
 
 
 def _cmaes(seed: int, multi: bool) -> BaseSampler:
@@ -54,8 +62,8 @@ SAMPLERS: dict[str, Callable[[int, bool], BaseSampler]] = {
     "cmaes": _cmaes,
     "gp": lambda seed, multi: optuna.samplers.GPSampler(seed=seed),
     "nsga2": lambda seed, multi: optuna.samplers.NSGAIISampler(seed=seed),
-    "qmc": lambda seed, multi: optuna.samplers.QMCSampler(
-        seed=seed, warn_independent_sampling=False
+    "qmc": lambda seed, multi: _quietly(  # QMCSampler itself is experimental
+        lambda: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     ),
 }
 
