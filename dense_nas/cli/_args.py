@@ -106,7 +106,10 @@ class Parser(argparse.ArgumentParser):
     """argparse, but bad arguments are one line and exit code 2 (as argparse already uses)."""
 
     def error(self, message: str) -> Any:
-        raise UserInputError(f"{self.prog}: {message}; see --help")
+        # ``main`` prints the "dense-nas: error: " prefix; a subcommand adds its own name.
+        command = self.prog.partition(" ")[2]
+        where = f"{command}: " if command else ""
+        raise UserInputError(f"{where}{message}; see {self.prog} --help")
 
 
 def study_args(parser: argparse.ArgumentParser, *, search: bool = False) -> None:
