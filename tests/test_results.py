@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import yaml
 from optuna.artifacts import download_artifact
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
@@ -301,3 +302,24 @@ def test_tiny_real_search_then_load_best_in_a_fresh_process(tmp_path: Path) -> N
         rtol=0,
         atol=0,
     )
+
+
+@pytest.mark.parametrize(
+    "choose",
+    [["--pick", "knee"], ["--pick", "smallest"], ["--trial", "1"], ["--max-params", "600"]],
+)
+def test_best_config_writes_the_chosen_trials_lightning_config(
+    multi: BuiltStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str], choose: list[str]
+) -> None:
+    study = multi.load()
+    flag, value = choose[0].removeprefix("--").replace("-", "_"), choose[1]
+    chosen = select_trial(study, **{flag: value if flag == "pick" else int(value)})  # type: ignore[arg-type]
+    assert chosen.number != select_trial(study).number  # the flag changes the choice
+    config = tmp_path / "chosen.yaml"
+    where = ["--storage", multi.storage, "--study", multi.name]
+    assert main(["best", *where, "--config", str(config), *choose]) == 0
+    written = yaml.safe_load(config.read_text())
+    assert written["model"]["config"] == chosen.user_attrs["arch"]
+    assert f"trial {chosen.number} " in capsys.readouterr().out
+    assert main(["best", *where, "--json", *choose]) == 0
+    assert json.loads(capsys.readouterr().out)["chosen"] == chosen.number

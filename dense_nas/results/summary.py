@@ -163,14 +163,15 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
-def best_json(study: optuna.Study) -> str:
+def best_json(study: optuna.Study, chosen: int | None = None) -> str:
     """The best trial(s) (the Pareto front for multi-objective studies) as JSON.
 
-    ``chosen`` is the trial that ``load_best``, ``export`` and ``retrain`` use by default:
-    the first of ``best``.
+    ``chosen`` is the trial number a ``--pick``, ``--trial`` or ``--max-params`` chose;
+    by default the one ``load_best``, ``export`` and ``retrain`` use: the first of ``best``.
     """
     trials = best_trials(study)
-    chosen = trials[0].number if trials else None
+    if chosen is None and trials:
+        chosen = trials[0].number
     rows = [_row(t) for t in trials]
     return json.dumps({"study": study.study_name, "chosen": chosen, "best": rows}, indent=2)
 
