@@ -62,6 +62,11 @@ BAD_INPUTS = [
     (["--data", "broken_data:returns_a_number"], "--data", "gave int, not a LightningDataModule"),
     (["--data", "broken_data:NoClasses"], "--data", "has no num_classes (got None)"),
     (["--data", "broken_data:NoValidation"], "--data", "has no val_dataloader"),
+    (
+        ["--data", "broken_data:OneBasedLabels"],
+        "--data",
+        "the first training batch has label 2, outside 0..1 for num_classes 2",
+    ),
     (["--data", "mnist"], "--data", "unknown dataset 'mnist'"),
     (["--data", "quadrants:Quadrants", "--data-arg", "size"], "--data-arg", "KEY=VALUE"),
     (["--data", "quadrants:Quadrants", "--data-arg", "a b=1"], "--data-arg", "KEY=VALUE"),
