@@ -19,6 +19,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from dense_nas.cli import main
+from dense_nas.cli._args import PICK_CHOICES
 from dense_nas.errors import UserInputError
 from dense_nas.model.module import DenseNetModule
 from dense_nas.results.loading import load_best, read_checkpoint
@@ -164,8 +165,17 @@ def test_unfinished_trial_and_empty_study_are_refused() -> None:
         select_trial(study, trial=0)
 
 
-def test_picks_constant_covers_every_rule() -> None:
-    assert PICKS == ("accuracy", "smallest", "knee")
+def test_every_pick_rule_is_offered_by_the_command_and_every_offer_is_a_rule(
+    multi: BuiltStudy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = multi.load()
+    front = {t.number for t in pareto_front(study.get_trials(states=(TrialState.COMPLETE,)))}
+    for pick in PICKS:  # each rule the selection knows, as a user would ask for it
+        args = ["best", "--storage", multi.storage, "--study", multi.name, "--json"]
+        assert main([*args, "--pick", pick]) == 0, capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out)["chosen"] in front
+    for offered in PICK_CHOICES:  # each choice the command offers picks a front trial
+        assert select_trial(study, pick=offered).number in front
 
 
 # ----------------------------------------------------------------------------- loading
