@@ -114,6 +114,17 @@ def test_nsga2_sampler_runs_a_multi_objective_study(
     assert study.best_trials
 
 
+@pytest.mark.slow  # its first generation is 50 random trials
+def test_nsga2_breeds_a_second_generation(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # One objective and no pruner: a generation counts only COMPLETE trials, and a
+    # multi-objective study stops dominated ones early whatever the pruner.
+    study = _study(capsys, tmp_path, "--sampler", "nsga2", "--pruner", "none", trials=52, epochs=1)
+    generations = [t.system_attrs["NSGAIISampler:generation"] for t in _trained(study)]
+    assert generations[:50] == [0] * 50 and set(generations[50:]) == {1}
+
+
 def _pruned_by_the_pruner(study: optuna.Study) -> list[FrozenTrial]:
     """PRUNED trials stopped after a reported epoch (not before training)."""
     return [
