@@ -1,4 +1,4 @@
-"""Typed records: what a study and its trials store, and what a trial process says.
+"""Typed records: what a study and its trials store.
 
 A dense-nas study is a plain Optuna study; everything dense-nas adds lives in user
 attributes. This module is the one place their names and types are spelled:
@@ -6,7 +6,9 @@ attributes. This module is the one place their names and types are spelled:
 - :class:`StudyAttrs`: the study's own attributes (written once when the study is made).
 - :class:`TrialAttrs`: a trial's attributes, written as the trial goes (candidate, cost,
   outcome, heartbeats).
-- :class:`TrialMessage`: the messages between a worker and its trial process.
+
+The messages between a worker and its trial process are in
+:mod:`dense_nas.study.process.messages`.
 
 Readers get a typed view (:func:`study_attrs`, :func:`trial_attrs`); writers go through
 :func:`record_study` and :func:`record_trial`, which mypy checks against these
@@ -26,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from typing_extensions import NotRequired, Unpack
 
@@ -43,6 +45,34 @@ class SpaceVersionRecord(TypedDict):
     """sha256 (hex) of the space's canonical form."""
     first_trial: int
     """The first trial number drawn from this version (earlier ones: the versions before)."""
+
+
+class RetrainRecord(TypedDict):
+    """One ``dense-nas retrain`` run: a trial's architecture and recipe trained from
+    scratch on train + validation with one seed, then measured on the test set."""
+
+    trial: int
+    """The trial whose architecture and recipe were retrained."""
+    arch_key: str
+    """That trial's ``arch_key``: runs of duplicate trials train the same network."""
+    seed: int
+    """The run's seed (weights, data order, augmentation)."""
+    epochs: int
+    """Epochs of the schedule."""
+    test_accuracy: float
+    """Accuracy on the test set (a fraction 0..1)."""
+    seconds: float | None
+    """Wall time of the run; ``None`` for a result recorded before runs were timed."""
+    finished: float | None
+    """Unix time the run ended; ``None`` for a result recorded before it was kept."""
+    resumed_from_epoch: int
+    """Epochs a checkpoint of an interrupted run had done when this run started."""
+    checkpoint: str
+    """The run's ``last.ckpt``."""
+    precision: str
+    """The Lightning precision it trained in."""
+    logs: TrialLogs | None
+    """Where the run logged (the study's logger), ``None`` without one."""
 
 
 class StudyAttrs(TypedDict, total=False):
@@ -68,8 +98,11 @@ class StudyAttrs(TypedDict, total=False):
     """Sampler seed and base of every trial's training seed."""
     image_size: list[int]
     """Height and width of the images the study trained on."""
+    retrains: list[RetrainRecord]
+    """Every ``retrain`` run, oldest first: a new retrain adds to it (:func:`retrain_records`)."""
     retrain: dict[str, Any]
-    """The last ``retrain`` result (:class:`~dense_nas.results.retrain.RetrainResult`)."""
+    """The one result studies kept before ``retrains``: read by :func:`retrain_records`,
+    never written any more."""
     n_trials: int
     """The budget the last ``search`` on the study was asked to reach (``--trials``)."""
     trainer_config: dict[str, Any]
@@ -89,7 +122,49 @@ LAST_TRY_FAILURE_PREFIX = "dense_nas:failure:"
 went silent, failed (another worker ended it, and a FAILED trial cannot be written)."""
 SLOT_ATTR_PREFIX = "dense_nas:slot:"
 """Study attributes ``dense_nas:slot:<n>``: the :class:`SlotHolder` of sampler slot ``n``
-(see :mod:`dense_nas.study.slots`); not in :class:`StudyAttrs` for the same reason."""
+(see :mod:`dense_nas.study.coordination.slots`); not in :class:`StudyAttrs` for the same reason."""
+
+
+LATENCY_ATTR_PREFIX = "dense_nas:latency:"
+"""Study attributes ``dense_nas:latency:<hash>``: one :class:`LatencyRecord` each, for one
+architecture, image size and device fingerprint (see :mod:`dense_nas.model.latency_cache`);
+the hash keeps the name short enough for every storage."""
+
+
+class FingerprintRecord(TypedDict):
+    """Where a latency was measured (:class:`~dense_nas.model.latency.DeviceFingerprint`)."""
+
+    device: str
+    """``cpu`` or ``gpu``."""
+    hardware: str
+    """The CPU model or the GPU name."""
+    threads: int
+    batch: int
+    runtime: str
+    """``torch`` or ``onnxruntime``."""
+    torch: str
+    """torch's version."""
+    onnxruntime: str | None
+    """onnxruntime's version when it ran the network."""
+
+
+class LatencyRecord(TypedDict):
+    """One measured latency (:class:`~dense_nas.model.latency.LatencyMeasurement`)."""
+
+    arch_key: str
+    """Key of the architecture as inference runs it
+    (:func:`~dense_nas.model.latency.inference_arch`)."""
+    image_size: list[int]
+    device: str
+    """The fingerprint's key."""
+    fingerprint: FingerprintRecord
+    median_ms: float
+    """Median milliseconds per batch."""
+    iqr_ms: float
+    """Interquartile range of the timed runs, in milliseconds."""
+    runs: int
+    converged: bool
+    """Whether the median met the precision asked for before a cap on runs or time."""
 
 
 class SlotHolder(TypedDict):
@@ -163,6 +238,13 @@ class TrialAttrs(TypedDict, total=False):
     """Exact trainable parameter count of the candidate."""
     macs: int
     """Multiply-accumulates of one forward pass at the study's image size."""
+    latency_ms: float
+    """Measured median milliseconds per batch of the candidate's network on the study's
+    latency target (:mod:`dense_nas.model.latency`)."""
+    latency_spread: float
+    """Relative spread (IQR over median) of the runs behind ``latency_ms``."""
+    latency_device: str
+    """Key of the device fingerprint ``latency_ms`` was measured on."""
     pruned_reason: str
     """Why the candidate was pruned before training (a broken constraint, or a step that
     would not fit in the GPU memory the trial may use)."""
@@ -224,6 +306,42 @@ def study_attrs(study: optuna.Study) -> StudyAttrs:
         'digits'
     """
     return cast(StudyAttrs, study.user_attrs)
+
+
+def retrain_records(study: optuna.Study) -> list[RetrainRecord]:
+    """Every retrain run recorded on the study, oldest first.
+
+    A study retrained before dense-nas kept every run holds its one result in the old
+    ``retrain`` attr; it is read as the first run (its seed was the study's seed).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> record_study(study, seed=3, retrain={"trial": 1, "arch_key": "k=4", "epochs": 2,
+        ...     "test_accuracy": 0.9, "resumed_from_epoch": 0, "checkpoint": "last.ckpt",
+        ...     "precision": "32-true"})
+        >>> [(r["trial"], r["seed"], r["seconds"]) for r in retrain_records(study)]
+        [(1, 3, None)]
+    """
+    attrs = study_attrs(study)
+    records = list(attrs.get("retrains", []))
+    old = attrs.get("retrain")
+    if isinstance(old, dict):
+        migrated = RetrainRecord(
+            trial=int(old["trial"]),
+            arch_key=str(old.get("arch_key", "")),
+            seed=int(attrs.get("seed", 0)),
+            epochs=int(old["epochs"]),
+            test_accuracy=float(old["test_accuracy"]),
+            seconds=None,
+            finished=None,
+            resumed_from_epoch=int(old.get("resumed_from_epoch", 0)),
+            checkpoint=str(old.get("checkpoint", "")),
+            precision=str(old.get("precision", "")),
+            logs=None,
+        )
+        records.insert(0, migrated)
+    return records
 
 
 def record_study(
@@ -319,75 +437,3 @@ def learning_curve(trial: FrozenTrial) -> dict[int, float]:
         return {int(step): float(v) for step, v in sorted(trial.intermediate_values.items())}
     stored = trial_attrs(trial).get("intermediate") or {}
     return {int(step): float(v) for step, v in sorted(stored.items(), key=lambda kv: int(kv[0]))}
-
-
-class SpecMessage(TypedDict):
-    """Worker to trial process: train this (a :class:`~dense_nas.study.trial.TrialSpec`)."""
-
-    spec: dict[str, Any]
-
-
-class LogMessage(TypedDict):
-    """Worker to a trial process it adopted (started early, see :mod:`dense_nas.study.prestart`):
-    write your output to this file from now on."""
-
-    log: str
-
-
-class EpochMessage(TypedDict):
-    """Trial process to worker, after each validation epoch: may I go on?"""
-
-    type: Literal["epoch"]
-    epoch: int
-    value: float
-    """Validation accuracy (what the pruner sees)."""
-    loss: float
-    """Validation loss."""
-    images_per_second: float
-    """Training throughput so far."""
-
-
-class PruneReply(TypedDict):
-    """Worker to trial process, answering an :class:`EpochMessage`."""
-
-    prune: bool
-
-
-class ResultMessage(TypedDict):
-    """Trial process to worker: training ended (completed, or pruned)."""
-
-    type: Literal["result"]
-    value: float
-    history: list[float]
-    pruned: bool
-    epochs: int
-    precision: str
-    compiled: bool
-    step_seconds: float
-    images_per_second: float
-    ranks: list[dict[str, Any]]
-    checkpoint: str | None
-    logs: NotRequired[TrialLogs]
-    """Where the trial logged, with the MLflow run id (absent without a logger)."""
-
-
-ErrorKind = Literal["signal", "out-of-memory", "error"]
-"""Why a trial process failed: its process died of a signal (SIGKILL from outside, the
-OOM killer), training ran out of (GPU) memory, or anything else (a NaN loss, a bug, a
-checkpoint that could not be written). The first two are retried (``--retries``)."""
-
-
-class ErrorMessage(TypedDict):
-    """Trial process (or the worker on its behalf) to worker: the trial failed."""
-
-    type: Literal["error"]
-    kind: ErrorKind
-    reason: str
-    traceback: NotRequired[str]
-
-
-TrialMessage = EpochMessage | ResultMessage | ErrorMessage
-"""What a trial process sends; ``type`` tells which."""
-
-Message = SpecMessage | LogMessage | PruneReply | TrialMessage
-"""Anything on the worker's channel to its trial process."""

@@ -16,7 +16,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dense_nas.cli._args import COMPILE_CHOICES as CLI_CHOICES
 from dense_nas.errors import UserInputError
 from dense_nas.model.arch import DenseNetConfig, preset
 from dense_nas.model.graphs import (
@@ -28,6 +27,7 @@ from dense_nas.model.graphs import (
     worth_capturing,
 )
 from dense_nas.model.module import DenseNetModule
+from dense_nas.study.settings import COMPILE_CHOICES as CLI_CHOICES
 from dense_nas.study.settings import SearchSettings
 from tests.helpers import ROOT, main_in_process
 

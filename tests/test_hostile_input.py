@@ -119,6 +119,8 @@ CASES = {
     "--heartbeat nan": Case(_search("--heartbeat", "nan"), "--heartbeat"),
     "--heartbeat past the clock": Case(_search("--heartbeat", "1e300"), "--heartbeat"),
     "--timeout inf": Case(_search("--timeout", "inf"), "--timeout"),
+    "--seed below numpy's range": Case(_search("--seed", "-1"), "--seed: "),
+    "--seed of 2**70": Case(_search("--seed", str(2**70)), "--seed: "),
     "--study of 5,000 characters": Case(_search("--study", "s" * 5000), "--study: "),
     "--study with a slash": Case(_search("--study", "../escape"), "--study: "),
     "--study with a NUL": Case(_search("--study", "a\0b"), "--study: "),

@@ -1,9 +1,14 @@
-"""What a search is asked to do: one frozen, checked settings object.
+"""What a search is asked to do: one frozen, checked settings object, and where each
+option is declared.
 
-:func:`~dense_nas.study.search` builds it from its keyword arguments and the CLI from its
-flags (whose destinations are these field names); everything below takes it as it is.
-Adding an option means one field here, one flag in ``cli/search.py`` and one keyword of
-``search()``.
+Each :class:`SearchSettings` field is the one declaration of a search option: its type,
+its default, and (in the field's metadata) an :class:`Option` with its one-line doc, its
+choices, its command-line flag and how it reads from text. The ``dense-nas search``
+flags, the keywords of :func:`~dense_nas.study.search` (:class:`SearchOptions`), the
+``--config`` files (:mod:`~dense_nas.study.settings_file`) and the options table
+(:func:`options_table`) are made from these fields; ``tests/test_settings.py`` fails when
+one of them drifts. Adding an option means one field here and one key of
+:class:`SearchOptions`.
 
 Example:
     >>> SearchSettings(n_trials=4, epochs=1).n_trials
@@ -20,19 +25,30 @@ Example:
     Traceback (most recent call last):
     ...
     dense_nas.errors.UserInputError: study_name: 'runs/a' holds '/'; file names are made from the study name: use letters, digits, '-', '_' or '.'
+    >>> SearchSettings(seed=2**32)
+    Traceback (most recent call last):
+    ...
+    dense_nas.errors.UserInputError: seed: must be a whole number from 0 to 4294967295, got 4294967296
+    >>> OPTIONS["n_trials"].flag, OPTIONS["n_trials"].shown_default
+    ('--trials', '24')
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import yaml
 
 from dense_nas._plugins import import_path, plain_arguments
-from dense_nas.errors import UserInputError
-from dense_nas.model.graphs import check_compile_choice
+from dense_nas.errors import UserInputError, check_choice
+from dense_nas.study.hardware import ACCELERATORS, PRECISIONS
+from dense_nas.study.loggers import LOGGERS
+from dense_nas.study.samplers import PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
     from dense_nas.space import SearchSpace
@@ -43,41 +59,310 @@ MAX_STUDY_NAME = 128
 MAX_RETRIES = 100
 #: Longest heartbeat, in seconds (a day): waits longer than the clock's range would crash.
 MAX_HEARTBEAT = 86_400.0
+#: Largest seed: numpy's generators (which the samplers use) take 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+# Spelled out rather than imported so that building the command line need not import
+# torch; tests/test_graphs.py and tests/test_settings.py check they equal
+# dense_nas.model.graphs.COMPILE_CHOICES and dense_nas.study.objectives.OBJECTIVES.
+COMPILE_CHOICES = ("auto", "on", "off")
+OBJECTIVE_CHOICES = ("accuracy", "accuracy,params", "accuracy,macs")
+
+
+def whole_number(text: str) -> int:
+    """An integer from its text (the setting's own check judges its range).
+
+    Example:
+        >>> whole_number("12")
+        12
+        >>> whole_number("1.5")
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: must be a whole number, got '1.5'
+    """
+    try:
+        return int(text)
+    except ValueError:
+        raise UserInputError(f"must be a whole number, got {text!r}") from None
+
+
+def number(text: str) -> float:
+    """A number from its text (the setting's own check judges its range)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise UserInputError(f"must be a number, got {text!r}") from None
+
+
+def count_or_fraction(text: str) -> int | float:
+    """A count (``500``) or a fraction (``0.2``); the datamodule checks the range.
+
+    Example:
+        >>> count_or_fraction("500"), count_or_fraction("0.2")
+        (500, 0.2)
+    """
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise UserInputError(
+            f"must be an image count or a fraction in (0, 1), got {text!r}"
+        ) from None
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """One ``KEY=VALUE`` pair; the value is read as a YAML scalar.
+
+    Example:
+        >>> key_value("size=12"), key_value("root=/data"), key_value("shuffle=false")
+        (('size', 12), ('root', '/data'), ('shuffle', False))
+    """
+    key, equals, value = text.partition("=")
+    key = key.strip()
+    if not equals or not key.isidentifier():
+        raise UserInputError(f"must be KEY=VALUE with KEY a Python identifier, got {text!r}")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        reason = str(err).splitlines()[0]
+        raise UserInputError(f"{key}: {value!r} is not a YAML value ({reason}); quote it") from None
+
+
+def gather_pairs(pairs: list[tuple[str, Any]], param: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as one mapping; a key given twice is refused.
+
+    Example:
+        >>> gather_pairs([("size", 12), ("seed", 1)], "data_args")
+        {'size': 12, 'seed': 1}
+    """
+    gathered: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in gathered:
+            raise UserInputError(f"{key} is given twice; give it once", param=param)
+        gathered[key] = value
+    return gathered
+
+
+@dataclass(frozen=True)
+class Option:
+    """One search option as the command line, settings files and the docs show it.
+
+    Declared on a :class:`SearchSettings` field with :func:`_option`; :data:`OPTIONS`
+    holds each with its ``name``, ``flag`` and ``default`` filled in.
+    """
+
+    #: what it means, one line (``--help`` and :func:`options_table`)
+    doc: str
+    #: the value from its text: a flag's argument, or a settings file's scalar;
+    #: ``None``: a switch (a flag without argument, ``true``/``false`` in a file)
+    read: Callable[[str], Any] | None = str
+    #: the values it takes, when they are a fixed few
+    choices: tuple[str, ...] = ()
+    #: given once per ``KEY=VALUE`` pair, gathered into a mapping
+    repeated: bool = False
+    #: the default in words, where the value alone would not tell (``None``, ``0``)
+    default_text: str = ""
+    #: the flag's argument in ``--help``
+    metavar: str | None = None
+    #: the field's name: the ``search()`` keyword and the settings file's key
+    name: str = ""
+    #: the command-line flag (``--`` and the name with dashes, unless declared)
+    flag: str = ""
+    #: the value when it is not given
+    default: Any = None
+
+    @property
+    def shown_default(self) -> str:
+        """The default as ``--help`` and the table say it."""
+        if self.default_text:
+            return self.default_text
+        if isinstance(self.default, bool):
+            return "on" if self.default else "off"
+        return "none" if self.default is None else str(self.default)
+
+    @property
+    def help(self) -> str:
+        """The flag's ``--help`` text: the doc, the choices and the default."""
+        choices = f"choices: {', '.join(self.choices)}; " if self.choices else ""
+        return f"{self.doc} ({choices}default: {self.shown_default})"
+
+
+def _option(default: Any, **declared: Any) -> Any:
+    """A :class:`SearchSettings` field whose metadata is its :class:`Option`.
+
+    A mutable default (``{}``) is given as a factory.
+    """
+    option = Option(**declared)
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=dict, metadata={"option": option})
+    return dataclasses.field(default=default, metadata={"option": option})
 
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """The options of one search; see :func:`~dense_nas.study.search` for each one."""
+    """The options of one search; :func:`options_table` explains each one."""
 
-    space: str | SearchSpace = "digits-tiny"
-    #: a name or ``module:Name``; a class or function given here becomes its import path
-    data: str | Callable[..., Any] = "digits"
-    data_args: Mapping[str, Any] = field(default_factory=dict)
-    data_dir: str | Path | None = None
-    val_size: int | float | None = None
-    n_trials: int = 24
-    timeout: float | None = None
-    epochs: int | None = None
-    storage: str | None = None
-    study_name: str | None = None
-    sampler: str = "tpe"
-    pruner: str = "hyperband"
-    objective: str = "accuracy"
-    max_params: int | None = None
-    accelerator: str = "auto"
-    precision: str = "auto"
-    devices: int = 1
-    workers: int = 1
-    seed: int = 0
-    out: str | Path = "dense-nas-runs"
-    heartbeat: float = 30.0
-    retries: int = 2
-    threads: int = 0
-    compile: str = "auto"
-    verbose: bool = False
-    logger: str = "csv"
-    mlflow_uri: str | None = None
-    trainer_config: str | Path | Mapping[str, Any] | None = None
+    space: str | SearchSpace = _option(
+        "digits-tiny",
+        doc="built-in space name, YAML file, module:Class or plugin name (in Python also a "
+        "SearchSpace)",
+    )
+    data: str | Callable[..., Any] = _option(
+        "digits",
+        doc="built-in dataset (digits, cifar10, ...; see `dense-nas data`), a plugin's "
+        "datamodule name, or your own LightningDataModule as package.module:Name (a class "
+        "or a function returning one, importable in every process; in Python also the "
+        "class itself, recorded by its import path)",
+    )
+    data_args: Mapping[str, Any] = _option(
+        {},
+        doc="keyword argument of your datamodule, recorded on the study (repeatable); VALUE "
+        "is read as a YAML scalar: 12 is a number, true a boolean, '12' (quoted) a string",
+        read=key_value,
+        repeated=True,
+        default_text="none",
+        flag="--data-arg",
+        metavar="KEY=VALUE",
+    )
+    data_dir: str | Path | None = _option(
+        None,
+        doc="where a built-in dataset's files live or are downloaded",
+        default_text="the dataset's own",
+    )
+    val_size: int | float | None = _option(
+        None,
+        doc="built-in datasets: validation images held out of training, a count or a "
+        "fraction, fixed for the study's life; your datamodule holds out its own",
+        read=count_or_fraction,
+        default_text="5000 for CIFAR, 0.1 elsewhere",
+    )
+    n_trials: int = _option(
+        24,
+        doc="finished trials the study should hold: COMPLETE, PRUNED and FAILED count, a "
+        "FAILED try that is retried does not (see --retries); a resumed study goes on to N",
+        read=whole_number,
+        flag="--trials",
+        metavar="N",
+    )
+    timeout: float | None = _option(
+        None, doc="stop starting trials after this many seconds", read=number, metavar="S"
+    )
+    epochs: int | None = _option(
+        None,
+        doc="epochs per trial; step milestones keep their place",
+        read=whole_number,
+        default_text="the space's",
+    )
+    storage: str | None = _option(
+        None,
+        doc="Optuna storage URL (sqlite:///..., postgresql://..., or a journal file path "
+        "ending in .log / .journal)",
+        default_text="SQLite in --out",
+        metavar="URL",
+    )
+    study_name: str | None = _option(
+        None,
+        doc="study name; it names checkpoint files, so at most 128 bytes and no '/'",
+        flag="--study",
+        default_text="<space>-<data>",
+        metavar="NAME",
+    )
+    sampler: str = _option("tpe", doc="Optuna sampler, seeded with --seed", choices=tuple(SAMPLERS))
+    pruner: str = _option(
+        "hyperband",
+        doc="Optuna pruner; its resources are epochs (asha: successive halving)",
+        choices=tuple(PRUNERS),
+    )
+    objective: str = _option(
+        "accuracy",
+        doc="accuracy alone, or a Pareto front of accuracy against parameters or MACs",
+        choices=OBJECTIVE_CHOICES,
+    )
+    max_params: int | None = _option(
+        None,
+        doc="reject larger architectures (on top of the space's constraints)",
+        read=whole_number,
+        metavar="N",
+    )
+    accelerator: str = _option(
+        "auto",
+        doc="what training runs on; auto: a GPU when one is visible and the space's median "
+        "training step is at least 5 G multiply-accumulates, else the CPU",
+        choices=ACCELERATORS,
+    )
+    precision: str = _option(
+        "auto",
+        doc="training precision; auto: bf16-mixed on a GPU, 32-true on the CPU (bf16-mixed "
+        "pays on CPUs with native bf16; 16-mixed needs a GPU)",
+        choices=PRECISIONS,
+    )
+    devices: int = _option(
+        1, doc="devices per trial (DDP when more than one)", read=whole_number, metavar="N"
+    )
+    workers: int = _option(1, doc="trials run at once", read=whole_number, metavar="N")
+    seed: int = _option(
+        0,
+        doc="training seed, and the sampler seed of the first command on the study (a "
+        f"command sharing it with others samples with seed + its slot number); 0 to {MAX_SEED}",
+        read=whole_number,
+    )
+    out: str | Path = _option(
+        "dense-nas-runs",
+        doc="directory for the default storage, checkpoints and logs",
+        metavar="DIR",
+    )
+    heartbeat: float = _option(
+        30.0,
+        doc="seconds after which a silent RUNNING trial counts as dead and is retried "
+        "(at most 86400, a day)",
+        read=number,
+        metavar="S",
+    )
+    retries: int = _option(
+        2,
+        doc="retries (same parameters) of a trial whose process died of a signal or ran "
+        "out of memory, or whose worker went silent; only its last failed try counts "
+        f"toward --trials; a trial that raises in training fails once (0 to {MAX_RETRIES})",
+        read=whole_number,
+        metavar="N",
+    )
+    threads: int = _option(
+        0,
+        doc="torch threads per trial on the CPU",
+        read=whole_number,
+        default_text="0: cores / (workers x devices)",
+        metavar="N",
+    )
+    compile: str = _option(
+        "auto",
+        doc="torch.compile the training step; auto: CUDA graphs on a GPU when the run is long "
+        "enough to repay the compile (about 3,600 steps for a 100-layer net), else eager",
+        choices=COMPILE_CHOICES,
+    )
+    verbose: bool = _option(False, doc="show Lightning's own output", read=None)
+    logger: str = _option(
+        "csv",
+        doc="each trial's Lightning logger: csv (in <out>/logs/<study>/trial-<N>/), "
+        "tensorboard (the same place; pip install 'dense-nas[tensorboard]'), mlflow (one run "
+        "per trial; pip install 'dense-nas[mlflow]') or none",
+        choices=LOGGERS,
+    )
+    mlflow_uri: str | None = _option(
+        None,
+        doc="MLflow tracking URI for --logger mlflow",
+        default_text="a local store in <out>/mlruns",
+        metavar="URI",
+    )
+    trainer_config: str | Path | Mapping[str, Any] | None = _option(
+        None,
+        doc="YAML in LightningCLI's format: trainer: options and callbacks: "
+        "(class_path/init_args) for every trial and retrain; recorded on the study (in "
+        "Python also its content as a dict)",
+        metavar="FILE",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str):  # other processes rebuild it from the path
@@ -91,15 +376,8 @@ class SearchSettings:
         for name in ("epochs", "max_params"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
-        if (
-            isinstance(self.retries, bool)
-            or not isinstance(self.retries, int)
-            or not (0 <= self.retries <= MAX_RETRIES)
-        ):
-            raise UserInputError(
-                f"must be a whole number from 0 to {MAX_RETRIES}, got {self.retries!r}",
-                param="retries",
-            )
+        _whole_number_in("retries", self.retries, MAX_RETRIES)
+        _whole_number_in("seed", self.seed, MAX_SEED)
         if self.threads < 0:
             raise UserInputError(
                 f"must be 0 (automatic) or more, got {self.threads}", param="threads"
@@ -119,7 +397,9 @@ class SearchSettings:
             )
         if self.study_name:
             _check_study_name(self.study_name)
-        check_compile_choice(self.compile)
+        for option in OPTIONS.values():  # before anything is stored, not when first used
+            if option.choices:
+                check_choice(getattr(self, option.name), option.choices, option.name)
 
     @property
     def data_name(self) -> str:
@@ -130,6 +410,88 @@ class SearchSettings:
     def out_dir(self) -> Path:
         """``out`` as a path."""
         return Path(self.out)
+
+
+def _declared_options() -> dict[str, Option]:
+    options = {}
+    for field in dataclasses.fields(SearchSettings):
+        declared: Option = field.metadata["option"]
+        factory = field.default_factory
+        default = field.default if factory is dataclasses.MISSING else factory()
+        flag = declared.flag or "--" + field.name.replace("_", "-")
+        options[field.name] = dataclasses.replace(
+            declared, name=field.name, flag=flag, default=default
+        )
+    return options
+
+
+#: Every search option by its field name, in the fields' order.
+OPTIONS: dict[str, Option] = _declared_options()
+
+
+class SearchOptions(TypedDict, total=False):
+    """The keywords of :func:`~dense_nas.study.search`: the :class:`SearchSettings` fields
+    with their types (``tests/test_settings.py`` checks they agree); see
+    :func:`options_table` for what each one means."""
+
+    space: str | SearchSpace
+    data: str | Callable[..., Any]
+    data_args: Mapping[str, Any]
+    data_dir: str | Path | None
+    val_size: int | float | None
+    n_trials: int
+    timeout: float | None
+    epochs: int | None
+    storage: str | None
+    study_name: str | None
+    sampler: str
+    pruner: str
+    objective: str
+    max_params: int | None
+    accelerator: str
+    precision: str
+    devices: int
+    workers: int
+    seed: int
+    out: str | Path
+    heartbeat: float
+    retries: int
+    threads: int
+    compile: str
+    verbose: bool
+    logger: str
+    mlflow_uri: str | None
+    trainer_config: str | Path | Mapping[str, Any] | None
+
+
+def options_table() -> str:
+    """The search options as a Markdown table: flag, keyword, default, choices, meaning.
+
+    Example:
+        >>> table = options_table().splitlines()
+        >>> table[0]
+        '| Flag | `search()` keyword | Default | Choices | Meaning |'
+        >>> print(next(row for row in table if row.startswith("| `--trials")))  # doctest: +ELLIPSIS
+        | `--trials N` | `n_trials` | `24` |  | finished trials the study should hold: ... |
+        >>> print(next(row for row in table if row.startswith("| `--study")))  # doctest: +ELLIPSIS
+        | `--study NAME` | `study_name` | &lt;space&gt;-&lt;data&gt; |  | study name; ... |
+    """
+    rows = [
+        "| Flag | `search()` keyword | Default | Choices | Meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for option in OPTIONS.values():
+        flag = f"{option.flag} {option.metavar}" if option.metavar else option.flag
+        default = _markdown(option.default_text) or f"`{option.shown_default}`"
+        choices = ", ".join(f"`{choice}`" for choice in option.choices)
+        cells = (f"`{flag}`", f"`{option.name}`", default, choices, _markdown(option.doc))
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _markdown(text: str) -> str:
+    """Plain text as a table cell: ``<out>`` is not an HTML tag, ``|`` not a column."""
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def _check_study_name(name: str) -> None:
@@ -154,3 +516,8 @@ def _check_study_name(name: str) -> None:
 def _positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserInputError(f"must be a positive integer, got {value!r}", param=name)
+
+
+def _whole_number_in(name: str, value: object, most: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not (0 <= value <= most):
+        raise UserInputError(f"must be a whole number from 0 to {most}, got {value!r}", param=name)
