@@ -26,9 +26,9 @@ def test_version_prints_the_installed_package_version(capsys: pytest.CaptureFixt
             "unrecognized arguments: --no-such-flag; see dense-nas --help",
         ),
         (
-            ["search", "--trials", "0"],
-            "search: argument --trials: must be a positive integer, got 0; "
-            "see dense-nas search --help",
+            ["best", "--max-params", "0"],
+            "best: argument --max-params: must be a positive integer, got 0; "
+            "see dense-nas best --help",
         ),
     ],
 )
