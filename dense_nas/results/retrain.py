@@ -4,8 +4,9 @@ The paper's protocol: the search selects on a validation split held out of the t
 data; the chosen architecture is then trained from scratch with its full recipe on
 training *and* validation images, and only that model touches the test set.
 
-Retraining applies the study's ``--trainer-config`` (its Trainer options and callbacks),
-as every trial did. Checkpoints go to ``<out>/retrain/<study>/`` (``last.ckpt`` after every epoch); running
+Retraining applies the study's ``--trainer-config`` (its Trainer options, callbacks and
+loggers), as every trial did, and logs as a run ``retrain-trial-<N>`` to the loggers the
+trial logged to (:func:`~dense_nas.study.loggers.retrain_logger`). Checkpoints go to ``<out>/retrain/<study>/`` (``last.ckpt`` after every epoch); running
 the same retrain again resumes from ``last.ckpt``, provided it was made with the same
 architecture and recipe. The test accuracy is printed and recorded on the study as user
 attr ``"retrain"``.
@@ -32,7 +33,7 @@ from dense_nas.errors import UserInputError
 from dense_nas.model.graphs import check_compile_choice, compile_mode, training_steps
 from dense_nas.model.module import DenseNetModule
 from dense_nas.paths import check_output_dir
-from dense_nas.records import record_study, study_attrs
+from dense_nas.records import record_study, study_attrs, trial_attrs
 from dense_nas.results.loading import (
     DEFAULT_OUT,
     differing_hparams,
@@ -42,6 +43,7 @@ from dense_nas.results.loading import (
     trial_training,
 )
 from dense_nas.study.hardware import resolve_accelerator, resolve_precision, speed_defaults
+from dense_nas.study.loggers import finish_runs, retrain_logger
 from dense_nas.study.quiet import quiet_lightning
 from dense_nas.study.trainer_config import trainer_kwargs
 
@@ -114,6 +116,7 @@ def _trainer(
     precision: str,
     verbose: bool,
     trainer_config: dict[str, Any],
+    logger: Any,
 ) -> L.Trainer:
     """The retraining Trainer, with the study's ``--trainer-config`` options and callbacks."""
     user = trainer_kwargs(trainer_config)
@@ -136,7 +139,7 @@ def _trainer(
         max_epochs=epochs,
         default_root_dir=directory,
         callbacks=[last, *callbacks],
-        logger=False,
+        logger=logger,
         enable_progress_bar=verbose,
         enable_model_summary=verbose,
     )
@@ -218,17 +221,16 @@ def retrain(
         arch, training, compile=compile_mode(compile, device, arch, steps)
     )
     done = _resume_point(directory / LAST, module)
+    trainer_config = recorded.get("trainer_config", {})
+    logs = trial_attrs(chosen).get("logs")
+    logger = retrain_logger(logs, f"retrain-trial-{chosen.number}", trainer_config)
     with quiet_lightning(verbose):
         trainer = _trainer(
-            directory,
-            training.epochs,
-            device,
-            precision,
-            verbose,
-            recorded.get("trainer_config", {}),
+            directory, training.epochs, device, precision, verbose, trainer_config, logger
         )
         _fit(trainer, module, datamodule, directory / LAST if done else None)
         (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    finish_runs(logger)
     result = RetrainResult(
         trial=chosen.number,
         arch_key=arch.key,

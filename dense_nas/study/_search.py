@@ -77,7 +77,7 @@ from dense_nas.study.heartbeats import (
     retry_note,
     retry_silent_trials,
 )
-from dense_nas.study.loggers import prepare_experiment, trial_logs
+from dense_nas.study.loggers import StudyLoggers, prepare_loggers
 from dense_nas.study.memory_fit import fit_to_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.prestart import trial_process_env, trial_threads
@@ -130,6 +130,8 @@ class _Run:
     accelerator: str
     precision: str
     observer: SearchObserver
+    #: where the trials log (``--logger``)
+    loggers: StudyLoggers
     #: the study's recorded ``--trainer-config`` (plain values)
     trainer_config: dict[str, Any] = field(default_factory=dict)
     budget_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -241,6 +243,7 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
             name, chosen, parsed, task, data, data_args, data_path, val_size, given_config
         )
         study, notes, trainer_config = _open_study(s, checked)
+    loggers = prepare_loggers(s.logger, s.out_dir, study.study_name, s.mlflow_uri)
     return _Run(
         settings=s,
         study=study,
@@ -257,8 +260,9 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         gpus=gpus,
         memory_budgets=budgets,
         observer=observer,
+        loggers=loggers,
         trainer_config=trainer_config,
-        notes=notes,
+        notes=notes + loggers.notes,
     )
 
 
@@ -310,7 +314,6 @@ def _open_study(
     if checked.val_size is not None:  # a user datamodule holds out its own validation data
         record_study(study, overwrite=False, val_size=checked.val_size)
     trainer_config = _study_trainer_config(study, checked.trainer_config)
-    prepare_experiment(s.logger, s.out_dir, study.study_name, s.mlflow_uri)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, checked.space)
@@ -640,10 +643,10 @@ def _train_trial(
             compile=s.compile,
             checkpoint=str(checkpoint),
             verbose=s.verbose,
-            logs=trial_logs(s.logger, s.out_dir, study.study_name, trial.number, s.mlflow_uri),
+            logs=run.loggers.trial_logs(trial.number),
             trainer_config=run.trainer_config,
         )
-        if spec.logs is not None:
+        if spec.logs:
             record_trial(trial, logs=spec.logs)
         rule = run.objective.pruning_rule(study, trial, candidate.arch)
         epochs = candidate.training.epochs

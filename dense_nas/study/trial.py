@@ -56,8 +56,8 @@ class TrialSpec:
 
     ``training`` is a :class:`~dense_nas.model.recipe.TrainingConfig` dict and must hold
     ``epochs``: the schedule's length is also the Trainer's ``max_epochs``. ``logs`` is
-    where the trial logs (a :class:`~dense_nas.records.TrialLogs`; ``None``: no logger)
-    and ``trainer_config`` the study's recorded ``--trainer-config``.
+    where the trial logs (a :class:`~dense_nas.records.TrialLogs` per logger; none: no
+    logger) and ``trainer_config`` the study's recorded ``--trainer-config``.
     """
 
     number: int
@@ -75,7 +75,7 @@ class TrialSpec:
     compile: str = "auto"
     checkpoint: str | None = None
     verbose: bool = False
-    logs: TrialLogs | None = None
+    logs: list[TrialLogs] = field(default_factory=list)
     trainer_config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,7 +167,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     reporter = EpochReporter(ask, timer)
     user = trainer_kwargs(spec.trainer_config)
     callbacks = [reporter, timer, *user.pop("callbacks")]
-    logger = make_logger(spec.logs)
+    logger = make_logger(spec.logs, spec.trainer_config)
     trainer = L.Trainer(callbacks=callbacks, logger=logger, **_trainer_options(spec, user))
     with quiet_lightning(spec.verbose):
         trainer.fit(module, datamodule=datamodule)
@@ -191,7 +191,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
         "checkpoint": spec.checkpoint if not reporter.pruned else None,
     }
     logs = finished_logs(spec.logs, logger)
-    if logs is not None:
+    if logs:
         result["logs"] = logs
     return result
 
