@@ -388,7 +388,7 @@ def retrain_logger(
 
     Example:
         >>> recorded = [{"logger": "csv", "location": "/runs/logs/demo/trial-3"}]
-        >>> retrain_logger(recorded, "retrain-trial-3", {})[0].root_dir
+        >>> retrain_logger(recorded, "retrain-trial-3", {})[0].save_dir
         '/runs/logs/demo/retrain-trial-3'
     """
     runs = []
