@@ -212,12 +212,12 @@ def test_a_study_recorded_with_one_logger_per_trial_still_reads_and_retrains(
 # --- the loggers, read back -------------------------------------------------------------
 
 
-@pytest.mark.slow  # a study of two trials logging to two loggers, then a retrain: ~25 s
+@pytest.mark.slow  # a study of two trials logging to two loggers, then a retrain: ~15-25 s
 def test_csv_and_wandb_log_every_trial_and_retrain(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, wandb_offline: Path
 ) -> None:
     out = tmp_path / "out"
-    ran = main_in_process(capsys, *_search("--logger", "csv,wandb", out=out))
+    ran = main_in_process(capsys, *_search("--logger", "csv,wandb", out=out, epochs=1))
     assert ran.returncode == 0, ran.stderr
     trained = _trained(out)
     assert len(trained) == 2
