@@ -19,7 +19,7 @@ import optuna
 import pytest
 import yaml
 
-from dense_nas.records import study_attrs, trial_attrs
+from dense_nas.records import retrain_records, trial_attrs
 from dense_nas.study.loggers import recorded_logs
 from tests.helpers import ROOT, main_in_process, search_args
 
@@ -232,17 +232,17 @@ def test_trainer_config_callbacks_run_in_every_trial_and_retrain_with_csv_and_te
     retrained = main_in_process(capsys, "retrain", "--out", str(out), "--epochs", "1")
     assert retrained.returncode == 0, retrained.stderr
     assert len(list(markers.iterdir())) == len(trained) + 1
-    retrain = study_attrs(
+    (retrain,) = retrain_records(
         optuna.load_study(study_name=None, storage=f"sqlite:///{out / 'dense-nas.db'}")
-    )["retrain"]
-    events = EventAccumulator(
-        str(out / "logs" / "test-tiny-digits" / f"retrain-trial-{retrain['trial']}")
     )
+    csv_logs, tensorboard = retrain["logs"]  # the trials' loggers
+    events = EventAccumulator(tensorboard["location"])
     events.Reload()
     assert len(events.Scalars("train/loss")) == 1  # one epoch, logged with the trials' loggers
     assert [event.value for event in events.Scalars("test/acc")] == pytest.approx(
         [retrain["test_accuracy"]]
     )
+    assert "test/acc" in (Path(csv_logs["location"]) / "metrics.csv").read_text()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ JSON files a test-only Logger subclass writes.
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import struct
 import sys
@@ -21,8 +22,8 @@ import optuna
 import pytest
 import yaml
 
-from dense_nas.records import TrialLogs, study_attrs, trial_attrs
-from dense_nas.study.loggers import prepare_loggers, recorded_logs, retrain_logger
+from dense_nas.records import TrialLogs, retrain_records, trial_attrs
+from dense_nas.study.loggers import make_logger, prepare_loggers, recorded_logs, rerun_logs
 from tests.helpers import ROOT, main_in_process, search_args
 
 PARTS = ROOT / "tests" / "plugins" / "lightning_parts"
@@ -91,7 +92,8 @@ def _key(item: Any) -> str:
 
 
 def _read_wandb_run(path: Path) -> _WandbRun:
-    from wandb.proto.wandb_internal_pb2 import Record
+    # wandb_internal_pb2 picks the generated module of the installed protobuf at import
+    Record = importlib.import_module("wandb.proto.wandb_internal_pb2").Record
 
     data = path.read_bytes()
     assert data[:4] == b":W&B", f"{path} is not a W&B run file"
@@ -203,10 +205,11 @@ def test_a_logger_whose_package_is_missing_names_the_extra(
 def test_a_study_recorded_with_one_logger_per_trial_still_reads_and_retrains(
     tmp_path: Path,
 ) -> None:
-    old = {"logger": "csv", "location": str(tmp_path / "logs" / STUDY / "trial-4")}
+    old = TrialLogs(logger="csv", location=str(tmp_path / "logs" / STUDY / "trial-4"))
     assert recorded_logs(old) == [old]  # trials recorded before --logger took a list
-    (logger,) = retrain_logger(old, "retrain-trial-4", {})
-    assert Path(logger.save_dir) == tmp_path / "logs" / STUDY / "retrain-trial-4"
+    logs = rerun_logs(old, "retrain-trial-4", tmp_path / "logs" / STUDY)
+    (logger,) = make_logger(logs, {})
+    assert Path(logger.save_dir) == (tmp_path / "logs" / STUDY / "retrain-trial-4").resolve()
 
 
 # --- the loggers, read back -------------------------------------------------------------
@@ -245,21 +248,25 @@ def test_csv_and_wandb_log_every_trial_and_retrain(
         ids.add(wandb["run_id"])
     assert len(ids) == 2
 
-    best = max(trained, key=lambda t: t.value or 0.0)
     retrained = main_in_process(capsys, "retrain", "--out", str(out), "--epochs", "1")
     assert retrained.returncode == 0, retrained.stderr
-    test_accuracy = study_attrs(_study(out))["retrain"]["test_accuracy"]
-    name = f"retrain-trial-{best.number}"
-    rows = _csv_rows(out / "logs" / STUDY / name)
+    (record,) = retrain_records(_study(out))
+    name = f"retrain-trial-{record['trial']}-seed-{record['seed']}-epochs-1"
+    logs = {entry["logger"]: entry for entry in record["logs"]}
+    assert list(logs) == ["csv", "wandb"]  # as the trials logged
+    assert Path(logs["csv"]["location"]) == (out / "logs" / STUDY / name).resolve()
+    rows = _csv_rows(Path(logs["csv"]["location"]))
     assert [float(row["test/acc"]) for row in rows if row["test/acc"]] == pytest.approx(
-        [test_accuracy]
+        [record["test_accuracy"]]
     )
     assert sum(1 for row in rows if row["train/loss"]) == 1  # one epoch
-    run = _wandb_runs(wandb_offline)[name]
+    run = _wandb_run(logs["wandb"])
     assert run.exited
-    assert (run.run.project, run.run.run_group) == (STUDY, STUDY)
-    assert run.summary["test/acc"] == pytest.approx(test_accuracy)
-    assert run.config["config"] == trial_attrs(best)["arch"]
+    assert (run.run.project, run.run.run_group, run.run.display_name) == (STUDY, STUDY, name)
+    assert run.summary["test/acc"] == pytest.approx(record["test_accuracy"])
+    chosen = next(t for t in trained if t.number == record["trial"])
+    assert run.config["config"] == trial_attrs(chosen)["arch"]
+    assert _wandb_runs(wandb_offline).keys() == {f"trial-{t.number}" for t in trained} | {name}
 
 
 @pytest.mark.slow  # a study of two workers logging to MLflow, then a retrain: ~30 s
@@ -298,12 +305,14 @@ def test_mlflow_nests_every_trial_and_retrain_under_one_parent_run_per_study(
 
     retrained = main_in_process(capsys, "retrain", "--out", str(out), "--epochs", "1")
     assert retrained.returncode == 0, retrained.stderr
-    test_accuracy = study_attrs(_study(out))["retrain"]["test_accuracy"]
-    (retrain,) = client.search_runs(
-        [experiment.experiment_id], "attributes.run_name LIKE 'retrain-trial-%'"
+    (record,) = retrain_records(_study(out))
+    (logs,) = record["logs"]
+    retrain = client.get_run(logs["run_id"])
+    assert (
+        retrain.info.run_name == f"retrain-trial-{record['trial']}-seed-{record['seed']}-epochs-1"
     )
     assert retrain.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert retrain.data.metrics["test/acc"] == pytest.approx(test_accuracy)
+    assert retrain.data.metrics["test/acc"] == pytest.approx(record["test_accuracy"])
 
 
 def test_a_second_command_adopts_the_studys_mlflow_parent_run(
@@ -411,7 +420,8 @@ def test_a_logger_section_adds_the_users_loggers_to_every_trial_and_retrain(
     assert retrained.returncode == 0, retrained.stderr
     runs = [json.loads(path.read_text()) for path in recordings.iterdir()]
     (retrain,) = [run for run in runs if any("test/acc" in m for m in run["metrics"])]
-    test_accuracy = study_attrs(_study(out))["retrain"]["test_accuracy"]
+    (record,) = retrain_records(_study(out))
+    assert record["logs"] == []  # --logger none: the section's loggers only
     assert [m["test/acc"] for m in retrain["metrics"] if "test/acc" in m] == pytest.approx(
-        [test_accuracy]
+        [record["test_accuracy"]]
     )

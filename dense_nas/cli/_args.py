@@ -92,9 +92,17 @@ FORMAT_CHOICES = ("onnx", "torchscript", "state-dict", "exported-program")
 PICK_CHOICES = ("accuracy", "smallest", "knee")
 
 
-def choice_args(parser: argparse.ArgumentParser) -> None:
-    """Flags that choose the trial: a number, or a rule on the Pareto front."""
-    parser.add_argument("--trial", type=int, help="use this trial number instead of picking one")
+def choice_args(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
+    """Flags that choose the trial: a number, or a rule on the Pareto front; with ``many``,
+    ``--trial`` may be given more than once (a list in ``args.trial``)."""
+    if many:
+        parser.add_argument(
+            "--trial", type=int, action="append", help="use this trial (repeat for more)"
+        )
+    else:
+        parser.add_argument(
+            "--trial", type=int, help="use this trial number instead of picking one"
+        )
     parser.add_argument(
         "--pick",
         choices=PICK_CHOICES,

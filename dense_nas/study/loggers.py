@@ -21,8 +21,8 @@ The command prepares the study's loggers once (:func:`prepare_loggers`: the MLfl
 experiment and parent run, the W&B mode) and decides where each trial logs
 (:meth:`StudyLoggers.trial_logs`, recorded on the trial as a list of
 :class:`~dense_nas.records.TrialLogs`); the trial process builds the loggers from that
-(:func:`make_logger`). ``retrain`` logs with the loggers its trial logged with
-(:func:`retrain_logger`).
+(:func:`make_logger`). ``retrain`` logs with the loggers the trials logged with
+(:func:`rerun_logs`).
 
 Example:
     >>> logger_names("csv, tensorboard"), logger_names("none")
@@ -354,15 +354,6 @@ def _finish_wandb_run() -> None:
         wandb.finish()
 
 
-def finish_runs(logger: Any) -> None:
-    """End the runs of a :func:`make_logger` or :func:`retrain_logger` result that outlive
-    their Trainer (W&B's); the other loggers end theirs when training ends."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    if logger is not False and any(isinstance(each, WandbLogger) for each in logger):
-        _finish_wandb_run()
-
-
 def finished_logs(logs: Sequence[TrialLogs], logger: Any) -> list[TrialLogs]:
     """``logs`` once training ended: the W&B run finished, the MLflow run's id added."""
     if logger is False:
@@ -372,34 +363,46 @@ def finished_logs(logs: Sequence[TrialLogs], logger: Any) -> list[TrialLogs]:
         if entry["logger"] == "mlflow":
             entry = TrialLogs(**entry, run_id=built.run_id)
         done.append(entry)
-    finish_runs(logger)
+    if any(entry["logger"] == "wandb" for entry in logs):
+        _finish_wandb_run()  # W&B's run outlives its Trainer; the others end with it
     return done
 
 
-def retrain_logger(
-    trial_logs: Sequence[TrialLogs] | TrialLogs | None,
-    run: str,
-    trainer_config: Mapping[str, Any],
-) -> Any:
-    """The Trainer's ``logger`` for a retrain run named ``run``: the loggers the chosen
-    trial logged with, as a new run beside the trials' (csv and tensorboard in
-    ``<out>/logs/<study>/<run>/``, MLflow nested under the study's parent run, W&B in
-    the study's project and group), and the ``--trainer-config`` ``logger:`` section's.
+def rerun_logs(
+    trial_logs: Sequence[TrialLogs] | TrialLogs | None, run: str, directory: Path
+) -> list[TrialLogs]:
+    """Where a new run named ``run`` (a retrain's) logs, with the loggers a trial logged
+    with: csv and tensorboard in ``directory/run``, MLflow nested under the study's parent
+    run, W&B in the study's project and group (a new run id).
 
     Example:
         >>> recorded = [{"logger": "csv", "location": "/runs/logs/demo/trial-3"}]
-        >>> retrain_logger(recorded, "retrain-trial-3", {})[0].save_dir
-        '/runs/logs/demo/retrain-trial-3'
+        >>> rerun_logs(recorded, "retrain-trial-3", Path("/copy/logs/demo"))
+        [{'logger': 'csv', 'location': '/copy/logs/demo/retrain-trial-3'}]
     """
     runs = []
     for entry in recorded_logs(trial_logs):
         if entry["logger"] in ("csv", "tensorboard"):
-            beside = Path(entry["location"]).with_name(run)
-            runs.append(TrialLogs(logger=entry["logger"], location=str(beside)))
-        else:
-            fresh = {**entry, "run_name": run}
-            fresh.pop("run_id", None)
-            if entry["logger"] == "wandb":
-                fresh["run_id"] = _new_wandb_id()
-            runs.append(cast(TrialLogs, fresh))
-    return make_logger(runs, trainer_config)
+            location = str((directory / run).resolve())
+            runs.append(TrialLogs(logger=entry["logger"], location=location))
+            continue
+        fresh = cast(TrialLogs, {**entry, "run_name": run})
+        fresh.pop("run_id", None)  # MLflow makes the run's id
+        if entry["logger"] == "wandb":
+            fresh["run_id"] = _new_wandb_id()
+        runs.append(fresh)
+    return runs
+
+
+def prepare_reruns(logs: Sequence[TrialLogs]) -> None:
+    """Before :func:`rerun_logs` runs start: their packages are installed here, and the
+    MLflow experiment they join exists (runs in parallel would race to make it).
+
+    Raises:
+        UserInputError: (``logger``) a package is missing; (``mlflow_uri``) the tracking
+            store cannot be reached.
+    """
+    check_loggers(",".join(entry["logger"] for entry in logs) or "none")
+    for entry in logs:
+        if entry["logger"] == "mlflow":
+            _mlflow_parent(entry["location"], entry["experiment"])
