@@ -332,6 +332,35 @@ def test_a_second_command_adopts_the_studys_mlflow_parent_run(
     assert (parent.info.run_id, parent.info.run_name) == (first.mlflow_parent, "demo")
 
 
+@pytest.mark.parametrize(
+    ("env", "mode", "noted"),
+    [
+        ({}, "offline", True),  # no key: offline, and the header says where the runs go
+        ({"WANDB_API_KEY": "k" * 40}, "online", False),
+        ({"WANDB_API_KEY": "k" * 40, "WANDB_MODE": "offline"}, "offline", False),
+    ],
+    ids=["no-key", "key", "chosen"],
+)
+def test_wandb_is_offline_unless_an_api_key_is_known_or_wandb_mode_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], mode: str, noted: bool
+) -> None:
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no `wandb login` entry
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    loggers = prepare_loggers("wandb", tmp_path / "out", "cifar:a#1")
+    (logs,) = loggers.trial_logs(7)
+    assert (logs["mode"], logs["location"]) == (mode, str((tmp_path / "out").resolve()))
+    assert (logs["experiment"], logs["group"], logs["run_name"]) == (
+        "cifar-a-1",
+        "cifar:a#1",
+        "trial-7",
+    )
+    assert logs["run_id"] != loggers.trial_logs(7)[0]["run_id"]  # a fresh run every time
+    assert bool(loggers.notes) == noted
+
+
 # --- a logger: section of --trainer-config ----------------------------------------------
 
 
