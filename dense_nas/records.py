@@ -71,8 +71,8 @@ class RetrainRecord(TypedDict):
     """The run's ``last.ckpt``."""
     precision: str
     """The Lightning precision it trained in."""
-    logs: TrialLogs | None
-    """Where the run logged (the study's logger), ``None`` without one."""
+    logs: list[TrialLogs]
+    """Where the run logged, one entry per logger the study's trials logged with."""
 
 
 class StudyAttrs(TypedDict, total=False):
@@ -206,18 +206,25 @@ class EpochProgress(TypedDict):
 
 
 class TrialLogs(TypedDict):
-    """Where a trial's Lightning logger wrote (see :mod:`dense_nas.study.loggers`)."""
+    """Where one of a trial's Lightning loggers wrote (see :mod:`dense_nas.study.loggers`)."""
 
     logger: str
-    """``csv``, ``tensorboard`` or ``mlflow``."""
+    """``csv``, ``tensorboard``, ``mlflow`` or ``wandb``."""
     location: str
-    """The trial's log directory (csv, tensorboard) or the MLflow tracking URI."""
+    """The trial's log directory (csv, tensorboard), the MLflow tracking URI, or the
+    directory W&B keeps its run files under (in ``wandb/``)."""
     experiment: NotRequired[str]
-    """MLflow: the experiment, named after the study."""
+    """MLflow: the experiment; W&B: the project; both named after the study."""
     run_name: NotRequired[str]
-    """MLflow: the run's name, ``trial-<N>``."""
+    """MLflow, W&B: the run's name, ``trial-<N>``."""
     run_id: NotRequired[str]
-    """MLflow: the run's id, once the trial process has made the run."""
+    """MLflow: the run's id, once the trial process has made the run; W&B: the run's id."""
+    parent_run_id: NotRequired[str]
+    """MLflow: the study's parent run, which the trial's run is nested under."""
+    group: NotRequired[str]
+    """W&B: the run group, the study's name."""
+    mode: NotRequired[str]
+    """W&B: ``online`` or ``offline`` (``WANDB_MODE``, or offline without an API key)."""
 
 
 class TrialAttrs(TypedDict, total=False):
@@ -282,8 +289,10 @@ class TrialAttrs(TypedDict, total=False):
     intermediate: dict[str, float]
     """Validation accuracy per epoch (keyed by the epoch as text) for multi-objective
     studies, where Optuna keeps no intermediate values."""
-    logs: TrialLogs
-    """Where the trial's training log is (``--logger``); absent with ``--logger none``."""
+    logs: list[TrialLogs] | TrialLogs
+    """Where the trial's training logs are, one entry per ``--logger`` (absent with
+    ``--logger none``); a study made before ``--logger`` took a list recorded one entry
+    (:func:`dense_nas.study.loggers.recorded_logs` reads both)."""
     checkpoint: str
     """Artifact id of the trial's Lightning checkpoint in the study's artifact store."""
     failure: str
@@ -338,7 +347,7 @@ def retrain_records(study: optuna.Study) -> list[RetrainRecord]:
             resumed_from_epoch=int(old.get("resumed_from_epoch", 0)),
             checkpoint=str(old.get("checkpoint", "")),
             precision=str(old.get("precision", "")),
-            logs=None,
+            logs=[],
         )
         records.insert(0, migrated)
     return records

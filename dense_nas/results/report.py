@@ -61,6 +61,7 @@ from dense_nas.results.selection import (
     trial_size,
 )
 from dense_nas.results.summary import describe_arch, retrained_table, table, trial_table
+from dense_nas.study.loggers import recorded_logs
 from dense_nas.study.storage import open_study
 
 if TYPE_CHECKING:
@@ -452,7 +453,7 @@ def _retrained(study: optuna.Study) -> str:
             run["epochs"],
             f"{run['test_accuracy']:.4f}",
             None if run["seconds"] is None else f"{run['seconds']:.1f}",
-            None if run["logs"] is None else run["logs"]["location"],
+            ", ".join(logs["location"] for logs in recorded_logs(run["logs"])) or None,
             run["checkpoint"],
         )
         for run in retrain_records(study)

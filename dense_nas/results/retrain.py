@@ -8,8 +8,8 @@ so :func:`retrain` trains each chosen trial (``trials``, or the ``top`` best
 architectures) once per seed, ``workers`` runs at once, each in its own process
 (:mod:`~dense_nas.results.retrain_workers`).
 
-Every run applies the study's ``--trainer-config`` (its Trainer options and callbacks),
-as every trial did, and logs with the logger the study's trials logged with
+Every run applies the study's ``--trainer-config`` (its Trainer options, callbacks and
+loggers), as every trial did, and logs with the loggers the study's trials logged with
 (:func:`run_logs`). A run keeps its ``last.ckpt`` (written after every epoch)
 in ``<out>/retrain/<study>/trial-<N>-seed-<S>-epochs-<E>/``; running it again resumes
 from there. Every result is added to the study's ``retrains`` record
@@ -64,7 +64,7 @@ from dense_nas.results.selection import (
     select_trial,
 )
 from dense_nas.study.hardware import resolve_accelerator, resolve_precision, speed_defaults
-from dense_nas.study.loggers import check_logger, finished_logs, make_logger, prepare_experiment
+from dense_nas.study.loggers import finished_logs, make_logger, prepare_reruns, rerun_logs
 from dense_nas.study.quiet import quiet_lightning
 from dense_nas.study.settings import MAX_SEED
 from dense_nas.study.storage import open_study
@@ -130,7 +130,8 @@ class RetrainResult:
         precision: the Lightning precision it trained in.
         seconds: wall time of the run.
         finished: Unix time the run ended.
-        logs: where it logged (``None``: the study's trials logged nowhere).
+        logs: where it logged, one entry per logger (none: the study's trials logged
+            nowhere).
     """
 
     trial: int
@@ -143,14 +144,14 @@ class RetrainResult:
     precision: str
     seconds: float
     finished: float
-    logs: TrialLogs | None
+    logs: list[TrialLogs]
 
     def to_record(self) -> RetrainRecord:
         """The run as recorded on the study.
 
         Example:
             >>> done = RetrainResult(3, "k=8", 0, 12, 0, 0.98, Path("last.ckpt"), "32-true",
-            ...                      41.5, 1.7e9, None)
+            ...                      41.5, 1.7e9, [])
             >>> done.to_record()["checkpoint"]
             'last.ckpt'
         """
@@ -179,35 +180,28 @@ def run_dir(out: Path, study_name: str, run: RetrainRun) -> Path:
     return out / "retrain" / study_name / run.name
 
 
-def run_logs(study: optuna.Study, out: Path, run: RetrainRun) -> TrialLogs | None:
-    """Where a run logs: with the logger the study's latest logged trial used.
+def run_logs(study: optuna.Study, out: Path, run: RetrainRun) -> list[TrialLogs]:
+    """Where a run logs: with the loggers the study's latest logged trial used, as a run
+    ``retrain-<run>`` (:func:`~dense_nas.study.loggers.rerun_logs`).
 
     csv and tensorboard runs go to ``<out>/logs/<study>/retrain-<run>/``, beside the
-    trials' folders of a search with the same ``--out``; an MLflow run joins the trials'
-    experiment in their tracking store as ``retrain-<run>``. ``None`` when no trial
-    logged (``--logger none``).
+    trials' folders of a search with the same ``--out``; an MLflow run is nested under the study's parent run, a W&B run
+    joins the study's project and group. None when no trial logged (``--logger none``).
 
     Example:
         >>> import optuna
         >>> study = optuna.create_study(study_name="demo")
         >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={
         ...     "logs": {"logger": "csv", "location": "/runs/logs/demo/trial-0"}}))
-        >>> logs = run_logs(study, Path("/runs"), RetrainRun(0, 1, 2))
+        >>> (logs,) = run_logs(study, Path("/runs"), RetrainRun(0, 1, 2))
         >>> logs["logger"], Path(logs["location"]).as_posix()
         ('csv', '/runs/logs/demo/retrain-trial-0-seed-1-epochs-2')
     """
     logged = [t for t in study.get_trials(deepcopy=False) if "logs" in trial_attrs(t)]
     if not logged:
-        return None
-    logs = trial_attrs(logged[-1])["logs"]
-    name = f"retrain-{run.name}"
-    if logs["logger"] == "mlflow":
-        experiment = logs.get("experiment", study.study_name)
-        return TrialLogs(
-            logger="mlflow", location=logs["location"], experiment=experiment, run_name=name
-        )
-    location = (out / "logs" / study.study_name / name).resolve()
-    return TrialLogs(logger=logs["logger"], location=str(location))
+        return []
+    directory = out / "logs" / study.study_name
+    return rerun_logs(trial_attrs(logged[-1])["logs"], f"retrain-{run.name}", directory)
 
 
 def _resume_point(last: Path, module: DenseNetModule) -> int:
@@ -303,15 +297,10 @@ def train_run(settings: RetrainSettings, run: RetrainRun) -> RetrainResult:
     directory = run_dir(settings.out, settings.study_name, run)
     done = _resume_point(directory / LAST, module)
     logs = run_logs(study, settings.out, run)
+    trainer_config = study_attrs(study).get("trainer_config", {})
     with quiet_lightning(settings.verbose):
-        logger = make_logger(logs)
-        trainer = _trainer(
-            directory,
-            training.epochs,
-            settings,
-            study_attrs(study).get("trainer_config", {}),
-            logger,
-        )
+        logger = make_logger(logs, trainer_config)
+        trainer = _trainer(directory, training.epochs, settings, trainer_config, logger)
         _fit(trainer, module, datamodule, directory / LAST if done else None)
         (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     return RetrainResult(
@@ -414,10 +403,7 @@ def plan(
     for run in runs:
         check_output_dir(run_dir(out, study.study_name, run), "out")
     _datamodule(study, trial_training(chosen[0]).batch_size, base)  # it has a test set
-    logs = run_logs(study, out, runs[0])
-    if logs is not None:
-        check_logger(logs["logger"])  # its package is installed here too
-        prepare_experiment(logs["logger"], out, study.study_name, logs["location"])
+    prepare_reruns(run_logs(study, out, runs[0]))  # the packages are installed here too
     settings = RetrainSettings(storage, study.study_name, out, device, precision, compile, verbose)
     return study, settings, runs
 

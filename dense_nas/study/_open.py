@@ -53,7 +53,7 @@ from dense_nas.study.hardware import (
     trials_per_gpu,
     typical_step_macs,
 )
-from dense_nas.study.loggers import prepare_experiment
+from dense_nas.study.loggers import prepare_loggers
 from dense_nas.study.memory_fit import available_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
@@ -120,6 +120,7 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
             name, chosen, parsed, task, data, data_args, data_path, val_size, given_config
         )
         study, notes, trainer_config = _open_study(s, checked)
+    loggers = prepare_loggers(s.logger, s.out_dir, study.study_name, s.mlflow_uri)
     return Run(
         settings=s,
         study=study,
@@ -136,8 +137,9 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
         gpus=gpus,
         memory_budgets=budgets,
         observer=observer,
+        loggers=loggers,
         trainer_config=trainer_config,
-        notes=notes,
+        notes=notes + loggers.notes,
     )
 
 
@@ -189,7 +191,6 @@ def _open_study(
     if checked.val_size is not None:  # a user datamodule holds out its own validation data
         record_study(study, overwrite=False, val_size=checked.val_size)
     trainer_config = _study_trainer_config(study, checked.trainer_config)
-    prepare_experiment(s.logger, s.out_dir, study.study_name, s.mlflow_uri)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, checked.space)
