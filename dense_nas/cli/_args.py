@@ -49,6 +49,22 @@ def positive_float(text: str) -> float:
     return value
 
 
+def trial_name(text: str) -> int | str:
+    """A ``--trial`` value: a trial number, or ``vK:N`` for trial N of the study's version K.
+
+    Example:
+        >>> trial_name("3"), trial_name("v2:3")
+        (3, 'v2:3')
+    """
+    from dense_nas.study.lineage import parse_trial_name
+
+    try:
+        version, number = parse_trial_name(text)
+    except UserInputError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("trial: ")) from None
+    return number if version == 1 and ":" not in text else text
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but bad arguments are one line and exit code 2 (as argparse already uses)."""
 
@@ -94,7 +110,12 @@ PICK_CHOICES = ("accuracy", "smallest", "knee")
 
 def choice_args(parser: argparse.ArgumentParser) -> None:
     """Flags that choose the trial: a number, or a rule on the Pareto front."""
-    parser.add_argument("--trial", type=int, help="use this trial number instead of picking one")
+    parser.add_argument(
+        "--trial",
+        type=trial_name,
+        help="use this trial instead of picking one: its number N, or vK:N for trial N of "
+        "version K of a study whose space grew (the number optuna shows for <study>@vK)",
+    )
     parser.add_argument(
         "--pick",
         choices=PICK_CHOICES,

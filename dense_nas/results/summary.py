@@ -30,7 +30,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import failure_reason, trial_attrs
-from dense_nas.results.selection import best_trials
+from dense_nas.results.selection import best_entries
+from dense_nas.study.lineage import user_study
 
 
 def describe_arch(arch: dict[str, Any]) -> str:
@@ -117,23 +118,37 @@ def _count(value: int | None) -> str | None:
     return None if value is None else f"{value:,}"
 
 
-def _trial_cells(trial: FrozenTrial) -> tuple[Any, ...]:
+def _same_version(name: int | str, number: int) -> int | str:
+    """Trial ``number`` of the version that holds the trial named ``name`` (``vK:N``)."""
+    return f"{name.partition(':')[0]}:{number}" if isinstance(name, str) else number
+
+
+def _trial_cells(trial: FrozenTrial, name: int | str) -> tuple[Any, ...]:
     attrs = trial_attrs(trial)
     seconds = attrs.get("seconds")
+    same = attrs.get("duplicate_of")
     return (
-        trial.number,
+        name,
         f"{trial.values[0]:.4f}",
         _count(attrs.get("params")),
         _count(attrs.get("macs")),
         attrs.get("epochs"),
         None if seconds is None else f"{seconds:.1f}",
         describe_arch(attrs.get("arch") or {}),
-        f"same as trial {attrs['duplicate_of']}" if "duplicate_of" in attrs else "",
+        "" if same is None else f"same as trial {_same_version(name, same)}",
     )
 
 
-def trial_table(trials: Sequence[FrozenTrial], *, markdown: bool = False) -> str:
+def trial_table(
+    trials: Sequence[FrozenTrial],
+    *,
+    markdown: bool = False,
+    names: Sequence[int | str] | None = None,
+) -> str:
     """Completed trials, one row each in the given order, as text or Markdown (:func:`table`).
+
+    ``names``: how ``--trial`` names each (``vK:N`` in a study's later versions); by
+    default their numbers.
 
     Example:
         >>> import optuna
@@ -146,13 +161,15 @@ def trial_table(trials: Sequence[FrozenTrial], *, markdown: bool = False) -> str
         |---:|---:|---:|---:|---:|---:|---:|---|
         | 1 | 0.9500 | 12,000 | - | - | 0.0 | - | same as trial 0 |
     """
-    return table(_TRIAL_HEADERS, [_trial_cells(t) for t in trials], markdown=markdown)
+    shown = [t.number for t in trials] if names is None else names
+    rows = [_trial_cells(t, name) for t, name in zip(trials, shown, strict=True)]
+    return table(_TRIAL_HEADERS, rows, markdown=markdown)
 
 
-def _row(trial: FrozenTrial) -> dict[str, Any]:
+def _row(trial: FrozenTrial, name: int | str) -> dict[str, Any]:
     attrs = trial_attrs(trial)
     return {
-        "trial": trial.number,
+        "trial": name,
         "accuracy": trial.values[0],
         "params": attrs.get("params"),
         "macs": attrs.get("macs"),
@@ -167,23 +184,26 @@ def best_json(study: optuna.Study) -> str:
     """The best trial(s) (the Pareto front for multi-objective studies) as JSON.
 
     ``chosen`` is the trial that ``load_best``, ``export`` and ``retrain`` use by default:
-    the first of ``best``.
+    the first of ``best``. Each ``trial`` is named as ``--trial`` takes it: its number,
+    or ``"vK:N"`` for a trial of version K of a study that grew.
     """
-    trials = best_trials(study)
-    chosen = trials[0].number if trials else None
-    rows = [_row(t) for t in trials]
-    return json.dumps({"study": study.study_name, "chosen": chosen, "best": rows}, indent=2)
+    entries = best_entries(study)
+    chosen = entries[0].name if entries else None
+    rows = [_row(e.trial, e.name) for e in entries]
+    name = user_study(study).study_name
+    return json.dumps({"study": name, "chosen": chosen, "best": rows}, indent=2)
 
 
 def best_table(study: optuna.Study) -> str:
     """The best trial(s) as an aligned text table (:func:`trial_table`), best first."""
-    trials = best_trials(study)
-    if not trials:
+    entries = best_entries(study)
+    if not entries:
         return "no completed trials yet"
     title = "Pareto front" if len(study.directions) > 1 else "best trials"
     return (
-        f"{title} of study {study.study_name!r} (load_best, export and retrain take the first):\n"
-        + trial_table(trials)
+        f"{title} of study {user_study(study).study_name!r} "
+        "(load_best, export and retrain take the first):\n"
+        + trial_table([e.trial for e in entries], names=[e.name for e in entries])
     )
 
 
@@ -201,8 +221,8 @@ def trial_line(study: optuna.Study, number: int) -> str:
     )
     if "duplicate_of" in attrs:
         why = f"same as trial {attrs['duplicate_of']}"
-    best = best_trials(study, top=1)
-    best_text = f"best {best[0].values[0]:.4f} (#{best[0].number})" if best else "best -"
+    best = best_entries(study, top=1)
+    best_text = f"best {best[0].trial.values[0]:.4f} (#{best[0].name})" if best else "best -"
     epochs = attrs.get("epochs", 0)
     return (
         f"trial {number:>3}  {trial.state.name:<8}  acc {value:>6}  "

@@ -38,7 +38,6 @@ from dense_nas.records import (
     EpochProgress,
     ErrorMessage,
     ResultMessage,
-    SpaceVersionRecord,
     WorkerInfo,
     record_study,
     record_trial,
@@ -50,12 +49,10 @@ from dense_nas.space import (
     Candidate,
     Constraints,
     SearchSpace,
-    SpaceVersion,
     Task,
     enqueue_seeds,
     find_duplicate,
     find_running_twin,
-    incompatibility,
     load_space,
     sample,
     space_version,
@@ -77,6 +74,7 @@ from dense_nas.study.heartbeats import (
     retry_note,
     retry_silent_trials,
 )
+from dense_nas.study.lineage import GoingOn, go_on
 from dense_nas.study.loggers import prepare_experiment, trial_logs
 from dense_nas.study.memory_fit import fit_to_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
@@ -144,6 +142,9 @@ class _Run:
     notes: list[str] = field(default_factory=list)
     #: set by Ctrl-C: the trials then in flight failed because of it
     interrupted: bool = False
+    #: finished trials of the study's earlier versions that ``study`` holds no copy of:
+    #: they count toward ``--trials`` too (:mod:`~dense_nas.study.lineage`)
+    counted_elsewhere: int = 0
 
 
 def search(*, echo: Echo | None = None, **options: Unpack[SearchOptions]) -> optuna.Study:
@@ -185,6 +186,7 @@ def run_search(settings: SearchSettings, observer: SearchObserver | None = None)
         run.study.sampler = make_sampler(settings.sampler, seed, run.objective.multi)
         run.observer.begin(run.study)
         finished, running = finished_and_running(run.study.get_trials(deepcopy=False))
+        finished += run.counted_elsewhere
         where = storage_url(settings.storage, settings.out_dir)
         shared = f"; sampler seed {seed} (slot {slot.number}: another command shares the study)"
         run.observer.line(
@@ -240,10 +242,10 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         checked = _Checked(
             name, chosen, parsed, task, data, data_args, data_path, val_size, given_config
         )
-        study, notes, trainer_config = _open_study(s, checked)
+        going, trainer_config = _open_study(s, checked)
     return _Run(
         settings=s,
-        study=study,
+        study=going.study,
         space=chosen,
         task=task,
         objective=parsed,
@@ -258,18 +260,17 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
         memory_budgets=budgets,
         observer=observer,
         trainer_config=trainer_config,
-        notes=notes,
+        notes=going.notes,
+        counted_elsewhere=going.counted_elsewhere,
     )
 
 
-def _open_study(
-    s: SearchSettings, checked: _Checked
-) -> tuple[optuna.Study, list[str], dict[str, Any]]:
+def _open_study(s: SearchSettings, checked: _Checked) -> tuple[GoingOn, dict[str, Any]]:
     """Create or load the study, check it is the same search, and record this one's settings.
 
     Returns:
-        The study, the lines to print under its header (a changed space), and the
-        trainer config its trials apply.
+        Where the search goes on (the study's latest version, or a new one for a space
+        it cannot hold, with the lines to print), and the trainer config its trials apply.
     """
     sampler = make_sampler(s.sampler, s.seed, multi_objective=checked.objective.multi)
     pruner = make_pruner(s.pruner, s.epochs or checked.space.max_epochs)  # both before any file
@@ -296,7 +297,9 @@ def _open_study(
             f"use --val-size {split} or a new --study",
             param="val_size",
         )
-    notes = _record_space_version(study, space_version(checked.space, checked.task))
+    version = space_version(checked.space, checked.task)
+    going = go_on(study, checked.space, checked.task, version, sampler=sampler, pruner=pruner)
+    study = going.study
     record_study(
         study,
         overwrite=False,
@@ -314,7 +317,7 @@ def _open_study(
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
     enqueue_seeds(study, checked.space)
-    return study, notes, trainer_config
+    return going, trainer_config
 
 
 @contextlib.contextmanager
@@ -399,36 +402,6 @@ def _study_trainer_config(study: optuna.Study, given: dict[str, Any] | None) -> 
     return recorded
 
 
-def _record_space_version(study: optuna.Study, version: SpaceVersion) -> list[str]:
-    """Record the space's version on the study; refuse one Optuna cannot mix with its trials.
-
-    Returns:
-        The line to print when the space changed since the last search (else none).
-    """
-    versions = study_attrs(study).get("space_versions", [])
-    if versions and versions[-1]["fingerprint"] == version.fingerprint:
-        return []
-    reason = incompatibility(study, version.distributions)
-    if reason is not None:
-        raise UserInputError(
-            f"study {study.study_name!r} cannot go on with this space: {reason}; "
-            "keep that parameter as the study had it, or use a new --study",
-            param="space",
-        )
-    first = len(study.get_trials(deepcopy=False))
-    latest = SpaceVersionRecord(
-        name=version.name, fingerprint=version.fingerprint, first_trial=first
-    )
-    record_study(study, space=version.name, space_versions=[*versions, latest])
-    if not versions:
-        return []
-    before = versions[-1]["fingerprint"]
-    return [
-        f"space changed (fingerprint {before[:8]} → {version.fingerprint[:8]}): "
-        f"trials from #{first} on use it"
-    ]
-
-
 def _run_workers(run: _Run) -> None:
     workers = run.settings.workers
     done = threading.Semaphore(0)
@@ -495,6 +468,7 @@ def _next_trial(run: _Run) -> optuna.Trial | None:
         with run.budget_lock:
             retry_silent_trials(study, s.heartbeat, s.retries)
             finished, running = finished_and_running(study.get_trials(deepcopy=False))
+            finished += run.counted_elsewhere
             if finished + running < s.n_trials:
                 trial = study.ask()
                 if not _surplus(run, trial):
@@ -515,7 +489,7 @@ def _surplus(run: _Run, trial: optuna.Trial) -> bool:
     """
     n_trials = run.settings.n_trials
     trials = run.study.get_trials(deepcopy=False)
-    if len(counted_trials(trials, before=trial.number)) < n_trials:
+    if len(counted_trials(trials, before=trial.number)) + run.counted_elsewhere < n_trials:
         return False
     reason = f"surplus: the study reached {n_trials} trials as this one started"
     record_trial(trial, failure=reason, counts=False)
