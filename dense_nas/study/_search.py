@@ -85,6 +85,7 @@ from dense_nas.study.slots import SamplerSlot, sampler_seed
 from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
 from dense_nas.study.trainer_config import load_trainer_config
 from dense_nas.study.trial import TrialSpec
+from dense_nas.study.warm_start import open_warm_start, start_from
 
 Echo = Callable[[str], None]
 
@@ -109,6 +110,7 @@ class _Checked:
     data_dir: str | None  # resolved
     val_size: int | float | None  # the datamodule's own, as the study records it
     trainer_config: dict[str, Any] | None  # this command's --trainer-config, if any
+    warm_start: optuna.Study | None  # the --warm-start study, if any
 
 
 @dataclass
@@ -239,8 +241,9 @@ def _prepare(settings: SearchSettings, observer: SearchObserver) -> _Run:
     chosen.check(task)
     name = s.study_name or f"{chosen.name}-{default_study_label(data)}"
     with _storage_writes(s):
+        warm = _open_warm_start(s)
         checked = _Checked(
-            name, chosen, parsed, task, data, data_args, data_path, val_size, given_config
+            name, chosen, parsed, task, data, data_args, data_path, val_size, given_config, warm
         )
         going, trainer_config = _open_study(s, checked)
     return _Run(
@@ -316,8 +319,28 @@ def _open_study(s: SearchSettings, checked: _Checked) -> tuple[GoingOn, dict[str
     prepare_experiment(s.logger, s.out_dir, study.study_name, s.mlflow_uri)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
+    if checked.warm_start is not None:  # its trials go first: enqueued before the seeds
+        going.notes.extend(
+            start_from(
+                study,
+                checked.warm_start,
+                checked.space,
+                checked.task,
+                top=s.warm_start_top,
+                storage=s.warm_start_storage,
+            )
+        )
     enqueue_seeds(study, checked.space)
     return going, trainer_config
+
+
+def _open_warm_start(s: SearchSettings) -> optuna.Study | None:
+    """The ``--warm-start`` study, opened before anything is stored (a wrong name: exit 2)."""
+    if s.warm_start is None:
+        return None
+    storage = s.warm_start_storage or s.storage
+    where = storage_url(storage, s.out_dir)
+    return open_warm_start(s.warm_start, make_storage(storage, s.out_dir), where)
 
 
 @contextlib.contextmanager

@@ -405,10 +405,13 @@ def copy_trial(
     trial: FrozenTrial,
     params: dict[str, Any],
     distributions: dict[str, BaseDistribution],
+    *,
+    counts: bool = True,
 ) -> FrozenTrial:
     """A finished trial of ``study`` as another study holds it: these params and
     distributions, its values, intermediate values and user attributes, and where it came
-    from (``copied_from``: the trial that trained, never a copy)."""
+    from (``copied_from``: the trial that trained, never a copy). ``counts=False``: it
+    does not use up the other study's ``--trials`` (history from outside its lineage)."""
     attrs: dict[str, Any] = {k: v for k, v in trial.user_attrs.items() if k not in NUMBERED_ATTRS}
     owner = trial
     numbers = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -421,6 +424,8 @@ def copy_trial(
     if "checkpoint" in trial_attrs(owner):
         attrs["checkpoint"] = trial_attrs(owner)["checkpoint"]
     attrs.setdefault("copied_from", _origin(study, trial))
+    if not counts:
+        attrs["counts"] = False
     copy = optuna.trial.create_trial(
         state=trial.state,
         values=trial.values if trial.state == TrialState.COMPLETE else None,
