@@ -91,6 +91,35 @@ class WarmStartRecord(TypedDict):
     """Its finished trials added as history (the same data; ``0`` on other data)."""
 
 
+class RetrainRecord(TypedDict):
+    """One ``dense-nas retrain`` run: a trial's architecture and recipe trained from
+    scratch on train + validation with one seed, then measured on the test set."""
+
+    trial: int | str
+    """The trial whose architecture and recipe were retrained, as ``--trial`` names it
+    (``vK:N`` for a trial of a study's later version)."""
+    arch_key: str
+    """That trial's ``arch_key``: runs of duplicate trials train the same network."""
+    seed: int
+    """The run's seed (weights, data order, augmentation)."""
+    epochs: int
+    """Epochs of the schedule."""
+    test_accuracy: float
+    """Accuracy on the test set (a fraction 0..1)."""
+    seconds: float | None
+    """Wall time of the run; ``None`` for a result recorded before runs were timed."""
+    finished: float | None
+    """Unix time the run ended; ``None`` for a result recorded before it was kept."""
+    resumed_from_epoch: int
+    """Epochs a checkpoint of an interrupted run had done when this run started."""
+    checkpoint: str
+    """The run's ``last.ckpt``."""
+    precision: str
+    """The Lightning precision it trained in."""
+    logs: TrialLogs | None
+    """Where the run logged (the study's logger), ``None`` without one."""
+
+
 class StudyAttrs(TypedDict, total=False):
     """What ``search()`` records on a study, for every later command and machine."""
 
@@ -120,8 +149,11 @@ class StudyAttrs(TypedDict, total=False):
     """Sampler seed and base of every trial's training seed."""
     image_size: list[int]
     """Height and width of the images the study trained on."""
+    retrains: list[RetrainRecord]
+    """Every ``retrain`` run, oldest first: a new retrain adds to it (:func:`retrain_records`)."""
     retrain: dict[str, Any]
-    """The last ``retrain`` result (:class:`~dense_nas.results.retrain.RetrainResult`)."""
+    """The one result studies kept before ``retrains``: read by :func:`retrain_records`,
+    never written any more."""
     n_trials: int
     """The budget the last ``search`` on the study was asked to reach (``--trials``)."""
     trainer_config: dict[str, Any]
@@ -330,6 +362,42 @@ def study_attrs(study: optuna.Study) -> StudyAttrs:
         'digits'
     """
     return cast(StudyAttrs, study.user_attrs)
+
+
+def retrain_records(study: optuna.Study) -> list[RetrainRecord]:
+    """Every retrain run recorded on the study, oldest first.
+
+    A study retrained before dense-nas kept every run holds its one result in the old
+    ``retrain`` attr; it is read as the first run (its seed was the study's seed).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> record_study(study, seed=3, retrain={"trial": 1, "arch_key": "k=4", "epochs": 2,
+        ...     "test_accuracy": 0.9, "resumed_from_epoch": 0, "checkpoint": "last.ckpt",
+        ...     "precision": "32-true"})
+        >>> [(r["trial"], r["seed"], r["seconds"]) for r in retrain_records(study)]
+        [(1, 3, None)]
+    """
+    attrs = study_attrs(study)
+    records = list(attrs.get("retrains", []))
+    old = attrs.get("retrain")
+    if isinstance(old, dict):
+        migrated = RetrainRecord(
+            trial=int(old["trial"]),
+            arch_key=str(old.get("arch_key", "")),
+            seed=int(attrs.get("seed", 0)),
+            epochs=int(old["epochs"]),
+            test_accuracy=float(old["test_accuracy"]),
+            seconds=None,
+            finished=None,
+            resumed_from_epoch=int(old.get("resumed_from_epoch", 0)),
+            checkpoint=str(old.get("checkpoint", "")),
+            precision=str(old.get("precision", "")),
+            logs=None,
+        )
+        records.insert(0, migrated)
+    return records
 
 
 def record_study(

@@ -32,8 +32,9 @@ from dense_nas.model import cost
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.recipe import TrainingConfig
-from dense_nas.records import record_study, record_trial, study_attrs, trial_attrs
+from dense_nas.records import TrialLogs, record_study, record_trial, study_attrs, trial_attrs
 from dense_nas.space import Candidate
+from dense_nas.study.loggers import make_logger, trial_logs
 from dense_nas.study.objectives import parse_objective
 from dense_nas.study.storage import artifact_store, set_artifact_root
 
@@ -53,6 +54,7 @@ class Spec:
     Attributes:
         growth_rate, layers: the architecture: two blocks of ``layers`` BC layers.
         lr: learning rate.
+        optimizer, warmup_epochs: the rest of the recipe (a cosine schedule).
         epochs: epochs to train (a pruned trial stops after them).
         state: COMPLETE, PRUNED or FAIL (a failed trial trains nothing).
         duplicate_of: answer from that earlier trial instead of training.
@@ -63,6 +65,8 @@ class Spec:
     growth_rate: int = 4
     layers: int = 1
     lr: float = 0.1
+    optimizer: str = "sgd"
+    warmup_epochs: int = 0
     epochs: int = 1
     state: TrialState = TrialState.COMPLETE
     duplicate_of: int | None = None
@@ -74,7 +78,13 @@ class Spec:
         )
 
     def training(self) -> TrainingConfig:
-        return TrainingConfig(lr=self.lr, epochs=self.epochs, schedule="cosine")
+        return TrainingConfig(
+            lr=self.lr,
+            optimizer=self.optimizer,  # type: ignore[arg-type]  # TrainingConfig checks it
+            warmup_epochs=self.warmup_epochs,
+            epochs=self.epochs,
+            schedule="cosine",
+        )
 
 
 @dataclass(frozen=True)
@@ -121,7 +131,7 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _train(spec: Spec, ckpt: Path) -> dict[int, float]:
+def _train(spec: Spec, ckpt: Path, logs: TrialLogs | None) -> dict[int, float]:
     L.seed_everything(0, verbose=False)
     module = DenseNetModule.from_candidate(spec.arch(), spec.training())
     curve = _Curve()
@@ -129,7 +139,7 @@ def _train(spec: Spec, ckpt: Path) -> dict[int, float]:
         accelerator="cpu",
         max_epochs=spec.epochs,
         callbacks=[curve],
-        logger=False,
+        logger=make_logger(logs),
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -166,7 +176,7 @@ def _values(study: optuna.Study, trial: optuna.Trial, accuracy: float) -> list[f
     return objective.values(accuracy, trial_attrs(trial))
 
 
-def _add_trial(study: optuna.Study, spec: Spec, tmp: Path) -> None:
+def _add_trial(study: optuna.Study, spec: Spec, tmp: Path, logs: TrialLogs | None) -> None:
     study.enqueue_trial({"growth_rate": spec.growth_rate, "layers": spec.layers, "lr": spec.lr})
     trial = study.ask(DISTRIBUTIONS)
     _describe(study, spec, trial)
@@ -180,7 +190,9 @@ def _add_trial(study: optuna.Study, spec: Spec, tmp: Path) -> None:
         return
     started = time.perf_counter()
     ckpt = tmp / f"trial-{trial.number}.ckpt"
-    curve = _train(spec, ckpt)
+    curve = _train(spec, ckpt, logs)
+    if logs is not None:
+        record_trial(trial, logs=logs)
     _report(study, trial, curve)
     record_trial(trial, seconds=round(time.perf_counter() - started, 3))
     if spec.state == TrialState.PRUNED:
@@ -197,7 +209,11 @@ def _add_trial(study: optuna.Study, spec: Spec, tmp: Path) -> None:
 
 
 def build_study(
-    root: Path, name: str, specs: Sequence[Spec], objective: str = "accuracy"
+    root: Path,
+    name: str,
+    specs: Sequence[Spec],
+    objective: str = "accuracy",
+    logger: str = "none",
 ) -> BuiltStudy:
     """Make (or, when ``root`` already holds it, reuse) a study with a trial per spec.
 
@@ -206,6 +222,8 @@ def build_study(
         name: study name.
         specs: the trials, in order.
         objective: ``accuracy``, ``accuracy,params`` or ``accuracy,macs``.
+        logger: what each trained trial logs to (``--logger``), in ``root`` as ``search``
+            would log.
     """
     root.mkdir(parents=True, exist_ok=True)
     built = BuiltStudy(f"sqlite:///{root / 'studies.db'}", name, root, tuple(specs))
@@ -231,7 +249,8 @@ def build_study(
     )
     with tempfile.TemporaryDirectory() as tmp, one_thread():
         for spec in specs:
-            _add_trial(study, spec, Path(tmp))
+            logs = trial_logs(logger, root, name, len(study.trials))
+            _add_trial(study, spec, Path(tmp), logs)
     study.set_user_attr(BUILT_ATTR, True)
     return built
 

@@ -164,7 +164,10 @@ def test_a_grown_study_is_searched_ranked_and_loaded_as_one(
         for t in v.get_trials(states=(TrialState.COMPLETE,))
         if "copied_from" not in trial_attrs(t)
     ]
-    assert sum(len(v.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) for v in versions) > 5
+    assert (
+        sum(len(v.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) for v in versions)
+        > 5
+    )
     listed = _optuna_studies(tmp_path)
     for version in versions:
         assert f"name: {version.study_name}" in listed
@@ -172,7 +175,9 @@ def test_a_grown_study_is_searched_ranked_and_loaded_as_one(
     shown = main_in_process(capsys, "best", "--study", "g", "--json", *out)
     assert shown.returncode == 0, shown.stderr
     expected = ranked([t for _, t in own])
-    names = {id(t): (t.number if v is user else f"v{versions.index(v) + 1}:{t.number}") for v, t in own}
+    names = {
+        id(t): (t.number if v is user else f"v{versions.index(v) + 1}:{t.number}") for v, t in own
+    }
     import json
 
     best = json.loads(shown.stdout)

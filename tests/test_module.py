@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
@@ -156,9 +158,114 @@ def test_cosine_schedule_anneals_to_zero() -> None:
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_no_top5_metric_with_few_classes() -> None:
-    module = DenseNetModule(DenseNetConfig(4, (1,), num_classes=3))
-    assert set(module.val_metrics) == {"acc"}
+@pytest.mark.parametrize(
+    ("recipe", "kind", "expected"),
+    [
+        (
+            {"momentum": 0.5, "nesterov": False, "weight_decay": 0.0},
+            torch.optim.SGD,
+            {"lr": 0.1, "momentum": 0.5, "nesterov": False, "weight_decay": 0.0},
+        ),
+        (
+            {"optimizer": "adamw", "lr": 1e-3, "betas": [0.8, 0.99], "eps": 1e-6},
+            torch.optim.AdamW,
+            {"lr": 1e-3, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 1e-4},
+        ),
+        (
+            {"optimizer": "adamw", "weight_decay": 0.05, "momentum": 0.0},  # momentum unread
+            torch.optim.AdamW,
+            {"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.05},
+        ),
+    ],
+)
+def test_each_optimizer_is_built_with_its_own_fields(
+    recipe: dict[str, Any], kind: type[torch.optim.Optimizer], expected: dict[str, Any]
+) -> None:
+    module = DenseNetModule(DenseNetConfig(4, (1,)), epochs=4, **recipe)
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert type(optimizer) is kind
+    (group,) = optimizer.param_groups
+    assert {name: group[name] for name in expected} == expected
+    assert len(group["params"]) == len(list(module.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("recipe", "expected"),
+    [
+        # thirds of the lr, then the step schedule at the epochs it always had
+        ({"epochs": 8, "milestones": [4, 6]}, [0.025, 0.05, 0.075, 0.1, 0.01, 0.01, 1e-3, 1e-3]),
+        ({"epochs": 5, "milestones": [1]}, [0.025, 0.005, 0.0075, 0.01, 0.01]),  # decayed early
+        (
+            {"epochs": 10, "schedule": "cosine"},
+            [0.1 * min(e + 1, 4) / 4 * (1 + math.cos(math.pi * e / 10)) / 2 for e in range(10)],
+        ),
+    ],
+)
+def test_a_warm_up_ramps_the_lr_linearly_into_the_schedule(
+    recipe: dict[str, Any], expected: list[float]
+) -> None:
+    module = DenseNetModule(DenseNetConfig(4, (1,)), warmup_epochs=3, **recipe)
+    assert _lr_per_epoch(module) == pytest.approx(expected)
+
+
+class _LearningRates(L.Callback):
+    """The lr each training epoch starts with, as the optimizer holds it."""
+
+    def __init__(self) -> None:
+        self.per_epoch: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.per_epoch.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_a_trainer_warms_up_adamw_and_resumes_the_ramp_from_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    def module() -> DenseNetModule:
+        return DenseNetModule(
+            DenseNetConfig(4, (1,)),
+            optimizer="adamw",
+            lr=0.003,
+            warmup_epochs=2,
+            epochs=4,
+            milestones=[3],
+        )
+
+    expected = [0.001, 0.002, 0.003, 0.0003]
+    whole = _LearningRates()
+    _trainer(tmp_path / "whole", max_epochs=4, callbacks=[whole]).fit(module(), _cifar_loader())
+    assert whole.per_epoch == pytest.approx(expected)
+
+    first, rest = _LearningRates(), _LearningRates()
+    checkpoint = tmp_path / "two.ckpt"
+    stopped = _trainer(tmp_path / "first", max_epochs=1, callbacks=[first])
+    stopped.fit(module(), _cifar_loader())  # stopped inside the warm-up
+    stopped.save_checkpoint(checkpoint)
+    resumed = _trainer(tmp_path / "rest", max_epochs=4, callbacks=[rest])
+    resumed.fit(module(), _cifar_loader(), ckpt_path=checkpoint, weights_only=True)
+    assert first.per_epoch + rest.per_epoch == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ({"optimizer": "adam"}, "optimizer: must be one of sgd, adamw, got 'adam'"),
+        ({"optimizer": "adamw", "betas": (0.9, 1.0)}, "betas: must be two numbers in [0, 1)"),
+        ({"optimizer": "adamw", "betas": (-0.1, 0.9)}, "betas: must be two numbers in [0, 1)"),
+        ({"optimizer": "adamw", "betas": (0.9,)}, "betas: must be two numbers"),
+        ({"optimizer": "adamw", "eps": 0.0}, "eps: must be a positive number, got 0.0"),
+        ({"eps": -1e-8}, "eps: must be a positive number"),
+        ({"warmup_epochs": -1}, "warmup_epochs: must be a whole number of epochs >= 0, got -1"),
+        ({"warmup_epochs": 1.5}, "warmup_epochs: must be a whole number"),
+        ({"warmup_epochs": 10}, "warmup_epochs: 10 do not fit a schedule of 10 epochs"),
+    ],
+)
+def test_bad_optimizer_and_warm_up_values_are_one_line_naming_the_field(
+    recipe: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        DenseNetModule(DenseNetConfig(4, (1,)), epochs=10, **recipe)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
 
 
 def test_nan_loss_stops_training(tmp_path: Path) -> None:

@@ -402,8 +402,8 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_default_search_finds_a_good_digits_model(tmp_path: Path) -> None:
     """`dense-nas search` with no flags: digits, >= 97%, some trials pruned.
 
-    How long it takes is measured, not asserted (about 2 minutes on 2 idle cores; see the
-    README): beside the rest of the suite on a busy machine it takes much longer, so the
+    How long it takes is measured, not asserted (about 2 minutes on 2 idle cores; see
+    benchmarks/RESULTS.md): beside the rest of the suite on a busy machine it takes much longer, so the
     timeout only guards against a hang.
     """
     result = cli("search", cwd=tmp_path, timeout=1800)
@@ -511,7 +511,7 @@ def test_unaugmented_data_trains_records_and_reloads_the_papers_dropout(tmp_path
     assert trial.user_attrs["arch"]["dropout"] == 0.2
     assert "drop=0.2;" in trial.user_attrs["arch_key"]
     reloaded = load_best(None, "d", out=tmp_path)
-    retrained = retrain(None, "d", epochs=1, out=tmp_path, accelerator="cpu")
+    (retrained,) = retrain(None, "d", epochs=1, out=tmp_path, accelerator="cpu")
     checkpoint = DenseNetModule.load_from_checkpoint(retrained.checkpoint, weights_only=True)
     for module in (reloaded, checkpoint):
         drops = [m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)]

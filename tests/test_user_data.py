@@ -2,7 +2,8 @@
 plugin datamodules and ``dense-nas data``.
 
 The user datamodules live in ``tests/user_data/``, which the tests put on ``PYTHONPATH``
-as a user would; ``quadrants.py`` there is the README's example, byte for byte.
+as a user would; ``quadrants.py`` there is the docs' example (``docs/guide/lightning.md``),
+byte for byte.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def user_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield path
 
 
-def _readme_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    return text.split("### Your own data", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+def _docs_section() -> str:
+    """The "Your own data" section of the docs page on Lightning pieces."""
+    text = (ROOT / "docs" / "guide" / "lightning.md").read_text()
+    return text.split("\n## Your own data\n", 1)[1].split("\n## ", 1)[0]
 
 
 def _one_line_error(stderr: str, flag: str) -> str:
@@ -180,26 +182,26 @@ def test_dense_nas_data_lists_builtin_and_plugin_datasets(
 # --- whole studies -----------------------------------------------------------------------------
 
 
-def test_the_readme_example_is_the_tested_module() -> None:
-    (code,) = re.findall(r"```python\n(.+?)```", _readme_section(), flags=re.DOTALL)
+def test_the_docs_example_is_the_tested_module() -> None:
+    (code,) = re.findall(r"```python\n(.+?)```", _docs_section(), flags=re.DOTALL)
     assert code == (USER_DATA / "quadrants.py").read_text()
 
 
 def _bash(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """One README command line, run by bash as a user would (this venv's commands first)."""
+    """One docs command line, run by bash as a user would (this venv's commands first)."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     env = {**os.environ, "PATH": path, "PYTHONWARNINGS": "ignore"}
-    env.pop("PYTHONPATH", None)  # the README's own PYTHONPATH=. must be enough
+    env.pop("PYTHONPATH", None)  # the docs' own PYTHONPATH=. must be enough
     return subprocess.run(
         ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
 
 
 @pytest.mark.slow
-def test_the_readme_study_on_a_user_datamodule_runs_as_written(tmp_path: Path) -> None:
-    """The README's quadrants.py and commands: a class with --data-arg, 2 workers, then
+def test_the_docs_study_on_a_user_datamodule_runs_as_written(tmp_path: Path) -> None:
+    """The docs' quadrants.py and commands: a class with --data-arg, 2 workers, then
     export, retrain and load_best, each in a fresh process."""
-    section = _readme_section()
+    section = _docs_section()
     (tmp_path / "quadrants.py").write_text((USER_DATA / "quadrants.py").read_text())
     (commands,) = re.findall(r"```bash\n(.+?)\n```", section, flags=re.DOTALL)
     search_line, export_line, retrain_line, load_line = commands.splitlines()
@@ -228,7 +230,8 @@ def test_the_readme_study_on_a_user_datamodule_runs_as_written(tmp_path: Path) -
     assert retrained.returncode == 0, retrained.stderr[-3000:]
     assert "test accuracy" in retrained.stdout
     record = optuna.load_study(study_name="digits-tiny-Quadrants", storage=storage)
-    assert 0.0 <= record.user_attrs["retrain"]["test_accuracy"] <= 1.0
+    (run,) = record.user_attrs["retrains"]
+    assert 0.0 <= run["test_accuracy"] <= 1.0
 
     loaded = _bash(load_line, tmp_path)
     assert loaded.returncode == 0, loaded.stderr[-3000:]

@@ -106,16 +106,26 @@ def device_args(parser: argparse.ArgumentParser) -> None:
 # check they equal dense_nas.results.export.FORMATS and dense_nas.results.loading.PICKS.
 FORMAT_CHOICES = ("onnx", "torchscript", "state-dict", "exported-program")
 PICK_CHOICES = ("accuracy", "smallest", "knee")
+TRIAL_HELP = (
+    "its number N, or vK:N for trial N of version K of a study whose space grew (the "
+    "number optuna shows for <study>@vK)"
+)
 
 
-def choice_args(parser: argparse.ArgumentParser) -> None:
-    """Flags that choose the trial: a number, or a rule on the Pareto front."""
-    parser.add_argument(
-        "--trial",
-        type=trial_name,
-        help="use this trial instead of picking one: its number N, or vK:N for trial N of "
-        "version K of a study whose space grew (the number optuna shows for <study>@vK)",
-    )
+def choice_args(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
+    """Flags that choose the trial: a number, or a rule on the Pareto front; with ``many``,
+    ``--trial`` may be given more than once (a list in ``args.trial``)."""
+    if many:
+        parser.add_argument(
+            "--trial",
+            type=trial_name,
+            action="append",
+            help=f"use this trial (repeat for more): {TRIAL_HELP}",
+        )
+    else:
+        parser.add_argument(
+            "--trial", type=trial_name, help=f"use this trial instead of picking one: {TRIAL_HELP}"
+        )
     parser.add_argument(
         "--pick",
         choices=PICK_CHOICES,

@@ -6,7 +6,9 @@
 - :mod:`~dense_nas.model.latency`: measured inference latency on a device, and
   :mod:`~dense_nas.model.latency_cache`, where a study keeps it per device fingerprint.
 - :mod:`~dense_nas.model.network`: :class:`DenseNet`, the ``nn.Module``.
-- :mod:`~dense_nas.model.recipe`: :class:`TrainingConfig`, the paper's training recipe.
+- :mod:`~dense_nas.model.recipe`: :class:`TrainingConfig`, the training recipe (the
+  paper's by default; AdamW and a warm-up besides).
+- :mod:`~dense_nas.model.metrics`: the validation metrics by name, with their direction.
 - :mod:`~dense_nas.model.module`: :class:`DenseNetModule`, the ``LightningModule``.
 
 Example:

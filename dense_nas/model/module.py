@@ -1,4 +1,4 @@
-"""``DenseNetModule``: the LightningModule that trains a DenseNet with the paper's recipe.
+"""``DenseNetModule``: the LightningModule that trains a DenseNet with a recipe.
 
 Hyperparameters are stored as plain values only (the architecture as a dict of ints,
 floats, bools and strings), so ``DenseNetModule.load_from_checkpoint(path)`` rebuilds the
@@ -17,19 +17,30 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy
+from torch.optim.lr_scheduler import (
+    ChainedScheduler,
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    MultiStepLR,
+)
+from torchmetrics import Metric
 
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.graphs import CompiledForward
+from dense_nas.model.metrics import get_metric
 from dense_nas.model.network import DenseNet
-from dense_nas.model.recipe import PAPER_MILESTONES, Schedule, TrainingConfig
+from dense_nas.model.recipe import PAPER_MILESTONES, Optimizer, Schedule, TrainingConfig
+
+_ALSO_LOGGED_AS = {"accuracy": "acc", "top5": "acc_top5"}
+"""The names these metrics were logged under before the registry; still logged."""
 
 
 class DenseNetModule(L.LightningModule):
@@ -37,9 +48,10 @@ class DenseNetModule(L.LightningModule):
 
     Args:
         config: the architecture, as a :class:`DenseNetConfig` or its ``to_dict()``.
-        lr, momentum, nesterov, weight_decay, schedule, milestones, epochs,
-            label_smoothing, batch_size: the training recipe (see
-            :class:`~dense_nas.model.recipe.TrainingConfig`).
+        lr, optimizer, momentum, nesterov, betas, eps, weight_decay, schedule, milestones, warmup_epochs, epochs, label_smoothing, batch_size: the
+            training recipe (see :class:`~dense_nas.model.recipe.TrainingConfig`).
+        metric: the validation metric to compute besides accuracy, by its name in
+            :data:`~dense_nas.model.metrics.METRICS` (``f1``, ``auroc``, ``nll``, ...).
         channels_last: run convs in NHWC layout; faster for DenseNet on CPUs and on GPUs
             with tensor cores.
         compile: run the network through ``torch.compile`` once the Trainer sets the
@@ -54,8 +66,10 @@ class DenseNetModule(L.LightningModule):
     (:func:`~dense_nas.study.hardware.keep_freed_memory`); a user's own process may call
     it too.
 
-    Logs ``train/loss``, ``val/loss``, ``val/acc`` (and ``val/acc_top5`` with more than five
-    classes), and the same under ``test/`` in ``Trainer.test``.
+    Logs ``train/loss`` and, every validation epoch, ``val/loss`` (the training loss),
+    ``val/accuracy``, ``val/top5`` with more than five classes, and ``val/<metric>``; the
+    accuracies also as ``val/acc`` and ``val/acc_top5``, as before there were other
+    metrics. The same under ``test/`` in ``Trainer.test``.
 
     Example:
         >>> from dense_nas.model.arch import preset
@@ -65,6 +79,8 @@ class DenseNetModule(L.LightningModule):
         >>> DenseNetModule(preset("densenet121"), epochs=90, milestones=[30, 60],
         ...                batch_size=256).training_config.milestone_epochs()
         [30, 60]
+        >>> sorted(DenseNetModule(preset("densenet-40-12"), metric="f1").val_metrics)
+        ['accuracy', 'f1', 'top5']
     """
 
     def __init__(
@@ -72,14 +88,19 @@ class DenseNetModule(L.LightningModule):
         config: DenseNetConfig | Mapping[str, Any],
         *,
         lr: float = 0.1,
+        optimizer: Optimizer = "sgd",
         momentum: float = 0.9,
         nesterov: bool = True,
+        betas: Sequence[float] = (0.9, 0.999),
+        eps: float = 1e-8,
         weight_decay: float = 1e-4,
         schedule: Schedule = "multistep",
         milestones: Sequence[int] | Sequence[float] = PAPER_MILESTONES,
+        warmup_epochs: int = 0,
         epochs: int = 300,
         label_smoothing: float = 0.0,
         batch_size: int = 64,
+        metric: str = "accuracy",
         channels_last: bool = True,
         compile: bool | str = False,
     ) -> None:
@@ -88,15 +109,20 @@ class DenseNetModule(L.LightningModule):
         self.config = arch
         self.training_config = TrainingConfig(
             lr=lr,
+            optimizer=optimizer,
             momentum=momentum,
             nesterov=nesterov,
+            betas=tuple(betas),  # type: ignore[arg-type]  # TrainingConfig checks there are two
+            eps=eps,
             weight_decay=weight_decay,
             schedule=schedule,
             milestones=tuple(milestones),
+            warmup_epochs=warmup_epochs,
             epochs=epochs,
             label_smoothing=label_smoothing,
             batch_size=batch_size,
         )
+        self.metric = get_metric(metric)
         self.channels_last = channels_last
         self.compile_model = compile
         self._forward: CompiledForward | None = None  # set up by configure_model
@@ -105,6 +131,7 @@ class DenseNetModule(L.LightningModule):
             {
                 "config": arch.to_dict(),
                 **self.training_config.to_dict(),
+                "metric": metric,
                 "channels_last": channels_last,
                 "compile": compile,
             }
@@ -112,13 +139,11 @@ class DenseNetModule(L.LightningModule):
         self.model = DenseNet(arch)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        metrics = {"acc": MulticlassAccuracy(arch.num_classes, average="micro")}
-        if arch.num_classes > 5:
-            metrics["acc_top5"] = MulticlassAccuracy(arch.num_classes, top_k=5, average="micro")
-        self.val_metrics = torch.nn.ModuleDict(metrics)
-        self.test_metrics = torch.nn.ModuleDict(
-            {name: metric.clone() for name, metric in metrics.items()}
-        )
+        # Accuracy always, top-5 where it says something (as before the registry), and
+        # the chosen metric.
+        names = dict.fromkeys(["accuracy", *(["top5"] if arch.num_classes > 5 else []), metric])
+        self.val_metrics = _built(names, arch.num_classes)
+        self.test_metrics = _built(names, arch.num_classes)
 
     @classmethod
     def from_candidate(
@@ -170,10 +195,22 @@ class DenseNetModule(L.LightningModule):
         loss, logits, labels = self._loss(batch)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)
+        # The progress bar shows val/acc, as it always did, and the chosen metric beside it.
+        shown = {"acc", self.metric.name} - {"accuracy"}
         for name, metric in metrics.items():
-            assert isinstance(metric, MulticlassAccuracy)
-            metric(logits, labels)
-            self.log(f"{stage}/{name}", metric, on_epoch=True, prog_bar=name == "acc")
+            assert isinstance(metric, Metric)
+            # update, not forward: the epoch's value is all that is logged, and a batch's
+            # AUROC would cost a sort per batch for nothing.
+            metric.update(logits.float(), labels)
+            # Lightning computes, syncs and resets the metric at the epoch's end.
+            for logged in dict.fromkeys([name, _ALSO_LOGGED_AS.get(name, name)]):
+                self.log(
+                    f"{stage}/{logged}",
+                    metric,
+                    on_step=False,
+                    on_epoch=True,
+                    prog_bar=logged in shown,
+                )
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -182,22 +219,69 @@ class DenseNetModule(L.LightningModule):
         self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        recipe = self.training_config
-        optimizer = torch.optim.SGD(
-            self.parameters(),
-            lr=recipe.lr,
-            momentum=recipe.momentum,
-            nesterov=recipe.nesterov,
-            weight_decay=recipe.weight_decay,
-        )
-        scheduler: torch.optim.lr_scheduler.LRScheduler
-        if recipe.schedule == "multistep":
-            scheduler = torch.optim.lr_scheduler.MultiStepLR(
-                optimizer, milestones=recipe.milestone_epochs(), gamma=0.1
-            )
-        else:
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs)
+        optimizer = build_optimizer(self.training_config, self.parameters())
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+            "lr_scheduler": {
+                "scheduler": build_scheduler(self.training_config, optimizer),
+                "interval": "epoch",
+            },
         }
+
+
+def _built(names: Iterable[str], num_classes: int) -> torch.nn.ModuleDict:
+    return torch.nn.ModuleDict({name: get_metric(name).build(num_classes) for name in names})
+
+
+def build_optimizer(recipe: TrainingConfig, parameters: Iterable[Tensor]) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``parameters``, with its own fields.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 2)
+        >>> adamw = build_optimizer(TrainingConfig(optimizer="adamw", lr=1e-3), net.parameters())
+        >>> type(adamw).__name__, adamw.param_groups[0]["betas"]
+        ('AdamW', (0.9, 0.999))
+    """
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(
+            parameters,
+            lr=recipe.lr,
+            betas=recipe.betas,
+            eps=recipe.eps,
+            weight_decay=recipe.weight_decay,
+        )
+    return torch.optim.SGD(
+        parameters,
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
+    )
+
+
+def build_scheduler(recipe: TrainingConfig, optimizer: torch.optim.Optimizer) -> LRScheduler:
+    """The recipe's lr schedule, stepped once an epoch, its warm-up multiplied in.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 2)
+        >>> sgd = build_optimizer(TrainingConfig(), net.parameters())
+        >>> schedule = build_scheduler(TrainingConfig(epochs=6, warmup_epochs=3), sgd)
+        >>> lrs = []
+        >>> for _ in range(6):
+        ...     lrs.append(round(sgd.param_groups[0]["lr"], 6))
+        ...     sgd.step()
+        ...     schedule.step()
+        >>> lrs  # a quarter more per epoch up to 0.1; divided by 10 at epochs 3 and 4
+        [0.025, 0.05, 0.075, 0.01, 0.001, 0.001]
+    """
+    scheduler: LRScheduler
+    if recipe.schedule == "multistep":
+        scheduler = MultiStepLR(optimizer, milestones=recipe.milestone_epochs(), gamma=0.1)
+    else:
+        scheduler = CosineAnnealingLR(optimizer, T_max=recipe.epochs)
+    if recipe.warmup_epochs == 0:
+        return scheduler  # as before warm-ups existed: checkpoints resume as they were saved
+    warmup = recipe.warmup_epochs
+    ramp = LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
+    # Both schedulers scale the lr by a factor per epoch: chained, the factors multiply.
+    return ChainedScheduler([ramp, scheduler], optimizer=optimizer)

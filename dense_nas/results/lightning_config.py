@@ -5,7 +5,7 @@ The file trains the trial's network with its recipe outside dense-nas, under
 ``LightningCLI(DenseNetModule)`` script:
 
 - ``model:`` the arguments of :class:`~dense_nas.model.module.DenseNetModule`: the
-  architecture as ``config`` and the recipe's fields beside it;
+  architecture as ``config`` and the recipe's fields beside it (:func:`model_section`);
 - ``data:`` the study's datamodule as ``class_path``/``init_args``
   (:func:`datamodule_section`);
 - ``trainer:`` the recipe's epochs as ``max_epochs``, plus the study's
@@ -30,6 +30,8 @@ from optuna.trial import FrozenTrial
 from dense_nas.data import DATAMODULE_CLASSES
 from dense_nas.data._user import call_arguments, datamodule_target, is_builtin
 from dense_nas.errors import UserInputError
+from dense_nas.model.arch import DenseNetConfig
+from dense_nas.model.recipe import TrainingConfig
 from dense_nas.records import study_attrs
 from dense_nas.results.loading import trial_arch, trial_training
 
@@ -38,6 +40,23 @@ _HEADER = """\
 # Train it: python -m dense_nas.lightning fit --config {name}
 # (or with a script of your own that calls LightningCLI(DenseNetModule)).
 """
+
+
+def model_section(arch: DenseNetConfig, training: TrainingConfig) -> dict[str, Any]:
+    """DenseNetModule's arguments: the architecture and the recipe fields the recipe reads.
+
+    The other optimizer's fields (and a cosine schedule's milestones) are left out: the
+    file shows how the trial trained, not settings that played no part.
+
+    Example:
+        >>> section = model_section(DenseNetConfig(4, (1,)),
+        ...                         TrainingConfig(optimizer="adamw", lr=1e-3, epochs=3))
+        >>> section["optimizer"], section["betas"], "momentum" in section
+        ('adamw', [0.9, 0.999], False)
+    """
+    unused = training.unused_fields()
+    recipe = {name: value for name, value in training.to_dict().items() if name not in unused}
+    return {"config": arch.to_dict(), **recipe}
 
 
 def datamodule_section(recorded: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
@@ -90,7 +109,7 @@ def lightning_config(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         trainer["callbacks"] = extra["callbacks"]
     return {
         "seed_everything": recorded.get("seed", 0) + trial.number,  # as the trial seeded
-        "model": {"config": arch.to_dict(), **training.to_dict()},
+        "model": model_section(arch, training),
         "data": datamodule_section(recorded, training.batch_size),
         "trainer": trainer,
     }

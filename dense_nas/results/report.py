@@ -48,7 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
 from dense_nas.paths import check_output_dir
-from dense_nas.records import learning_curve, study_attrs, trial_attrs
+from dense_nas.records import learning_curve, retrain_records, study_attrs, trial_attrs
 from dense_nas.results.loading import DEFAULT_OUT
 from dense_nas.results.selection import (
     SizeMetric,
@@ -60,7 +60,7 @@ from dense_nas.results.selection import (
     size_metric,
     trial_size,
 )
-from dense_nas.results.summary import describe_arch, table, trial_table
+from dense_nas.results.summary import describe_arch, retrained_table, table, trial_table
 from dense_nas.study.lineage import lineage_trials, version_studies
 from dense_nas.study.storage import open_study
 
@@ -439,23 +439,32 @@ def _overview(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
 
 
 def _retrained(study: optuna.Study) -> str:
-    done = study_attrs(study).get("retrain")
-    if not isinstance(done, dict):
+    """Each retrained architecture's test accuracy over seeds, then every run."""
+    archs = retrained_table(study, markdown=True)
+    if archs is None:
         return (
-            "## Retrained\n\nNot yet: `dense-nas retrain` trains the best architecture "
-            "on train + validation and measures test accuracy."
+            "## Retrained\n\nNot yet: `dense-nas retrain` trains the best architectures "
+            "on train + validation and measures test accuracy (`--top K --seeds S`)."
         )
-    return "## Retrained\n\n" + table(
-        ("trial", "epochs", "test accuracy", "checkpoint"),
-        [
-            (
-                done.get("trial"),
-                done.get("epochs"),
-                f"{done.get('test_accuracy', 0):.4f}",
-                done.get("checkpoint"),
-            )
-        ],
-        markdown=True,
+    runs = [
+        (
+            run["trial"],
+            run["seed"],
+            run["epochs"],
+            f"{run['test_accuracy']:.4f}",
+            None if run["seconds"] is None else f"{run['seconds']:.1f}",
+            None if run["logs"] is None else run["logs"]["location"],
+            run["checkpoint"],
+        )
+        for run in retrain_records(study)
+    ]
+    headers = ("trial", "seed", "epochs", "test accuracy", "seconds", "logs", "checkpoint")
+    return (
+        "## Retrained\n\nTest accuracy after training on train + validation: mean ± "
+        "standard deviation over the seeds of each architecture.\n\n"
+        + archs
+        + "\n\n### Every run\n\n"
+        + table(headers, runs, markdown=True)
     )
 
 

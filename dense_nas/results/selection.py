@@ -305,3 +305,35 @@ def best_entries(study: optuna.Study, top: int = 5) -> list[LineageTrial]:
     else:
         best = ranked(trials, metric)[:top]
     return [by_trial[id(t)] for t in best]
+
+
+def best_architectures(study: optuna.Study, max_params: int | None = None) -> list[LineageTrial]:
+    """Completed trials of every version best first (:func:`ranked`), one per
+    architecture and recipe.
+
+    A trial with the ``arch_key`` of a better-ranked one (a duplicate, which trained
+    nothing of its own) is left out: ``retrain --top K`` retrains K different networks.
+    ``max_params`` drops the trials with more parameters first.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="maximize")
+        >>> for acc, key in [(0.9, "a"), (0.95, "b"), (0.95, "b"), (0.93, "c")]:
+        ...     study.add_trial(optuna.trial.create_trial(
+        ...         value=acc, user_attrs={"params": 100, "arch_key": key}))
+        >>> [t.name for t in best_architectures(study)]
+        [1, 3, 0]
+    """
+    entries = lineage_trials(study, states=(TrialState.COMPLETE,))
+    by_trial = {id(entry.trial): entry for entry in entries}
+    trials = [entry.trial for entry in entries]
+    if max_params is not None:
+        trials = [t for t in trials if trial_size(t) <= max_params]
+    seen: set[str] = set()
+    distinct = []
+    for trial in ranked(trials, size_metric(study)):
+        key = trial_attrs(trial).get("arch_key", f"trial {by_trial[id(trial)].name}")
+        if key not in seen:
+            seen.add(key)
+            distinct.append(by_trial[id(trial)])
+    return distinct

@@ -29,7 +29,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.records import failure_reason, trial_attrs
+from dense_nas.records import failure_reason, retrain_records, trial_attrs
+from dense_nas.results.retrained import retrained_archs
 from dense_nas.results.selection import best_entries
 from dense_nas.study.lineage import user_study
 
@@ -166,6 +167,47 @@ def trial_table(
     return table(_TRIAL_HEADERS, rows, markdown=markdown)
 
 
+_RETRAINED_HEADERS = ("trials", "epochs", "seeds", "test accuracy", "architecture")
+
+
+def retrained_table(study: optuna.Study, *, markdown: bool = False) -> str | None:
+    """Each retrained architecture's test accuracy, mean ± std over its seeds (n of them),
+    best first; ``None`` before any retrain (:func:`~dense_nas.results.retrained.retrained_archs`).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> arch = {"growth_rate": 12, "block_layers": [6, 6], "bottleneck": False,
+        ...         "compression": 1}
+        >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"arch": arch}))
+        >>> retrained_table(study) is None
+        True
+        >>> study.set_user_attr("retrains", [{"trial": 0, "arch_key": "a", "seed": s,
+        ...     "epochs": 3, "test_accuracy": acc} for s, acc in [(0, 0.9), (1, 0.92)]])
+        >>> print(retrained_table(study))
+        trials  epochs  seeds  test accuracy    architecture
+             0       3      2  0.9100 ± 0.0141  k=12 blocks=6-6 basic theta=1
+    """
+    archs = retrained_archs(retrain_records(study))
+    if not archs:
+        return None
+    described = {
+        t.number: describe_arch(trial_attrs(t).get("arch") or {})
+        for t in study.get_trials(deepcopy=False)
+    }
+    rows = [
+        (
+            ",".join(map(str, arch.trials)),
+            arch.epochs,
+            arch.n,
+            arch.accuracy_text(),
+            described.get(arch.trials[0], "-"),
+        )
+        for arch in archs
+    ]
+    return table(_RETRAINED_HEADERS, rows, markdown=markdown)
+
+
 def _row(trial: FrozenTrial, name: int | str) -> dict[str, Any]:
     attrs = trial_attrs(trial)
     return {
@@ -185,26 +227,36 @@ def best_json(study: optuna.Study) -> str:
 
     ``chosen`` is the trial that ``load_best``, ``export`` and ``retrain`` use by default:
     the first of ``best``. Each ``trial`` is named as ``--trial`` takes it: its number,
-    or ``"vK:N"`` for a trial of version K of a study that grew.
+    or ``"vK:N"`` for a trial of version K of a study that grew. ``retrained`` holds each
+    retrained architecture's test accuracy over its seeds
+    (:meth:`~dense_nas.results.retrained.RetrainedArch.to_dict`), best mean first.
     """
     entries = best_entries(study)
     chosen = entries[0].name if entries else None
     rows = [_row(e.trial, e.name) for e in entries]
+    retrained = [arch.to_dict() for arch in retrained_archs(retrain_records(study))]
     name = user_study(study).study_name
-    return json.dumps({"study": name, "chosen": chosen, "best": rows}, indent=2)
+    return json.dumps(
+        {"study": name, "chosen": chosen, "best": rows, "retrained": retrained}, indent=2
+    )
 
 
 def best_table(study: optuna.Study) -> str:
-    """The best trial(s) as an aligned text table (:func:`trial_table`), best first."""
+    """The best trial(s) as an aligned text table (:func:`trial_table`), best first; then
+    the retrained architectures' test accuracy (:func:`retrained_table`), once retrained."""
     entries = best_entries(study)
     if not entries:
         return "no completed trials yet"
     title = "Pareto front" if len(study.directions) > 1 else "best trials"
-    return (
+    text = (
         f"{title} of study {user_study(study).study_name!r} "
         "(load_best, export and retrain take the first):\n"
         + trial_table([e.trial for e in entries], names=[e.name for e in entries])
     )
+    retrained = retrained_table(study)
+    if retrained is not None:
+        text += "\n\nretrained on train + validation, test accuracy over seeds:\n" + retrained
+    return text
 
 
 def trial_line(study: optuna.Study, number: int) -> str:

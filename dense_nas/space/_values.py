@@ -139,12 +139,14 @@ def _arch_check(name: str) -> Callable[[Any], object]:
 
 
 def _training_check(name: str) -> Callable[[Any], object]:
-    # Nesterov (on by default) needs momentum > 0, and milestones in epochs must lie
-    # inside the schedule: judge momentum and milestones on their own here (any schedule
-    # long enough); the combinations are checked on whole candidates when the space loads.
+    # Nesterov (on by default) needs momentum > 0, and milestones and warm-ups in epochs
+    # must lie inside the schedule: judge momentum, milestones and warm-up on their own
+    # here (any schedule long enough); the combinations are checked on whole candidates
+    # when the space loads.
     others: dict[str, dict[str, Any]] = {
         "momentum": {"nesterov": False},
         "milestones": {"epochs": 2**62},
+        "warmup_epochs": {"epochs": 2**62},
     }
     base = others.get(name, {})
 
@@ -215,7 +217,7 @@ def coerce(spec: FieldSpec, value: Any, where: Where) -> Any:
             int: "an integer",
             float: "a number",
             str: "a string",
-            list: "a list, e.g. [30, 60]",
+            list: f"a list, e.g. {show(spec.default)}",
         }
         raise where.error(refused(value, f"use {wanted[kind]}"))
     try:
@@ -363,9 +365,10 @@ def parse_dist(spec: FieldSpec, node: Any, where: Where, extra_keys: Sequence[st
             raise where.at(str(key)).error(f"unknown key; allowed keys: {', '.join(allowed)}")
     if spec.kind is list and "value" not in node:
         # A list-valued field is fixed: Optuna stores only plain values as categorical choices.
+        example = show(spec.default)
         raise where.error(
-            "takes one list, not a distribution; write e.g. [30, 60], or "
-            "{value: [30, 60], when: {...}}"
+            f"takes one list, not a distribution; write e.g. {example}, or "
+            f"{{value: {example}, when: {{...}}}}"
         )
     if "value" in node:
         _refuse(node, where, "value", ("choices", *RANGE_KEYS))

@@ -38,7 +38,7 @@ import optuna
 from dense_nas.errors import UserInputError
 from dense_nas.model import cost
 from dense_nas.model.arch import DenseNetConfig, layers_per_block
-from dense_nas.model.recipe import TrainingConfig
+from dense_nas.model.recipe import OPTIMIZER_FIELDS, TrainingConfig
 from dense_nas.space._base import Candidate, Constraints, SearchSpace, Task
 from dense_nas.space._file import read_yaml_file
 from dense_nas.space._nodes import (
@@ -112,6 +112,7 @@ class YamlSearchSpace(SearchSpace):
         self.description = _parse_description(doc.get("description"), where.at("description"))
         parser = _Parser(doc, where)
         self._nodes = parser.nodes()
+        parser.check_recipe(self._nodes)
         self.max_epochs = max(parser.values("epochs"))
         self._defaults: Context = {name: spec.default for name, spec in FIELDS.items()}
         self._branch = _branch_values(self._nodes)
@@ -365,6 +366,40 @@ class _Parser:
         if self._conditional(field) and not any(same(default, v) for v in values):
             values.append(default)
         return values
+
+    # ------------------------------------------------------------------ recipe
+    def check_recipe(self, nodes: Sequence[Node]) -> None:
+        """Refuse what the walk over the smallest candidates cannot see.
+
+        A warm-up drawn long for a schedule drawn short; a field of one optimizer set
+        where only the other is drawn, or searched where the other may be drawn (Optuna
+        would tune a value nothing reads: ``when: {optimizer: ...}`` keeps it apart).
+        """
+        warmup, shortest = max(self.values("warmup_epochs")), min(self.values("epochs"))
+        if warmup >= shortest:
+            raise self.places["warmup_epochs"].error(
+                f"can be {warmup} epochs but the shortest schedule has {shortest}; "
+                "keep warmup_epochs below epochs"
+            )
+        optimizers = self.values("optimizer")
+        for node in nodes:
+            owner = next((o for o, names in OPTIMIZER_FIELDS.items() if node.field in names), None)
+            if owner is None or not isinstance(node, ValueNode):
+                continue
+            wanted = dict(node.when).get("optimizer", optimizers)
+            under = [o for o in optimizers if o in wanted]
+            where = self.places[node.field]
+            if owner not in under:
+                raise where.error(
+                    f"only the {owner} optimizer reads it, and optimizer is "
+                    f"{self._describe('optimizer')} here; remove it or draw optimizer {owner}"
+                )
+            others = [o for o in under if o != owner]
+            if others and not isinstance(node.dist, Fixed):
+                raise where.error(
+                    f"is searched, but only {owner} reads it and optimizer can be "
+                    f"{' or '.join(others)}; add when: {{optimizer: {owner}}}"
+                )
 
     # ------------------------------------------------------------------ structure
     def _structure_node(self) -> Node:
