@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from dense_nas.records import study_attrs, trial_attrs
+from dense_nas.records import record_study, study_attrs, trial_attrs
 from dense_nas.results.loading import load_best
 from dense_nas.results.selection import accuracy, ranked, trial_size
 from dense_nas.results.status import study_status
@@ -191,3 +191,124 @@ def test_a_grown_study_is_searched_ranked_and_loaded_as_one(
     loaded = load_best(None, "g", trial=first.number, out=tmp_path)
     assert loaded.config.growth_rate == trial_attrs(first)["arch"]["growth_rate"]
     assert accuracy(first) <= accuracy(top) and trial_size(first) > 0
+
+
+def _source_study(tmp_path: Path, space: str, results: list[tuple[int, int, float]]) -> None:
+    """A finished study 'src' on other data (another validation split): trials of
+    (batch size, growth rate, accuracy)."""
+    storage = make_storage(None, tmp_path)
+    source = optuna.create_study(study_name="src", storage=storage, direction="maximize")
+    record_study(source, data="digits", data_args={}, val_size=0.25, objective="accuracy")
+    distributions = space_version(load_space(space), DIGITS).distributions
+    for batch_size, growth_rate, value in results:
+        params: dict[str, Any] = {"num_blocks": 1, "bottleneck": True, "lr": 0.1}
+        params |= {"layers_per_block": 1, "batch_size": batch_size, "growth_rate": growth_rate}
+        params = {k: v for k, v in params.items() if k in distributions}  # a fixed batch
+        drawn = optuna.trial.FixedTrial(params)
+        candidate = sample(load_space(space), cast(optuna.Trial, drawn), DIGITS)
+        attrs = {**drawn.user_attrs, **candidate.to_dict(), "arch_key": candidate.key}
+        source.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params=params,
+                distributions={k: distributions[k] for k in params},
+                user_attrs=attrs,
+            )
+        )
+
+
+def test_a_warm_start_trains_the_other_studys_best_trials_that_fit_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # its best trial trained with batch 64, which this space (batch 128) cannot build
+    _source_study(
+        tmp_path,
+        _space(tmp_path, "a.yaml", "64, 128"),
+        [(64, 4, 0.9), (128, 6, 0.8), (128, 8, 0.7), (128, 4, 0.6)],
+    )
+    args = search_args(
+        "--warm-start",
+        "src",
+        "--warm-start-top",
+        "3",
+        trials=2,
+        study="w",
+        pruner="none",
+        quiet=True,
+    )
+    ran = main_in_process(capsys, *args, "--out", str(tmp_path))
+    assert ran.returncode == 0, ran.stderr
+    storage = make_storage(None, tmp_path)
+    study = optuna.load_study(study_name="w", storage=storage)
+    source = optuna.load_study(study_name="src", storage=storage)
+    trained = sorted(
+        study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)), key=lambda t: t.number
+    )
+    expected = [source.trials[1].params, source.trials[2].params]
+    assert [{k: t.params[k] for k in expected[0] if k != "batch_size"} for t in trained] == [
+        {k: p[k] for k in p if k != "batch_size"} for p in expected
+    ]
+    assert [trial_attrs(t)["warm_start_of"] for t in trained] == [
+        {"study": "src", "number": 1},
+        {"study": "src", "number": 2},
+    ]
+    record = study_attrs(study)["warm_start"]
+    assert (record["enqueued"], record["skipped"], record["history"]) == ([1, 2], [0], 0)
+    assert len(study.trials) == 2  # other data: no history added
+
+
+def test_a_warm_start_on_the_same_data_adds_its_finished_trials_as_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _source_study(tmp_path, TINY_SPACE, [(128, 4, 0.9), (128, 6, 0.8)])
+    source = optuna.load_study(study_name="src", storage=make_storage(None, tmp_path))
+    source.set_user_attr("val_size", 0.1)  # the split this search's digits data makes
+    ran = main_in_process(
+        capsys, "search", "--space", TINY_SPACE, "--study", "w", "--out", str(tmp_path),
+        "--accelerator", "cpu", "--timeout", BEFORE_ANY_TRIAL, "--warm-start", "src",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "2 of its trials added as history (the same data)" in ran.stdout
+    study = optuna.load_study(study_name="w", storage=make_storage(None, tmp_path))
+    history = study.get_trials(states=(TrialState.COMPLETE,))
+    assert [trial_attrs(t)["copied_from"]["number"] for t in history] == [0, 1]
+    assert [t.value for t in history] == [0.9, 0.8]
+    assert study_status(study).finished == 0  # history does not use up --trials
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 2  # its best, first
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--warm-start", "nowhere"],
+            "dense-nas: error: --warm-start: no study named 'nowhere' in sqlite:///{db} "
+            "(studies there: src); name one of them",
+        ),
+        (
+            ["--warm-start", "src", "--warm-start-top", "0"],
+            "dense-nas: error: --warm-start-top: must be a positive integer, got 0",
+        ),
+    ],
+)
+def test_bad_warm_start_input_is_one_line_and_stores_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    _source_study(tmp_path, TINY_SPACE, [(128, 4, 0.9)])
+    ran = main_in_process(capsys, *search_args(*extra, study="w"), "--out", str(tmp_path))
+    assert ran.returncode == 2
+    db = (tmp_path / "dense-nas.db").resolve()
+    assert ran.stderr.strip().splitlines() == [message.format(db=db)]
+    assert optuna.get_all_study_names(make_storage(None, tmp_path)) == ["src"]
+
+
+def test_a_trial_name_across_versions_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _source_study(tmp_path, TINY_SPACE, [(128, 4, 0.9)])
+    shown = main_in_process(capsys, "export", "--study", "src", "--out", str(tmp_path),
+                            "--trial", "v2:0", "--format", "onnx", "--output", str(tmp_path / "x.onnx"))  # fmt: skip
+    assert shown.returncode == 2
+    assert shown.stderr.strip() == (
+        "dense-nas: error: --trial: study 'src' has 1 version; name a trial N or v1:N"
+    )

@@ -199,7 +199,7 @@ def _top_two(built: BuiltStudy) -> list[int]:
     """The trials ``--top 2`` takes: the two best architectures (the duplicate left out)."""
     from dense_nas.results.selection import best_architectures
 
-    return [t.number for t in best_architectures(built.load())[:2]]
+    return [t.trial.number for t in best_architectures(built.load())[:2]]
 
 
 def _runs(built: BuiltStudy) -> list[tuple[int, int, int, float]]:

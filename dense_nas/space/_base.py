@@ -322,12 +322,13 @@ def enqueue_seeds(study: optuna.Study, space: SearchSpace) -> int:
         >>> enqueue_seeds(study, space) == len(space.seeds), enqueue_seeds(study, space)
         (True, 0)
     """
-    waiting = optuna.trial.TrialState.WAITING  # a warm start's trials, enqueued first
-    if any(t.state != waiting for t in study.get_trials(deepcopy=False)):
+    waiting = (optuna.trial.TrialState.WAITING,)  # a warm start's trials, enqueued first
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state not in waiting for t in trials):
         return 0
     for params in space.seeds:
         study.enqueue_trial(dict(params), skip_if_exists=True)
-    return len(space.seeds)
+    return len(study.get_trials(deepcopy=False, states=waiting)) - len(trials)
 
 
 def find_duplicate(study: optuna.Study, key: str) -> optuna.trial.FrozenTrial | None:

@@ -90,6 +90,12 @@ NUMBERED_ATTRS = ("duplicate_of", "retry_of", "retry_reason", "waits_for")
 another study drops them (a copy of a duplicate records its original's checkpoint)."""
 
 
+UNCOMPARED_FIELDS = ("epochs", "memory_efficient")
+"""Fields a carried trial may differ in from what the new space builds: the schedule's
+length (``--epochs``, or the space's; intermediate values say how far it trained) and
+how a GPU's memory made it train (the same network)."""
+
+
 def version_name(name: str, number: int) -> str:
     """The Optuna study that holds version ``number`` of the user's study ``name``."""
     return f"{name}{VERSION_MARK}{number}"
@@ -379,7 +385,9 @@ def fit(
     trial: FrozenTrial, space: SearchSpace, task: Task
 ) -> tuple[dict[str, Any], dict[str, BaseDistribution]] | None:
     """The trial's values and distributions as ``space`` draws them, or ``None`` when a
-    value lies outside it (or a parameter it never drew has no recorded value).
+    value lies outside it (or a parameter it never drew has no recorded value), or the
+    network and recipe the space builds from them is not the one the trial recorded (a
+    fixed value changed), but for :data:`UNCOMPARED_FIELDS`.
 
     Example:
         >>> from dense_nas.space import YamlSearchSpace, Task
@@ -394,9 +402,15 @@ def fit(
     recorded = {**attrs.get("training", {}), **attrs.get("arch", {})}
     replay = _Replay(trial.params, recorded)
     try:
-        space.suggest(cast(optuna.Trial, replay), task)
+        candidate = space.suggest(cast(optuna.Trial, replay), task)
     except Exception:  # _Outside, or a space that refuses these values its own way
         return None
+    if "arch" in attrs and "training" in attrs:  # the space's fixed values must agree too
+        arch = candidate.arch.resolve_dropout(task.augmented).to_dict()
+        pairs = ((attrs["arch"], arch), (attrs["training"], candidate.training.to_dict()))
+        for was, now in pairs:
+            if any(was.get(k) != now.get(k) for k in {*was, *now} - set(UNCOMPARED_FIELDS)):
+                return None
     return replay.drawn, replay.distributions
 
 
