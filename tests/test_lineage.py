@@ -17,7 +17,7 @@ from dense_nas.results.selection import accuracy, ranked, trial_size
 from dense_nas.results.status import study_status
 from dense_nas.space import Task, load_space, sample, space_version
 from dense_nas.study.lineage import lineage_finished, version_studies
-from dense_nas.study.storage import make_storage
+from dense_nas.study.storage import make_storage, open_study
 from tests.helpers import TINY_SPACE, Ran, main_in_process, search_args
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -70,7 +70,7 @@ def test_choices_gained_and_lost_go_on_as_version_2_with_the_trials_that_fit(
     first = _space(tmp_path, "a.yaml", "64, 128")
     assert _setup(capsys, tmp_path, first).returncode == 0
     storage = make_storage(None, tmp_path)
-    user = optuna.load_study(study_name="g", storage=storage)
+    user = open_study(None, "g", tmp_path)
     _add_trial(user, first, 64, TrialState.COMPLETE)
     _add_trial(user, first, 64, TrialState.PRUNED)
     _add_trial(user, first, 128, TrialState.COMPLETE)
@@ -152,8 +152,7 @@ def test_a_grown_study_is_searched_ranked_and_loaded_as_one(
         args = search_args("--space", space, trials=trials, study="g", pruner="none", quiet=True)
         ran = main_in_process(capsys, *args, *out)
         assert ran.returncode == 0, ran.stderr
-    storage = make_storage(None, tmp_path)
-    user = optuna.load_study(study_name="g", storage=storage)
+    user = open_study(None, "g", tmp_path)
     versions = version_studies(user)
     assert [v.study_name for v in versions] == ["g", "g@v2", "g@v3", "g@v4"]
     # --trials counts the lineage: every search trained one trial more, copies count once

@@ -82,7 +82,12 @@ from dense_nas.study.prestart import trial_process_env, trial_threads
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchOptions, SearchSettings
 from dense_nas.study.slots import SamplerSlot, sampler_seed
-from dense_nas.study.storage import make_storage, set_artifact_root, storage_url
+from dense_nas.study.storage import (
+    make_storage,
+    remember_storage,
+    set_artifact_root,
+    storage_url,
+)
 from dense_nas.study.trainer_config import load_trainer_config
 from dense_nas.study.trial import TrialSpec
 from dense_nas.study.warm_start import open_warm_start, start_from
@@ -277,14 +282,16 @@ def _open_study(s: SearchSettings, checked: _Checked) -> tuple[GoingOn, dict[str
     """
     sampler = make_sampler(s.sampler, s.seed, multi_objective=checked.objective.multi)
     pruner = make_pruner(s.pruner, s.epochs or checked.space.max_epochs)  # both before any file
+    storage = make_storage(s.storage, s.out_dir)
     study = optuna.create_study(
         study_name=checked.name,
-        storage=make_storage(s.storage, s.out_dir),
+        storage=storage,
         sampler=sampler,
         pruner=pruner,
         directions=checked.objective.directions,
         load_if_exists=True,
     )
+    remember_storage(study, storage)  # its versions live there too
     recorded = study_attrs(study).get("objective", checked.objective.name)
     if recorded != checked.objective.name or list(study.directions) != checked.objective.directions:
         raise UserInputError(

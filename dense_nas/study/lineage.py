@@ -58,10 +58,12 @@ from dense_nas.records import (
     trial_attrs,
 )
 from dense_nas.study.budget import counted_trials
+from dense_nas.study.storage import remember_storage, storage_of
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
     from optuna.samplers import BaseSampler
+    from optuna.storages import BaseStorage
 
     from dense_nas.space import SearchSpace, SpaceVersion, Task
 
@@ -101,10 +103,22 @@ def version_name(name: str, number: int) -> str:
     return f"{name}{VERSION_MARK}{number}"
 
 
+def _storage(study: optuna.Study) -> BaseStorage:
+    """The storage of the study, where all its versions live."""
+    storage = storage_of(study)
+    if storage is None:
+        raise UserInputError(
+            f"study {study.study_name!r} has versions in its storage; open it with "
+            "dense_nas.open_study(storage, name) (or search()) to read them",
+            param="study_name",
+        )
+    return storage
+
+
 def _sibling(study: optuna.Study, name: str) -> optuna.Study:
-    # Every version lives in the storage of the user's study; Optuna keeps a study's
-    # storage private, and loading a sibling study through it opens no second connection.
-    return optuna.load_study(study_name=name, storage=study._storage)
+    """Another study of the same storage (a version of the same lineage)."""
+    storage = _storage(study)
+    return remember_storage(optuna.load_study(study_name=name, storage=storage), storage)
 
 
 def user_study(study: optuna.Study) -> optuna.Study:
@@ -575,16 +589,18 @@ def _next_version(
     user = versions[0]
     number = len(versions) + 1
     name = version_name(user.study_name, number)
+    storage = _storage(user)
     try:
         new = optuna.create_study(
             study_name=name,
-            storage=user._storage,
+            storage=storage,
             sampler=sampler,
             pruner=pruner,
             directions=user.directions,
         )
     except DuplicatedStudyError:  # another command made it a moment ago: go on there
         return GoingOn(_sibling(user, name), [], counted_elsewhere(version_studies(user)))
+    remember_storage(new, storage)
     for key in SHARED_ATTRS:
         if key in user.user_attrs:
             new.set_user_attr(key, user.user_attrs[key])

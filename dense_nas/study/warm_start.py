@@ -12,10 +12,11 @@ and is not among this study's results. The study records where it started from
 
 Example:
     >>> import optuna
-    >>> study = optuna.create_study(study_name="other")
-    >>> open_warm_start("other", study._storage, "sqlite:///s.db").study_name
+    >>> storage = optuna.storages.InMemoryStorage()
+    >>> study = optuna.create_study(study_name="other", storage=storage)
+    >>> open_warm_start("other", storage, "sqlite:///s.db").study_name
     'other'
-    >>> open_warm_start("nowhere", study._storage, "sqlite:///s.db")
+    >>> open_warm_start("nowhere", storage, "sqlite:///s.db")
     Traceback (most recent call last):
     ...
     dense_nas.errors.UserInputError: warm_start: no study named 'nowhere' in sqlite:///s.db (studies there: other); name one of them
@@ -31,6 +32,7 @@ from optuna.trial import TrialState
 from dense_nas.errors import UserInputError
 from dense_nas.records import TrialRef, WarmStartRecord, record_study, study_attrs
 from dense_nas.study.lineage import FINISHED, copy_trial, fit, lineage_trials, user_study
+from dense_nas.study.storage import remember_storage
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -54,7 +56,7 @@ def open_warm_start(name: str, storage: BaseStorage, where: str) -> optuna.Study
             "name one of them",
             param="warm_start",
         )
-    return optuna.load_study(study_name=name, storage=storage)
+    return remember_storage(optuna.load_study(study_name=name, storage=storage), storage)
 
 
 def start_from(
