@@ -5,7 +5,7 @@ a fresh process per setting, since OpenMP reads its settings when torch loads: w
 ``OMP_WAIT_POLICY`` unset (OpenMP spins a while, then sleeps), ``PASSIVE`` and
 ``ACTIVE`` on an idle machine, then unset and ``PASSIVE`` with ``--hogs`` busy loops
 started beside it (another program on the same cores). Prints each setting's fit seconds and its ratio to
-passive waiting; ``dense_nas/study/cpu_wait.py`` chooses between the first two by load.
+passive waiting; ``dense_nas/study/process/cpu_wait.py`` chooses between the first two by load.
 
 Usage::
 

@@ -208,8 +208,8 @@ def peer_study(args: argparse.Namespace) -> None:
     from dense_nas.data import make_datamodule
     from dense_nas.model.module import DenseNetModule
     from dense_nas.space import Task, enqueue_seeds, load_space, sample
+    from dense_nas.study.process.timing import StepTimer
     from dense_nas.study.quiet import quiet_lightning
-    from dense_nas.study.timing import StepTimer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(args.space)

@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 from dense_nas.data import make_datamodule
 from dense_nas.results.loading import load_trial
 from dense_nas.space import load_space
-from dense_nas.study._search import search
+from dense_nas.study import search
 
 
 def _trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -36,7 +36,7 @@ from dense_nas.errors import UserInputError
 from dense_nas.records import failure_reason
 from dense_nas.results.loading import load_trial
 from dense_nas.study.budget import counted_trials
-from dense_nas.study.heartbeats import retried_numbers
+from dense_nas.study.coordination.heartbeats import retried_numbers
 from dense_nas.study.storage import make_storage
 
 STUDY = "chaos"

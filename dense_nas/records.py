@@ -1,4 +1,4 @@
-"""Typed records: what a study and its trials store, and what a trial process says.
+"""Typed records: what a study and its trials store.
 
 A dense-nas study is a plain Optuna study; everything dense-nas adds lives in user
 attributes. This module is the one place their names and types are spelled:
@@ -6,7 +6,9 @@ attributes. This module is the one place their names and types are spelled:
 - :class:`StudyAttrs`: the study's own attributes (written once when the study is made).
 - :class:`TrialAttrs`: a trial's attributes, written as the trial goes (candidate, cost,
   outcome, heartbeats).
-- :class:`TrialMessage`: the messages between a worker and its trial process.
+
+The messages between a worker and its trial process are in
+:mod:`dense_nas.study.process.messages`.
 
 Readers get a typed view (:func:`study_attrs`, :func:`trial_attrs`); writers go through
 :func:`record_study` and :func:`record_trial`, which mypy checks against these
@@ -26,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from typing_extensions import NotRequired, Unpack
 
@@ -173,7 +175,7 @@ LAST_TRY_FAILURE_PREFIX = "dense_nas:failure:"
 went silent, failed (another worker ended it, and a FAILED trial cannot be written)."""
 SLOT_ATTR_PREFIX = "dense_nas:slot:"
 """Study attributes ``dense_nas:slot:<n>``: the :class:`SlotHolder` of sampler slot ``n``
-(see :mod:`dense_nas.study.slots`); not in :class:`StudyAttrs` for the same reason."""
+(see :mod:`dense_nas.study.coordination.slots`); not in :class:`StudyAttrs` for the same reason."""
 
 
 LATENCY_ATTR_PREFIX = "dense_nas:latency:"
@@ -493,75 +495,3 @@ def learning_curve(trial: FrozenTrial) -> dict[int, float]:
         return {int(step): float(v) for step, v in sorted(trial.intermediate_values.items())}
     stored = trial_attrs(trial).get("intermediate") or {}
     return {int(step): float(v) for step, v in sorted(stored.items(), key=lambda kv: int(kv[0]))}
-
-
-class SpecMessage(TypedDict):
-    """Worker to trial process: train this (a :class:`~dense_nas.study.trial.TrialSpec`)."""
-
-    spec: dict[str, Any]
-
-
-class LogMessage(TypedDict):
-    """Worker to a trial process it adopted (started early, see :mod:`dense_nas.study.prestart`):
-    write your output to this file from now on."""
-
-    log: str
-
-
-class EpochMessage(TypedDict):
-    """Trial process to worker, after each validation epoch: may I go on?"""
-
-    type: Literal["epoch"]
-    epoch: int
-    value: float
-    """Validation accuracy (what the pruner sees)."""
-    loss: float
-    """Validation loss."""
-    images_per_second: float
-    """Training throughput so far."""
-
-
-class PruneReply(TypedDict):
-    """Worker to trial process, answering an :class:`EpochMessage`."""
-
-    prune: bool
-
-
-class ResultMessage(TypedDict):
-    """Trial process to worker: training ended (completed, or pruned)."""
-
-    type: Literal["result"]
-    value: float
-    history: list[float]
-    pruned: bool
-    epochs: int
-    precision: str
-    compiled: bool
-    step_seconds: float
-    images_per_second: float
-    ranks: list[dict[str, Any]]
-    checkpoint: str | None
-    logs: NotRequired[TrialLogs]
-    """Where the trial logged, with the MLflow run id (absent without a logger)."""
-
-
-ErrorKind = Literal["signal", "out-of-memory", "error"]
-"""Why a trial process failed: its process died of a signal (SIGKILL from outside, the
-OOM killer), training ran out of (GPU) memory, or anything else (a NaN loss, a bug, a
-checkpoint that could not be written). The first two are retried (``--retries``)."""
-
-
-class ErrorMessage(TypedDict):
-    """Trial process (or the worker on its behalf) to worker: the trial failed."""
-
-    type: Literal["error"]
-    kind: ErrorKind
-    reason: str
-    traceback: NotRequired[str]
-
-
-TrialMessage = EpochMessage | ResultMessage | ErrorMessage
-"""What a trial process sends; ``type`` tells which."""
-
-Message = SpecMessage | LogMessage | PruneReply | TrialMessage
-"""Anything on the worker's channel to its trial process."""

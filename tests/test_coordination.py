@@ -19,8 +19,9 @@ from optuna.trial import TrialState
 from dense_nas.records import SLOT_ATTR_PREFIX, record_trial
 from dense_nas.results.status import status_json, status_text, study_status
 from dense_nas.space import Candidate, Task, load_space, sample, space_version
-from dense_nas.study._search import search
-from dense_nas.study.slots import SamplerSlot, sampler_seed, slot_holders
+from dense_nas.study import search
+from dense_nas.study.coordination.slots import SamplerSlot, sampler_seed, slot_holders
+from dense_nas.study.coordination.twins import find_duplicate
 from dense_nas.study.storage import make_storage
 from tests._study_fixtures import ctrl_c_reaches_it
 from tests.helpers import TINY_SPACE, Ran, main_in_process, search_args, wait_for
@@ -325,3 +326,24 @@ def test_a_trial_whose_twin_goes_silent_trains_the_candidate_itself(
     assert waiter.user_attrs["waits_for"] is None and "duplicate_of" not in waiter.user_attrs
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == twin.number]
     assert retry.user_attrs.get("duplicate_of") == 1  # the retry reuses what the waiter trained
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_find_duplicate_finds_only_complete_trials(storage: str, tmp_path: Path) -> None:
+    url = None if storage == "memory" else f"sqlite:///{tmp_path / 'dup.db'}"
+    study = optuna.create_study(storage=url)
+    outcomes: list[tuple[str, optuna.trial.TrialState, float | None]] = [
+        ("a", optuna.trial.TrialState.COMPLETE, 0.9),
+        ("a", optuna.trial.TrialState.COMPLETE, 0.5),
+        ("b", optuna.trial.TrialState.PRUNED, None),
+        ("c", optuna.trial.TrialState.FAIL, None),
+    ]
+    for key, state, value in outcomes:
+        trial = study.ask()
+        trial.set_user_attr("arch_key", key)
+        study.tell(trial, value, state=state)
+    running = study.ask()
+    running.set_user_attr("arch_key", "d")
+    found = find_duplicate(study, "a")
+    assert found is not None and found.number == 0 and found.value == 0.9
+    assert all(find_duplicate(study, key) is None for key in ("b", "c", "d", "e"))

@@ -24,11 +24,11 @@ from optuna.trial import TrialState
 
 from benchmarks.chaos import outcome, process_tree
 from dense_nas.records import ARTIFACT_ROOT_ATTR, failure_reason, trial_attrs
+from dense_nas.study import search
 from dense_nas.study import storage as storage_module
-from dense_nas.study._search import search
-from dense_nas.study.heartbeats import retry_silent_trials
+from dense_nas.study.coordination.heartbeats import retry_silent_trials
+from dense_nas.study.process.trial import _error
 from dense_nas.study.storage import make_storage
-from dense_nas.study.trial import _error
 from tests._study_fixtures import BuiltStudy
 from tests.helpers import TINY_SPACE, main_in_process, search_args, wait_for
 
@@ -125,7 +125,7 @@ def _kill_trial_processes(stop: threading.Event, killed: list[int]) -> None:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"dense_nas.study.trial" in command and pid not in killed:
+            if b"dense_nas.study.process.trial" in command and pid not in killed:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)

@@ -17,7 +17,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from dense_nas.cli import main
-from dense_nas.study._search import search
+from dense_nas.study import search
 from dense_nas.study.journal import open_journal
 from tests._study_fixtures import shared_study
 from tests.helpers import TINY_SPACE, main_in_process

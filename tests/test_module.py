@@ -299,7 +299,7 @@ import resource, sys, lightning as L, torch
 from torch.utils.data import DataLoader, TensorDataset
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
-from dense_nas.study.trial import TrialSpec, run
+from dense_nas.study.process.trial import TrialSpec, run
 
 if sys.argv[1] == "trial-process":  # what dense-nas runs in the processes it owns
     arch = DenseNetConfig(4, (1,), in_channels=1, num_classes=10)

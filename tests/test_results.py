@@ -285,7 +285,7 @@ def test_missing_study_names_the_studies_that_exist(single: BuiltStudy) -> None:
 @pytest.mark.slow
 def test_tiny_real_search_then_load_best_in_a_fresh_process(tmp_path: Path) -> None:
     """End to end: ``search()`` writes the study; another process loads its best trial."""
-    from dense_nas.study._search import search
+    from dense_nas.study import search
 
     out = tmp_path / "runs"
     search(

@@ -25,7 +25,6 @@ from dense_nas.space import (
     Task,
     YamlSearchSpace,
     enqueue_seeds,
-    find_duplicate,
     list_spaces,
     load_space,
     sample,
@@ -206,27 +205,6 @@ def test_partial_seed_leaves_the_rest_to_the_sampler() -> None:
     enqueue_seeds(study, space)
     candidate = sample(space, study.ask(), CIFAR)
     assert candidate.arch.growth_rate == 12 and candidate.arch.depth == 100
-
-
-@pytest.mark.parametrize("storage", ["memory", "sqlite"])
-def test_find_duplicate_finds_only_complete_trials(storage: str, tmp_path: Path) -> None:
-    url = None if storage == "memory" else f"sqlite:///{tmp_path / 'dup.db'}"
-    study = optuna.create_study(storage=url)
-    outcomes: list[tuple[str, optuna.trial.TrialState, float | None]] = [
-        ("a", optuna.trial.TrialState.COMPLETE, 0.9),
-        ("a", optuna.trial.TrialState.COMPLETE, 0.5),
-        ("b", optuna.trial.TrialState.PRUNED, None),
-        ("c", optuna.trial.TrialState.FAIL, None),
-    ]
-    for key, state, value in outcomes:
-        trial = study.ask()
-        trial.set_user_attr("arch_key", key)
-        study.tell(trial, value, state=state)
-    running = study.ask()
-    running.set_user_attr("arch_key", "d")
-    found = find_duplicate(study, "a")
-    assert found is not None and found.number == 0 and found.value == 0.9
-    assert all(find_duplicate(study, key) is None for key in ("b", "c", "d", "e"))
 
 
 # ----------------------------------------------------------------------------- YAML semantics

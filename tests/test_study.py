@@ -21,10 +21,11 @@ from dense_nas.records import failure_reason
 from dense_nas.results import load_best
 from dense_nas.results.retrain import retrain
 from dense_nas.space import Task, load_space
-from dense_nas.study._runner import TrialProcess
-from dense_nas.study._search import search
+from dense_nas.study import search
+from dense_nas.study.process import TrialProcess, TrialSpec
+from dense_nas.study.process.messages import EpochMessage
+from dense_nas.study.process.runner import Answer
 from dense_nas.study.storage import make_storage
-from dense_nas.study.trial import TrialSpec
 from tests._study_fixtures import BuiltStudy, ctrl_c_reaches_it
 from tests.helpers import TINY_SPACE, cli, main_in_process, search_args, wait_for
 from tests.test_data_files import write_svhn
@@ -174,9 +175,9 @@ def test_ddp_prune_decision_stops_every_rank(tmp_path: Path) -> None:
     )
     asked: list[int] = []
 
-    def prune_after_first(epoch: int, value: float) -> bool:
-        asked.append(epoch)
-        return epoch >= 1
+    def prune_after_first(report: EpochMessage, answer: Answer) -> None:
+        asked.append(report["epoch"])
+        answer(report["epoch"] >= 1)
 
     runner = TrialProcess(log_path=tmp_path / "log")
     try:
@@ -208,14 +209,16 @@ def test_crashed_trial_process_is_a_failed_trial(tmp_path: Path) -> None:
     )
     runner = TrialProcess(log_path=tmp_path / "log")
 
-    def kill_it(epoch: int, value: float) -> bool:
+    def kill_it(report: EpochMessage, answer: Answer) -> None:
         assert runner._proc is not None
         runner._proc.send_signal(signal.SIGKILL)
-        return False
+        answer(False)
 
     try:
         crashed = runner.run(spec, kill_it, tmp_path)
-        again = runner.run(spec, lambda epoch, value: False, tmp_path)  # a new process serves
+        again = runner.run(
+            spec, lambda report, answer: answer(False), tmp_path
+        )  # a new process serves
     finally:
         runner.close()
     assert crashed == {

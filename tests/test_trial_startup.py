@@ -1,5 +1,5 @@
 """How a trial process starts: early, while the command imports, and with OpenMP's waiting
-chosen from the CPU's load (``study/prestart.py``, ``study/cpu_wait.py``)."""
+chosen from the CPU's load (``study/process/prestart.py``, ``study/process/cpu_wait.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dense_nas.study import cpu_wait, prestart
+from dense_nas.study.process import cpu_wait, prestart
 from tests.helpers import main_in_process, search_args
 
 _BUSY = "while True: pass"
@@ -121,7 +121,7 @@ def test_a_trial_process_on_a_loaded_machine_waits_passively(tmp_path: Path) -> 
         for _ in range(os.cpu_count() or 1)
     ]
     probe = (
-        "import os; from dense_nas.study import cpu_wait; "
+        "import os; from dense_nas.study.process import cpu_wait; "
         "print(cpu_wait.choose(root=os.getpid()), os.environ.get('OMP_WAIT_POLICY'))"
     )
     try:
@@ -140,13 +140,12 @@ def test_a_trial_process_on_a_loaded_machine_waits_passively(tmp_path: Path) -> 
 
 
 def test_a_trial_asked_for_after_ctrl_c_does_not_start(tmp_path: Path, spawned: list[int]) -> None:
-    from dense_nas.study._runner import TrialProcess
-    from dense_nas.study.trial import TrialSpec
+    from dense_nas.study.process import TrialProcess, TrialSpec
 
     runner = TrialProcess(log_path=None)
     runner.kill()  # Ctrl-C reached the command before this worker sent its spec
     spec = TrialSpec(number=0, arch={}, training={"epochs": 40}, data="digits")
-    result = runner.run(spec, lambda epoch, value: False, tmp_path)
+    result = runner.run(spec, lambda report, answer: answer(False), tmp_path)
     assert result["type"] == "error" and "stopped before this trial trained" in result["reason"]
     assert spawned == []  # nothing trained its 40 epochs meanwhile
     runner.close()

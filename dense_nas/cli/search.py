@@ -114,7 +114,7 @@ def settings(args: argparse.Namespace) -> SearchSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dense_nas.study import prestart
+    from dense_nas.study.process import prestart
 
     chosen = settings(args)
     if args.print_config:
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 def _search(chosen: SearchSettings, *, quiet: bool) -> int:
     from dense_nas.cli._progress import make_view
     from dense_nas.results.summary import best_table
-    from dense_nas.study._search import run_search
+    from dense_nas.study import run_search
 
     view = make_view(quiet=quiet, terminal=sys.stdout.isatty())
     study = run_search(chosen, view)

@@ -97,6 +97,14 @@ class TensorBatches:
         self.world_size = world_size
         self._generator = torch.Generator().manual_seed(seed)
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """What decides the coming epochs' order; a Lightning checkpoint keeps it, so a
+        trial resumed from one draws the permutations it would have drawn unbroken."""
+        return {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Tensor]) -> None:
+        self._generator.set_state(state_dict["generator"])
+
     def _shard_length(self) -> int:
         n = len(self.indices)
         return n // self.world_size if self.shuffle else math.ceil(n / self.world_size)

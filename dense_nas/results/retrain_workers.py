@@ -5,8 +5,8 @@ each worker is a process of its own (``python -m dense_nas.results.retrain_worke
 a caller's script is not imported again, as ``multiprocessing`` would) that is handed
 its next run as soon as it is done with one, so a slow run holds up no other. A worker's environment is set before it loads
 torch, the way ``search`` sets its trial processes': on the CPU the workers share the
-cores (:func:`~dense_nas.study.prestart.trial_threads` torch threads each, and the
-OpenMP wait policy :mod:`~dense_nas.study.cpu_wait` chooses for that many busy cores);
+cores (:func:`~dense_nas.study.process.prestart.trial_threads` torch threads each, and the
+OpenMP wait policy :mod:`~dense_nas.study.process.cpu_wait` chooses for that many busy cores);
 on GPUs worker ``i`` trains on visible GPU ``i mod G``
 (:func:`~dense_nas.study.hardware.gpu_assignment`).
 
@@ -34,9 +34,9 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, cast
 
 from dense_nas.errors import UserInputError
-from dense_nas.study import cpu_wait
 from dense_nas.study.hardware import gpu_assignment
-from dense_nas.study.prestart import trial_process_env, trial_threads
+from dense_nas.study.process import cpu_wait
+from dense_nas.study.process.prestart import trial_process_env, trial_threads
 
 if TYPE_CHECKING:
     from dense_nas.results.retrain import RetrainResult, RetrainRun, RetrainSettings

@@ -10,8 +10,7 @@ Python classes (subclass :class:`SearchSpace`), or from plugin packages (entry-p
 
 A study calls :func:`sample`, which draws a candidate and rejects one that breaks the
 space's :class:`Constraints` before any training; :func:`enqueue_seeds` puts the space's
-seed trials first into a new study, and :func:`find_duplicate` finds an architecture the
-study has trained already (:func:`find_running_twin`: one it trains now). :func:`space_version` fingerprints a space, and
+seed trials first into a new study. :func:`space_version` fingerprints a space, and
 :func:`incompatibility` tells whether a study's trials can mix with it.
 
 Example:
@@ -35,8 +34,6 @@ from dense_nas.space._base import (
     SearchSpace,
     Task,
     enqueue_seeds,
-    find_duplicate,
-    find_running_twin,
     input_violation,
     sample,
 )
@@ -59,8 +56,6 @@ __all__ = [
     "Task",
     "YamlSearchSpace",
     "enqueue_seeds",
-    "find_duplicate",
-    "find_running_twin",
     "incompatibility",
     "input_violation",
     "list_spaces",

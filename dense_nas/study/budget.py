@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import trial_attrs
-from dense_nas.study.heartbeats import retried_numbers
+from dense_nas.study.coordination.heartbeats import retried_numbers
 
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 """The states of trials that may use up the budget."""

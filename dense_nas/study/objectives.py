@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from dense_nas.errors import UserInputError
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.records import TrialAttrs, trial_attrs
-from dense_nas.study.pruning import Decide
+from dense_nas.study.process.pruning import Decide
 
 OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,macs")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import socket
 
-from dense_nas.records import Message
+from dense_nas.study.process.messages import Message
 
 
 class ChannelClosed(ConnectionError):

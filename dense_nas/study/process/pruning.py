@@ -13,11 +13,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 
-from dense_nas.records import EpochMessage
-from dense_nas.study.timing import StepTimer
+from dense_nas.study.process.messages import EpochMessage
+from dense_nas.study.process.timing import StepTimer
 
 Decide = Callable[[int, float], bool]
 """A pruning rule on the worker: (epoch starting at 1, validation accuracy) -> stop now?"""
@@ -40,6 +41,12 @@ class EpochReporter(L.Callback):
         self.timer = timer
         self.pruned = False
         self.history: list[float] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}  # a resumed trial reports its whole history
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict["history"])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:

@@ -4,7 +4,7 @@ A trial process spends seconds importing torch and Lightning (7-8 s on the 2-cor
 development machine), and so does the ``dense-nas search`` command before it can ask for
 its first trial. On the CPU the command starts its workers' trial processes first thing
 (:func:`start`), so that the two imports run at once on different cores; a worker then
-adopts one (:func:`take`, through :class:`~dense_nas.study._runner.TrialProcess`)
+adopts one (:func:`take`, through :class:`~dense_nas.study.process.runner.TrialProcess`)
 instead of starting its own, and sends it the path of its log. Until then a started
 process writes nowhere (or to the terminal with ``--verbose``). Whatever is not adopted
 is stopped by :func:`discard`. Nothing is written to the study or the output folder
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from dense_nas.study import cpu_wait
-from dense_nas.study._channel import Channel
+from dense_nas.study.process import cpu_wait
+from dense_nas.study.process.channel import Channel
 
 
 @dataclass
@@ -77,14 +77,14 @@ def cpu_only(accelerator: str) -> bool:
 def spawn(
     env: dict[str, str], output: IO[bytes] | int | None, extra_args: list[str] | None = None
 ) -> tuple[subprocess.Popen[bytes], Channel]:
-    """Start ``python -m dense_nas.study.trial`` with a channel to it; ``output`` takes its
+    """Start ``python -m dense_nas.study.process.trial`` with a channel to it; ``output`` takes its
     stdout and stderr (``None``: this process's)."""
     ours, theirs = socket.socketpair()
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "dense_nas.study.trial",
+            "dense_nas.study.process.trial",
             "--channel-fd",
             str(theirs.fileno()),
             *(extra_args or []),

@@ -4,10 +4,10 @@ A :class:`TrialSpec` holds plain values only (architecture, recipe, data, device
 worker hands it over; this module builds the DenseNetModule, the datamodule and a
 ``lightning.Trainer``, reports validation accuracy after every epoch over the channel,
 stops when told to, and answers with a result. Under DDP (``devices > 1``) Lightning
-re-runs ``python -m dense_nas.study.trial --spec FILE`` for every rank: each rank reads the same
+re-runs ``python -m dense_nas.study.process.trial --spec FILE`` for every rank: each rank reads the same
 spec file, so all build the same model, and only rank 0 talks to the worker.
 
-Run as ``python -m dense_nas.study.trial --channel-fd N`` it serves specs one after another
+Run as ``python -m dense_nas.study.process.trial --channel-fd N`` it serves specs one after another
 (imports and data loading paid once per worker); with ``--spec FILE`` it runs one.
 
 Example:
@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from dense_nas.records import (
+from dense_nas.records import TrialLogs
+from dense_nas.study.process import cpu_wait
+from dense_nas.study.process.channel import Channel, ChannelClosed
+from dense_nas.study.process.messages import (
     EpochMessage,
     ErrorKind,
     ErrorMessage,
@@ -40,14 +43,11 @@ from dense_nas.records import (
     PruneReply,
     ResultMessage,
     SpecMessage,
-    TrialLogs,
 )
-from dense_nas.study import cpu_wait
-from dense_nas.study._channel import Channel, ChannelClosed
 from dense_nas.study.quiet import quiet_lightning
 
 if TYPE_CHECKING:  # this module loads without torch: OpenMP's waiting is chosen first
-    from dense_nas.study.pruning import Ask
+    from dense_nas.study.process.pruning import Ask
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,9 @@ class TrialSpec:
     ``training`` is a :class:`~dense_nas.model.recipe.TrainingConfig` dict and must hold
     ``epochs``: the schedule's length is also the Trainer's ``max_epochs``. ``logs`` is
     where the trial logs (a :class:`~dense_nas.records.TrialLogs`; ``None``: no logger)
-    and ``trainer_config`` the study's recorded ``--trainer-config``.
+    and ``trainer_config`` the study's recorded ``--trainer-config``. ``resume`` is the
+    trial's resume checkpoint (``None``: not resumable), written every ``resume_every``
+    epochs and gone on from when it exists (:mod:`dense_nas.study.process.resume`).
     """
 
     number: int
@@ -77,6 +79,8 @@ class TrialSpec:
     verbose: bool = False
     logs: TrialLogs | None = None
     trainer_config: dict[str, Any] = field(default_factory=dict)
+    resume: str | None = None
+    resume_every: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -146,8 +150,9 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     from dense_nas.model.recipe import TrainingConfig
     from dense_nas.study.hardware import keep_freed_memory
     from dense_nas.study.loggers import finished_logs, make_logger
-    from dense_nas.study.pruning import EpochReporter
-    from dense_nas.study.timing import StepTimer
+    from dense_nas.study.process.pruning import EpochReporter
+    from dense_nas.study.process.resume import ResumeCheckpoint, checkpoint_to_resume, discard
+    from dense_nas.study.process.timing import StepTimer
     from dense_nas.study.trainer_config import trainer_kwargs
 
     if spec.accelerator == "cpu":
@@ -167,14 +172,24 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     reporter = EpochReporter(ask, timer)
     user = trainer_kwargs(spec.trainer_config)
     callbacks = [reporter, timer, *user.pop("callbacks")]
+    if spec.resume is not None:
+        callbacks.append(ResumeCheckpoint(spec.resume, spec.resume_every))
+    resume_from = checkpoint_to_resume(spec.resume)
     logger = make_logger(spec.logs)
     trainer = L.Trainer(callbacks=callbacks, logger=logger, **_trainer_options(spec, user))
     with quiet_lightning(spec.verbose):
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=resume_from.path if resume_from else None,
+            weights_only=False,  # our own file, with the optimizer and random states
+        )
     if not reporter.history:
         raise RuntimeError("training ended before the first validation epoch")
     if spec.checkpoint and not reporter.pruned:
         _save_checkpoint(trainer, spec.checkpoint)
+    if spec.resume is not None and trainer.is_global_zero:
+        discard(spec.resume)  # completed or pruned: no try of this trial comes after
     result: ResultMessage = {
         "ranks": _gather({"arch_key": arch.key, "epochs": len(reporter.history)}),
         "type": "result",
@@ -189,6 +204,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
         if timer.train_seconds
         else 0.0,
         "checkpoint": spec.checkpoint if not reporter.pruned else None,
+        "resumed_from": resume_from.epoch if resume_from else None,
     }
     logs = finished_logs(spec.logs, logger)
     if logs is not None:
@@ -291,7 +307,7 @@ def _preload() -> None:
 
     import dense_nas.data
     import dense_nas.model.module
-    import dense_nas.study.pruning  # noqa: F401
+    import dense_nas.study.process.pruning  # noqa: F401
 
 
 def _write_output_to(path: str) -> None:
@@ -312,8 +328,8 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the trial process (``python -m dense_nas.study.trial``)."""
-    parser = argparse.ArgumentParser(prog="python -m dense_nas.study.trial")
+    """Entry point of the trial process (``python -m dense_nas.study.process.trial``)."""
+    parser = argparse.ArgumentParser(prog="python -m dense_nas.study.process.trial")
     parser.add_argument("--channel-fd", type=int, help="socket to the study worker")
     parser.add_argument("--spec", type=Path, help="run this one spec (JSON) and exit")
     args = parser.parse_args(argv)

@@ -28,14 +28,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from types import TracebackType
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import LAST_TRY_FAILURE_PREFIX, record_trial, trial_attrs
-from dense_nas.study.periodic import PeriodicWrite
+from dense_nas.study.coordination.periodic import PeriodicWrite
 
 logger = logging.getLogger(__name__)
 
@@ -54,18 +53,8 @@ class Heartbeat(PeriodicWrite):
             return False  # told already, or failed as silent by another worker
         return True
 
-    def __enter__(self) -> Heartbeat:
+    def begin(self) -> None:
         record_trial(self.trial, heartbeat=time.time())
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def retry_silent_trials(study: optuna.Study, grace: float, retries: int) -> list[int]:

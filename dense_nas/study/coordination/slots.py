@@ -10,7 +10,7 @@ fresh study draws the same trials as it always did.
 Two commands that start within the same instant can both read a slot as free; the later
 write wins, and the claim is read back, so that is rare. Even then they never train one
 candidate twice at once: a trial whose candidate another RUNNING trial trains waits for
-it (:func:`~dense_nas.space.find_running_twin`).
+it (:func:`~dense_nas.study.coordination.twins.find_running_twin`).
 
 Example:
     >>> import optuna
@@ -30,13 +30,12 @@ import os
 import socket
 import time
 import uuid
-from types import TracebackType
 from typing import cast
 
 import optuna
 
 from dense_nas.records import SLOT_ATTR_PREFIX, SlotHolder
-from dense_nas.study.periodic import PeriodicWrite
+from dense_nas.study.coordination.periodic import PeriodicWrite
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,14 @@ class SamplerSlot(PeriodicWrite):
     def _write(self, heartbeat: float) -> None:
         self.study.set_user_attr(f"{SLOT_ATTR_PREFIX}{self.number}", self._holder(heartbeat))
 
-    def _claim(self) -> None:
+    def write(self) -> bool:
+        if slot_holders(self.study)[self.number]["token"] != self._token:
+            return False  # paused past the grace and taken over: the new holder renews it
+        self._write(time.time())
+        return True
+
+    def begin(self) -> None:
+        """Claim the smallest slot no live command holds."""
         self.number = 0
         while True:
             holder = slot_holders(self.study).get(self.number)
@@ -87,30 +93,14 @@ class SamplerSlot(PeriodicWrite):
             if not live:
                 self._write(time.time())
                 if slot_holders(self.study)[self.number]["token"] == self._token:
-                    return  # read back: no other command wrote it at the same moment
+                    break  # read back: no other command wrote it at the same moment
             self.number += 1
-
-    def write(self) -> bool:
-        if slot_holders(self.study)[self.number]["token"] != self._token:
-            return False  # paused past the grace and taken over: the new holder renews it
-        self._write(time.time())
-        return True
-
-    def __enter__(self) -> SamplerSlot:
-        self._claim()
         self._thread.name = f"sampler slot {self.number}"  # as its debug lines name it
-        self.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def end(self) -> None:
+        """Let the slot go, so that the next command may take it at once."""
         try:
             if slot_holders(self.study)[self.number]["token"] == self._token:
-                self._write(0.0)  # let go: the next command may take it at once
+                self._write(0.0)
         except Exception as err:  # an unreachable storage: the slot goes stale instead
             logger.debug("sampler slot %s not released: %s", self.number, err)

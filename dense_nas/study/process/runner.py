@@ -1,6 +1,6 @@
 """The study worker's side of a trial process: start it, feed it specs, relay reports.
 
-Single-device trials go to one long-lived ``python -m dense_nas.study.trial`` process per
+Single-device trials go to one long-lived ``python -m dense_nas.study.process.trial`` process per
 worker (imports and the dataset are loaded once, not per trial). Multi-device trials get
 a fresh process per trial, because Lightning's DDP launcher re-runs that command line
 once per rank. Either way a crash of the trial process (out of memory, a segfault, a
@@ -20,18 +20,26 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, cast
 
-from dense_nas.records import EpochMessage, ErrorMessage, ResultMessage, TrialMessage
-from dense_nas.study import prestart
-from dense_nas.study._channel import Channel, ChannelClosed
-from dense_nas.study.trial import TrialSpec
-
-if TYPE_CHECKING:
-    from dense_nas.study.pruning import Decide
+from dense_nas.study.process import prestart
+from dense_nas.study.process.channel import Channel, ChannelClosed
+from dense_nas.study.process.messages import (
+    EpochMessage,
+    ErrorMessage,
+    ResultMessage,
+    TrialMessage,
+)
+from dense_nas.study.process.trial import TrialSpec
 
 ResultOrError = ResultMessage | ErrorMessage
-Watch = Callable[[EpochMessage], None]
+
+Answer = Callable[[bool], None]
+"""Sends the pruning answer to an epoch's report to the trial process: stop now?"""
+
+OnEpoch = Callable[[EpochMessage, Answer], None]
+"""Hears each epoch's report and must call its :data:`Answer` once; what it does after
+answering runs while the trial process trains its next epoch."""
 
 
 class TrialProcess:
@@ -63,11 +71,9 @@ class TrialProcess:
             self._log = self.log_path.open("ab")
         return prestart.spawn(self.env, self._log, extra_args)
 
-    def run(
-        self, spec: TrialSpec, decide: Decide, spec_dir: Path, watch: Watch | None = None
-    ) -> ResultOrError:
-        """Train ``spec``; ``decide(epoch, value)`` decides pruning, then ``watch`` hears the
-        epoch's report (off the trial's critical path). Returns the last message."""
+    def run(self, spec: TrialSpec, on_epoch: OnEpoch, spec_dir: Path) -> ResultOrError:
+        """Train ``spec``; ``on_epoch(report, answer)`` hears each epoch's report and
+        answers whether to stop. Returns the last message."""
         if spec.devices > 1:
             path = spec_dir / f"trial-{spec.number}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +85,7 @@ class TrialProcess:
             if self._killed:  # kill() came while this process started
                 proc.kill()
             try:
-                return self._converse(channel, proc, decide, watch)
+                return self._converse(channel, proc, on_epoch)
             finally:
                 channel.close()
                 _reap(proc)
@@ -96,23 +102,20 @@ class TrialProcess:
             self._channel.send({"spec": spec.to_dict()})
         except ChannelClosed:
             return self._crashed(self._proc)
-        return self._converse(self._channel, self._proc, decide, watch)
+        return self._converse(self._channel, self._proc, on_epoch)
 
     def _converse(
-        self,
-        channel: Channel,
-        proc: subprocess.Popen[bytes],
-        decide: Decide,
-        watch: Watch | None = None,
+        self, channel: Channel, proc: subprocess.Popen[bytes], on_epoch: OnEpoch
     ) -> ResultOrError:
+        def answer(prune: bool) -> None:
+            channel.send({"prune": prune})
+
         while True:
             try:
                 message = cast(TrialMessage, channel.receive())
                 if message["type"] != "epoch":
                     return message
-                channel.send({"prune": decide(int(message["epoch"]), float(message["value"]))})
-                if watch is not None:  # while the trial process trains its next epoch
-                    watch(message)
+                on_epoch(message, answer)
             except ChannelClosed:
                 return self._crashed(proc)
 
