@@ -45,14 +45,61 @@ class SpaceVersionRecord(TypedDict):
     """sha256 (hex) of the space's canonical form."""
     first_trial: int
     """The first trial number drawn from this version (earlier ones: the versions before)."""
+    parameters: NotRequired[dict[str, str]]
+    """Each parameter the space can draw, with its Optuna distribution as JSON
+    (``optuna.distributions.distribution_to_json``): what a later version is compared with."""
+
+
+class TrialRef(TypedDict):
+    """A trial named by its study and its number there."""
+
+    study: str
+    number: int
+
+
+class VersionRecord(TypedDict):
+    """One version of a study that grew (see :mod:`dense_nas.study.lineage`).
+
+    A space change that one Optuna study cannot hold (other categorical choices, another
+    kind or log scale, a parameter added or removed) goes on in a new plain Optuna study;
+    the user's study (version 1) lists every version in ``versions``."""
+
+    study: str
+    """The Optuna study that holds the version's trials (``<name>@v<N>`` from version 2)."""
+    space: str
+    """The space's name."""
+    fingerprint: str
+    """sha256 (hex) of the space's canonical form."""
+    changes: list[str]
+    """What changed from the version before, e.g. ``batch_size gained 32``."""
+    carried: int
+    """Finished trials of earlier versions added to this one (they lie inside its space)."""
+    earlier: int
+    """Finished trials the earlier versions held (each trained network once)."""
+
+
+class WarmStartRecord(TypedDict):
+    """Where a study started from (``search --warm-start``)."""
+
+    study: str
+    """The other study's name."""
+    storage: str | None
+    """Its storage (``None``: this study's own)."""
+    enqueued: list[int]
+    """Numbers of its best trials that were enqueued first (they lie inside this space)."""
+    skipped: list[int]
+    """Numbers of its best trials that lie outside this space."""
+    history: int
+    """Its finished trials added as history (the same data; ``0`` on other data)."""
 
 
 class RetrainRecord(TypedDict):
     """One ``dense-nas retrain`` run: a trial's architecture and recipe trained from
     scratch on train + validation with one seed, then measured on the test set."""
 
-    trial: int
-    """The trial whose architecture and recipe were retrained."""
+    trial: int | str
+    """The trial whose architecture and recipe were retrained, as ``--trial`` names it
+    (``vK:N`` for a trial of a study's later version)."""
     arch_key: str
     """That trial's ``arch_key``: runs of duplicate trials train the same network."""
     seed: int
@@ -82,6 +129,12 @@ class StudyAttrs(TypedDict, total=False):
     """Name of the search space (of its latest version)."""
     space_versions: list[SpaceVersionRecord]
     """Every version of the space the study searched, oldest first."""
+    versions: list[VersionRecord]
+    """On the user's study once it grew: every version of it, oldest (itself) first."""
+    version_of: str
+    """On a version from the second on: the user's study it is a version of."""
+    warm_start: WarmStartRecord
+    """Where the study started from (``search --warm-start``)."""
     data: str
     """Dataset name (see :data:`dense_nas.data.DATASETS`), a plugin datamodule's name
     (entry-point group ``dense_nas.datamodules``) or a user datamodule's ``module:Name``."""
@@ -295,6 +348,11 @@ class TrialAttrs(TypedDict, total=False):
     (:func:`dense_nas.study.loggers.recorded_logs` reads both)."""
     checkpoint: str
     """Artifact id of the trial's Lightning checkpoint in the study's artifact store."""
+    copied_from: TrialRef
+    """On a trial added as history (a study that grew, or a warm start): the trial it is
+    a copy of, where it was trained (always the first, never a copy itself)."""
+    warm_start_of: TrialRef
+    """On a trial enqueued by ``--warm-start``: the other study's trial it tries again."""
     failure: str
     """Why the trial FAILED."""
     retried: str

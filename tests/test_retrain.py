@@ -195,14 +195,14 @@ OLD_RESULT = {
 }
 
 
-def _top_two(built: BuiltStudy) -> list[int]:
+def _top_two(built: BuiltStudy) -> list[int | str]:
     """The trials ``--top 2`` takes: the two best architectures (the duplicate left out)."""
     from dense_nas.results.selection import best_architectures
 
-    return [t.number for t in best_architectures(built.load())[:2]]
+    return [t.name for t in best_architectures(built.load())[:2]]
 
 
-def _runs(built: BuiltStudy) -> list[tuple[int, int, int, float]]:
+def _runs(built: BuiltStudy) -> list[tuple[int | str, int, int, float]]:
     return sorted(
         (r["trial"], r["seed"], r["epochs"], r["test_accuracy"])
         for r in retrain_records(built.load())

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dense_nas.cli._args import choice, choice_args, study_args
+from dense_nas.cli._args import choice_args, study_args
 
 
 def add_parser(sub: Any) -> None:
@@ -25,24 +25,27 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dense_nas.results.loading import find_trial
+    from dense_nas.results.selection import check_pick, select_entry
     from dense_nas.results.summary import best_json, best_table
+    from dense_nas.study.storage import open_study
 
+    check_pick(args.pick)  # bad input stops before the storage is opened
+    study = open_study(args.storage, args.study_name, args.out)
     # No completed trial yet: one line and exit 2, as for export and retrain.
-    study, chosen = find_trial(args.storage, args.study_name, **choice(args))
+    chosen = select_entry(study, trial=args.trial, pick=args.pick, max_params=args.max_params)
     if args.config is not None:
         from dense_nas.results.lightning_config import write_lightning_config
 
-        write_lightning_config(args.config, study, chosen)
+        write_lightning_config(args.config, chosen.study, chosen.trial)
     if args.json:
-        print(best_json(study, chosen.number))
+        print(best_json(study, chosen.name))
         return 0
     print(best_table(study))
     if (args.trial, args.pick, args.max_params) != (None, "accuracy", None):
-        print(f"chosen: trial {chosen.number} (by {_how_chosen(args)})")
+        print(f"chosen: trial {chosen.name} (by {_how_chosen(args)})")
     if args.config is not None:
         print(
-            f"wrote the LightningCLI config of trial {chosen.number} to {args.config}; "
+            f"wrote the LightningCLI config of trial {chosen.name} to {args.config}; "
             f"train it with: python -m dense_nas.lightning fit --config {args.config}"
         )
     return 0

@@ -36,7 +36,6 @@ import lightning as L
 import optuna
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from optuna.trial import FrozenTrial
 
 from dense_nas.data import build_datamodule
 from dense_nas.errors import UserInputError
@@ -61,9 +60,10 @@ from dense_nas.results.selection import (
     best_architectures,
     check_pick,
     completed_trials,
-    select_trial,
+    select_entry,
 )
 from dense_nas.study.hardware import resolve_accelerator, resolve_precision, speed_defaults
+from dense_nas.study.lineage import LineageTrial, find_lineage_trial
 from dense_nas.study.loggers import finished_logs, make_logger, prepare_reruns, rerun_logs
 from dense_nas.study.quiet import quiet_lightning
 from dense_nas.study.settings import MAX_SEED
@@ -84,14 +84,16 @@ class RetrainRun:
         'trial-3-seed-1-epochs-30'
     """
 
-    trial: int
+    trial: int | str
+    """The trial as ``--trial`` names it (``vK:N`` in a study's later versions)."""
     seed: int
     epochs: int
 
     @property
     def name(self) -> str:
         """The run's folder name (checkpoints) and log run name."""
-        return f"trial-{self.trial}-seed-{self.seed}-epochs-{self.epochs}"
+        trial = str(self.trial).replace(":", "-")  # a file name on every system
+        return f"trial-{trial}-seed-{self.seed}-epochs-{self.epochs}"
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class RetrainResult:
             nowhere).
     """
 
-    trial: int
+    trial: int | str
     arch_key: str
     seed: int
     epochs: int
@@ -285,7 +287,7 @@ def train_run(settings: RetrainSettings, run: RetrainRun) -> RetrainResult:
     """
     started = time.perf_counter()
     study = open_study(settings.storage, settings.study_name, settings.out)
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == run.trial)
+    trial = find_lineage_trial(study, run.trial).trial
     arch, training = trial_arch(trial), trial_training(trial).with_epochs(run.epochs)
     datamodule = _datamodule(study, training.batch_size, run.seed)
     device = settings.accelerator
@@ -320,11 +322,11 @@ def train_run(settings: RetrainSettings, run: RetrainRun) -> RetrainResult:
 
 def _chosen_trials(
     study: optuna.Study,
-    trials: Sequence[int],
+    trials: Sequence[int | str],
     top: int | None,
     pick: str,
     max_params: int | None,
-) -> list[FrozenTrial]:
+) -> list[LineageTrial]:
     """The trials to retrain: the numbered ones, the ``top`` best architectures, or the
     one ``pick`` chooses."""
     if trials and top is not None:
@@ -333,11 +335,11 @@ def _chosen_trials(
         )
     if top is None:
         if not trials:
-            return [select_trial(study, pick=pick, max_params=max_params)]
+            return [select_entry(study, pick=pick, max_params=max_params)]
         twice = sorted({n for n in trials if list(trials).count(n) > 1})
         if twice:
             raise UserInputError(f"trial {twice[0]} is given twice; give it once", param="trial")
-        return [select_trial(study, trial=number) for number in trials]
+        return [select_entry(study, trial=number) for number in trials]
     if top < 1:
         raise UserInputError(f"must be at least 1, got {top}", param="top")
     if pick != "accuracy":
@@ -360,7 +362,7 @@ def plan(
     storage: str | None,
     study_name: str | None,
     *,
-    trials: Sequence[int] = (),
+    trials: Sequence[int | str] = (),
     top: int | None = None,
     seeds: int = 1,
     seed: int | None = None,
@@ -393,16 +395,16 @@ def plan(
         )
     runs = [
         RetrainRun(
-            trial.number,
+            entry.name,
             base + i,
-            trial_training(trial).epochs if epochs is None else epochs,
+            trial_training(entry.trial).epochs if epochs is None else epochs,
         )
-        for trial in chosen
+        for entry in chosen
         for i in range(seeds)
     ]
     for run in runs:
         check_output_dir(run_dir(out, study.study_name, run), "out")
-    _datamodule(study, trial_training(chosen[0]).batch_size, base)  # it has a test set
+    _datamodule(study, trial_training(chosen[0].trial).batch_size, base)  # it has a test set
     prepare_reruns(run_logs(study, out, runs[0]))  # the packages are installed here too
     settings = RetrainSettings(storage, study.study_name, out, device, precision, compile, verbose)
     return study, settings, runs
@@ -412,7 +414,7 @@ def retrain(
     storage: str | None,
     study_name: str | None,
     *,
-    trials: Sequence[int] = (),
+    trials: Sequence[int | str] = (),
     top: int | None = None,
     seeds: int = 1,
     seed: int | None = None,

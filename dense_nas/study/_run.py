@@ -56,6 +56,9 @@ class Run:
     notes: list[str] = field(default_factory=list)
     #: set by Ctrl-C: the trials then in flight failed because of it
     interrupted: bool = False
+    #: finished trials of the study's earlier versions that ``study`` holds no copy of:
+    #: they count toward ``--trials`` too (:mod:`~dense_nas.study.lineage`)
+    counted_elsewhere: int = 0
 
     def stop_reason(self) -> str:
         """Why a trial stopped by :attr:`stop` failed; the next run of the command trains it."""

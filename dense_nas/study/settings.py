@@ -365,6 +365,25 @@ class SearchSettings:
         "Python also its content as a dict)",
         metavar="FILE",
     )
+    warm_start: str | None = _option(
+        None,
+        doc="start a new study from another one: its best --warm-start-top trials that lie "
+        "inside this space are trained first, and on the same data its finished trials "
+        "that fit are added as history; recorded on the study",
+        metavar="STUDY",
+    )
+    warm_start_storage: str | None = _option(
+        None,
+        doc="storage of the --warm-start study (URL or journal path)",
+        default_text="this study's",
+        metavar="URL",
+    )
+    warm_start_top: int = _option(
+        5,
+        doc="how many of the --warm-start study's best trials to train first",
+        read=whole_number,
+        metavar="K",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str):  # other processes rebuild it from the path
@@ -373,7 +392,7 @@ class SearchSettings:
         from dense_nas.study.loggers import check_loggers
 
         object.__setattr__(self, "logger", check_loggers(self.logger, self.mlflow_uri))
-        for name in ("n_trials", "devices", "workers"):
+        for name in ("n_trials", "devices", "workers", "warm_start_top"):
             _positive_int(name, getattr(self, name))
         for name in ("epochs", "max_params"):
             if getattr(self, name) is not None:
@@ -464,6 +483,9 @@ class SearchOptions(TypedDict, total=False):
     logger: str
     mlflow_uri: str | None
     trainer_config: str | Path | Mapping[str, Any] | None
+    warm_start: str | None
+    warm_start_storage: str | None
+    warm_start_top: int
 
 
 def options_table() -> str:

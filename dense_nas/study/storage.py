@@ -212,7 +212,35 @@ def open_study(
             "check --study and --storage",
             param="study_name",
         )
-    return optuna.load_study(study_name=study_name, storage=backend)
+    return remember_storage(optuna.load_study(study_name=study_name, storage=backend), backend)
+
+
+_STORAGES: weakref.WeakKeyDictionary[optuna.Study, BaseStorage] = weakref.WeakKeyDictionary()
+
+
+def remember_storage(study: optuna.Study, storage: BaseStorage) -> optuna.Study:
+    """Note the storage a study was opened from (:func:`storage_of`), and give the study back.
+
+    Optuna keeps a study's storage private; dense-nas notes it where it opens a study, so
+    that the other studies of the same storage (the versions of a study that grew,
+    :mod:`~dense_nas.study.lineage`) open through the same connection.
+    """
+    _STORAGES[study] = storage
+    return study
+
+
+def storage_of(study: optuna.Study) -> BaseStorage | None:
+    """The storage :func:`open_study` (or ``search``) opened the study from, if it did.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> storage = make_storage(None, out)
+        >>> study = remember_storage(optuna.create_study(storage=storage), storage)
+        >>> storage_of(study) is storage, storage_of(optuna.create_study())
+        (True, None)
+    """
+    return _STORAGES.get(study)
 
 
 class WholeFileArtifactStore(FileSystemArtifactStore):
