@@ -188,6 +188,10 @@ def open_study(
         >>> list(empty.iterdir())
         []
     """
+    if storage is None and out.exists() and not out.is_dir():
+        raise UserInputError(
+            f"{out} is a file, not the folder of a study; check --out", param="out"
+        )
     where = storage or _default_url(out)
     file = _storage_file(where)
     if file is not None and not file.exists():
