@@ -89,7 +89,7 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
         The run its workers share, with the accelerator, precision and GPUs resolved.
     """
     from dense_nas.data import DenseNetDataModule, build_datamodule, data_facts
-    from dense_nas.data._user import default_study_label
+    from dense_nas.data._user import default_study_label, is_builtin
 
     s = settings
     check_output_dir(s.out_dir, "out")  # checkpoints and logs go there: refuse a bad one now
@@ -102,7 +102,9 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     # checks the files and the split now: bad input exits 2 before anything is stored
     data, data_args = s.data_name, dict(s.data_args)
     datamodule = build_datamodule(data, s.data_dir, data_args, seed=s.seed, val_size=s.val_size)
-    val_size = datamodule.val_size if isinstance(datamodule, DenseNetDataModule) else None
+    # a user's datamodule holds out its own split, even one built on DenseNetDataModule
+    builtin = is_builtin(data) and isinstance(datamodule, DenseNetDataModule)
+    val_size = datamodule.val_size if builtin else None
     if isinstance(s.val_size, int):
         datamodule.setup("fit")  # a count must leave training images: check it here
     facts = data_facts(datamodule, data)  # a user datamodule's first batch is read here
