@@ -1,8 +1,8 @@
 """Opening a study for ``search()``: check the input, then create or resume the study.
 
 Everything the user gave is checked before anything is stored (:func:`prepare`): the
-output folder, the space and its constraints, the objective, the data (its files, its
-split, its first batch) and the trainer config. Only then is the study created or
+output folder, the space and its constraints, the objective, the latency target, the data
+(its files, its split, its first batch) and the trainer config. Only then is the study created or
 loaded, checked to be the same search (objective, data, validation split, a space Optuna
 can mix with its trials, trainer config) and given this command's settings. A storage
 that cannot be written becomes one :class:`~dense_nas.errors.StorageError` line
@@ -18,23 +18,24 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dense_nas.errors import StorageError, UserInputError
+from dense_nas.model.latency import Target
 from dense_nas.paths import check_output_dir
-from dense_nas.records import SpaceVersionRecord, record_study, study_attrs
+from dense_nas.records import LatencyTargetRecord, SpaceVersionRecord, record_study, study_attrs
 from dense_nas.space import (
-    Constraints,
     SearchSpace,
     SpaceVersion,
     Task,
@@ -59,6 +60,8 @@ from dense_nas.study.settings import SearchSettings
 from dense_nas.study.storage import make_storage, set_artifact_root
 from dense_nas.study.trainer_config import load_trainer_config
 
+Limit = TypeVar("Limit", int, float)
+
 STORAGE_FAILURES = (OSError, StorageInternalError, SQLAlchemyError)
 """What a failed storage write raises: a journal append (OSError, e.g. ENOSPC) or an RDB
 commit ("database or disk is full", a lost server)."""
@@ -77,6 +80,7 @@ class Checked:
     data_dir: str | None  # resolved
     val_size: int | float | None  # the datamodule's own, as the study records it
     trainer_config: dict[str, Any] | None  # this command's --trainer-config, if any
+    latency: Target | None  # where candidates' latency is measured, when the study needs it
 
 
 def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
@@ -93,16 +97,21 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     given_config = None if s.trainer_config is None else load_trainer_config(s.trainer_config)
     data_path = None if s.data_dir is None else str(Path(s.data_dir).resolve())
     chosen = load_space(s.space) if isinstance(s.space, (str, Path)) else s.space
-    max_params = s.max_params
-    if max_params is not None:
-        limits = chosen.constraints
-        chosen.constraints = Constraints(
-            max_params=min(max_params, limits.max_params or max_params),
-            max_macs=limits.max_macs,
-            max_activation_memory=limits.max_activation_memory,
-        )
+    limits = chosen.constraints
+    chosen.constraints = dataclasses.replace(
+        limits,
+        max_params=_tighter(s.max_params, limits.max_params),
+        max_latency_ms=_tighter(s.max_latency_ms, limits.max_latency_ms),
+    )
     parsed = parse_objective(s.objective)
     resolved = resolve_accelerator(s.accelerator)
+    target = Target(  # refuses a GPU or onnxruntime this machine lacks, before any file
+        device=s.latency_device or resolved,
+        batch=s.latency_batch,
+        threads=s.latency_threads,
+        runtime=s.latency_runtime,
+    )
+    measures = parsed.needs_latency or chosen.constraints.max_latency_ms is not None
     chosen_precision = resolve_precision(resolved, s.precision)
     gpus: list[str] = []
     budgets: list[int] = []
@@ -120,10 +129,19 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     name = s.study_name or f"{chosen.name}-{default_study_label(data)}"
     with storage_writes(s):
         checked = Checked(
-            name, chosen, parsed, task, data, data_args, data_path, val_size, given_config
+            name,
+            chosen,
+            parsed,
+            task,
+            data,
+            data_args,
+            data_path,
+            val_size,
+            given_config,
+            target if measures else None,
         )
         study, notes, trainer_config = _open_study(s, checked)
-    return Run(
+    run = Run(
         settings=s,
         study=study,
         space=chosen,
@@ -142,6 +160,23 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
         trainer_config=trainer_config,
         notes=notes,
     )
+    if checked.latency is not None:
+        from dense_nas.study.latency_meter import LatencyMeter
+
+        run.meter = LatencyMeter(
+            study,
+            checked.latency,
+            task.image_size,
+            chosen.constraints.max_latency_ms,
+            run.stop,
+            run.stop_reason,
+        )
+    return run
+
+
+def _tighter(given: Limit | None, limit: Limit | None) -> Limit | None:
+    """The lower of a flag's limit and the space's, either of which may be unset."""
+    return limit if given is None else given if limit is None else min(given, limit)
 
 
 def _open_study(
@@ -171,6 +206,8 @@ def _open_study(
             param="objective",
         )
     _check_same_data(study, checked.data, checked.data_args)
+    if checked.latency is not None:
+        _check_same_latency_target(study, checked.latency, checked.objective)
     split = study_attrs(study).get("val_size", checked.val_size)
     if split != checked.val_size:  # trials on other validation images do not compare
         raise UserInputError(
@@ -262,6 +299,24 @@ def _check_same_data(study: optuna.Study, data: str, data_args: dict[str, Any]) 
             f"study {study.study_name!r} trains on {was[0]} {args}".rstrip()
             + "; pass the same data or a new --study",
             param="data",
+        )
+
+
+def _check_same_latency_target(study: optuna.Study, target: Target, objective: Objective) -> None:
+    """Record where the study measures latency; refuse another target when latency is an
+    objective (latencies measured elsewhere do not compare)."""
+    given = LatencyTargetRecord(
+        device=target.device, batch=target.batch, threads=target.threads, runtime=target.runtime
+    )
+    recorded = study_attrs(study).get("latency_target")
+    if recorded is None:
+        record_study(study, latency_target=given)
+    elif recorded != given and objective.needs_latency:
+        flags = " ".join(f"--latency-{name} {value}" for name, value in recorded.items())
+        raise UserInputError(
+            f"study {study.study_name!r} measures latency with {flags}; pass the same or "
+            "use a new --study",
+            param="latency_device",
         )
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from dense_nas.space import SearchSpace, Task
     from dense_nas.study.events import SearchObserver
+    from dense_nas.study.latency_meter import LatencyMeter
     from dense_nas.study.objectives import Objective
     from dense_nas.study.process.runner import TrialProcess
     from dense_nas.study.settings import SearchSettings
@@ -53,6 +54,8 @@ class Run:
     notes: list[str] = field(default_factory=list)
     #: set by Ctrl-C: the trials then in flight failed because of it
     interrupted: bool = False
+    #: measures each candidate's latency before it trains, when the study needs it
+    meter: LatencyMeter | None = None
 
     def stop_reason(self) -> str:
         """Why a trial stopped by :attr:`stop` failed; the next run of the command trains it."""
