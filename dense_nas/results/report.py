@@ -9,7 +9,10 @@
 - ``importances``: parameter importances for accuracy (Optuna's default evaluator),
   skipped with a note when fewer than two completed trials or no varying parameter;
 - ``pareto``: the completed trials and their non-dominated set of accuracy against
-  parameters (MACs for an ``accuracy,macs`` study), drawn for single-objective studies too;
+  parameters (MACs for an ``accuracy,macs`` study, the measured latency for an
+  ``accuracy,latency`` one), drawn for single-objective studies too;
+- ``pareto-latency``: the same against the measured latency, for a study of another
+  objective whose trials measured it (``--max-latency-ms``);
 - ``scatter``: every trial with an accuracy (pruned ones at their last epoch) against its
   parameter count, by state;
 - ``summary.md``: the study, the top trials, the Pareto front, importances, retraining.
@@ -77,7 +80,11 @@ STATE_COLORS = {
 BEST_COLOR = "#d62728"
 FRONT_COLOR = "#2ca02c"
 MUTED_COLOR = "#9e9e9e"
-SIZE_TITLES = {"params": "parameters", "macs": "MACs per image"}
+SIZE_TITLES = {
+    "params": "parameters",
+    "macs": "MACs per image",
+    "latency_ms": "latency (ms per batch)",
+}
 
 
 @dataclass(frozen=True)
@@ -246,11 +253,11 @@ def _importance_chart(found: dict[str, float]) -> Chart:
     )
 
 
-def _pareto_chart(trials: Sequence[FrozenTrial], metric: SizeMetric) -> Chart:
+def _pareto_chart(trials: Sequence[FrozenTrial], metric: SizeMetric, stem: str = "pareto") -> Chart:
     """Completed trials against size, with their non-dominated set joined."""
     front = pareto_front(trials, metric)
     return Chart(
-        "pareto",
+        stem,
         f"Pareto front: accuracy vs {SIZE_TITLES[metric]}",
         SIZE_TITLES[metric],
         "validation accuracy",
@@ -467,6 +474,13 @@ def _retrained(study: optuna.Study) -> str:
     )
 
 
+def _measured_latency(study: optuna.Study, complete: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The completed trials with a latency, when the study's own front is on another size."""
+    if size_metric(study) == "latency_ms":
+        return []
+    return [t for t in complete if "latency_ms" in trial_attrs(t)]
+
+
 def _summary_markdown(
     study: optuna.Study,
     found: dict[str, float],
@@ -478,11 +492,20 @@ def _summary_markdown(
     complete = completed_trials(study)
     metric = size_metric(study)
     best = ranked(complete, metric)[:top]
+    timed = _measured_latency(study, complete)
     parts = [
         _overview(study, study.get_trials(deepcopy=False)),
         f"## Top {len(best)} trials by validation accuracy\n\n" + trial_table(best, markdown=True),
         f"## Pareto front: accuracy vs {SIZE_TITLES[metric]}\n\n"
         + trial_table(pareto_front(complete, metric), markdown=True),
+        *(
+            [
+                f"## Pareto front: accuracy vs {SIZE_TITLES['latency_ms']}\n\n"
+                + trial_table(pareto_front(timed, "latency_ms"), markdown=True)
+            ]
+            if timed
+            else []
+        ),
         "## Parameter importances for accuracy\n\n"
         + (
             table(
@@ -538,6 +561,7 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
     check_output_dir(output, "output")
     output.mkdir(parents=True, exist_ok=True)
     found, why_not = importances(study, complete)
+    timed = _measured_latency(study, complete)
     notes = [f"Parameter importances skipped: {why_not}."] if why_not else []
     curves = _intermediate_chart(trials)
     if curves is None:
@@ -547,6 +571,7 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
         curves,
         _importance_chart(found) if found else None,
         _pareto_chart(complete, size_metric(study)),
+        _pareto_chart(timed, "latency_ms", "pareto-latency") if timed else None,
         _scatter_chart(trials),
     ]
     files = [path for chart in charts if chart is not None for path in draw(chart, output)]

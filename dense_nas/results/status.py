@@ -5,6 +5,9 @@ accuracy and heartbeat age; counts by state; the best trial; the budget left; an
 :func:`status_text` and :func:`status_json` show it. ``dense-nas status`` prints it, and
 the live view of ``dense-nas search`` redraws the same text.
 
+A study that measures latency also shows how many architectures it has measured and on
+which device fingerprints, and the best trial's latency.
+
 The ETA is the epochs still to train (the rest of each running trial, and the trials the
 budget still holds at the mean length of the finished ones) times the mean seconds an
 epoch has taken, shared among the trials running at once.
@@ -24,12 +27,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.records import SpaceVersionRecord, study_attrs, trial_attrs
+from dense_nas.records import LATENCY_ATTR_PREFIX, SpaceVersionRecord, study_attrs, trial_attrs
 from dense_nas.results.selection import best_trials
 from dense_nas.results.summary import describe_arch
 from dense_nas.study.budget import counted_trials
@@ -75,6 +78,10 @@ class StudyStatus:
     eta_seconds: float | None
     space_versions: tuple[SpaceVersionRecord, ...] = ()
     """Every version of the space the study searched, oldest first."""
+    latency_measured: dict[str, int] = field(default_factory=dict)
+    """Architectures whose latency the study keeps, by device fingerprint key."""
+    best_latency_ms: float | None = None
+    """The best trial's measured latency, when it has one."""
 
 
 def _running(trial: FrozenTrial, now: float) -> RunningTrial:
@@ -127,6 +134,11 @@ def study_status(study: optuna.Study, now: float | None = None) -> StudyStatus:
     n_trials = study_attrs(study).get("n_trials")
     left = max(0, n_trials - finished) if n_trials is not None else 0
     best = best_trials(study, top=1)
+    measured = Counter(
+        str(record["device"])
+        for name, record in study.user_attrs.items()
+        if name.startswith(LATENCY_ATTR_PREFIX)
+    )
     return StudyStatus(
         study=study.study_name,
         counts=dict(Counter(t.state.name for t in trials)),
@@ -136,6 +148,8 @@ def study_status(study: optuna.Study, now: float | None = None) -> StudyStatus:
         finished=finished,
         eta_seconds=_eta(trials, running, left) if left else 0.0 if n_trials else None,
         space_versions=tuple(study_attrs(study).get("space_versions", [])),
+        latency_measured=dict(measured),
+        best_latency_ms=trial_attrs(best[0]).get("latency_ms") if best else None,
     )
 
 
@@ -174,7 +188,8 @@ def study_line(status: StudyStatus) -> str:
         if status.counts.get(state):
             parts.append(f"{status.counts[state]} {word}")
     if status.best is not None:
-        parts.append(f"best {status.best[1]:.4f} (#{status.best[0]})")
+        latency = "" if status.best_latency_ms is None else f", {status.best_latency_ms:.3g} ms"
+        parts.append(f"best {status.best[1]:.4f} (#{status.best[0]}{latency})")
     if status.eta_seconds is not None and status.n_trials is not None:
         parts.append(f"ETA {_duration(status.eta_seconds)}")
     return ", ".join(parts)
@@ -197,13 +212,26 @@ def versions_line(status: StudyStatus) -> str | None:
     )
 
 
-def status_text(status: StudyStatus) -> str:
-    """The snapshot as lines: the study line, the space's versions when it changed, then
-    one line per running trial."""
-    versions = versions_line(status)
-    return "\n".join(
-        [study_line(status), *([versions] if versions else []), *map(running_line, status.running)]
+def latency_line(status: StudyStatus) -> str | None:
+    """The architectures whose latency the study measured, by device, when it measured any.
+
+    Example:
+        >>> s = StudyStatus("s", {}, (), None, None, 0, None, (), {"cpu=EPYC;threads=1": 7})
+        >>> latency_line(s)
+        'latency measured for 7 architectures on cpu=EPYC;threads=1'
+    """
+    if not status.latency_measured:
+        return None
+    return "latency measured for " + ", ".join(
+        f"{count} architectures on {device}" for device, count in status.latency_measured.items()
     )
+
+
+def status_text(status: StudyStatus) -> str:
+    """The snapshot as lines: the study line, the space's versions when it changed, the
+    latencies measured, then one line per running trial."""
+    extra = [line for line in (versions_line(status), latency_line(status)) if line]
+    return "\n".join([study_line(status), *extra, *map(running_line, status.running)])
 
 
 def status_json(status: StudyStatus) -> str:

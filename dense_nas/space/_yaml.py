@@ -573,14 +573,14 @@ def parse_constraints(raw: Any, where: Where) -> Constraints:
     body = _mapping(raw, where, "constraints must map limits to numbers, e.g. {max_params: 1M}")
     known = [f.name for f in dataclass_fields(Constraints)]
     _check_keys(body, known, where)
-    return Constraints(
-        **{
-            key: _milliseconds(value, where.at(key))
-            if key == "max_latency_ms"
-            else parse_amount(value, where.at(key))
-            for key, value in body.items()
-        }
-    )
+    limits: dict[str, Any] = {
+        key: parse_amount(value, where.at(key))
+        for key, value in body.items()
+        if key != "max_latency_ms"
+    }
+    if "max_latency_ms" in body:  # milliseconds, not a count: 2.5 is a fine limit
+        limits["max_latency_ms"] = _milliseconds(body["max_latency_ms"], where.at("max_latency_ms"))
+    return Constraints(**limits)
 
 
 def _milliseconds(value: Any, where: Where) -> float:
