@@ -225,15 +225,16 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
-def best_json(study: optuna.Study) -> str:
+def best_json(study: optuna.Study, chosen: int | None = None) -> str:
     """The best trial(s) (the Pareto front for multi-objective studies) as JSON.
 
-    ``chosen`` is the trial that ``load_best``, ``export`` and ``retrain`` use by default:
-    the first of ``best``. ``retrained`` holds each retrained architecture's test accuracy over its seeds
+    ``chosen`` is the trial given, else the one that ``load_best``, ``export`` and
+    ``retrain`` use by default: the first of ``best``. ``retrained`` holds each retrained architecture's test accuracy over its seeds
     (:meth:`~dense_nas.results.retrained.RetrainedArch.to_dict`), best mean first.
     """
     trials = best_trials(study)
-    chosen = trials[0].number if trials else None
+    if chosen is None and trials:
+        chosen = trials[0].number
     rows = [_row(t) for t in trials]
     retrained = [arch.to_dict() for arch in retrained_archs(retrain_records(study))]
     return json.dumps(

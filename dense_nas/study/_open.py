@@ -105,12 +105,7 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     )
     parsed = parse_objective(s.objective)
     resolved = resolve_accelerator(s.accelerator)
-    target = Target(  # refuses a GPU or onnxruntime this machine lacks, before any file
-        device=s.latency_device or resolved,
-        batch=s.latency_batch,
-        threads=s.latency_threads,
-        runtime=s.latency_runtime,
-    )
+    target = _latency_target(s, resolved)
     measures = parsed.needs_latency or chosen.constraints.max_latency_ms is not None
     chosen_precision = resolve_precision(resolved, s.precision)
     gpus: list[str] = []
@@ -172,6 +167,20 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
             run.stop_reason,
         )
     return run
+
+
+def _latency_target(s: SearchSettings, accelerator: str) -> Target:
+    """The ``--latency-*`` target; refuses a GPU or onnxruntime this machine lacks, before
+    any file is written, naming the flag."""
+    try:
+        return Target(
+            device=s.latency_device or accelerator,
+            batch=s.latency_batch,
+            threads=s.latency_threads,
+            runtime=s.latency_runtime,
+        )
+    except UserInputError as err:
+        raise UserInputError(err.message, param=f"latency_{err.param}") from None
 
 
 def _tighter(given: Limit | None, limit: Limit | None) -> Limit | None:

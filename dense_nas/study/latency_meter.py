@@ -5,9 +5,9 @@ When a study's objective has latency (``--objective accuracy,latency``) or a lat
 is set (``--max-latency-ms``, or the space's ``max_latency_ms`` constraint), every
 candidate's latency on the study's :class:`~dense_nas.model.latency.Target` is known
 before it trains: read from the study
-(:func:`~dense_nas.model.latency_cache.study_latency`: one measurement per architecture
-and device fingerprint, shared by duplicates and by every command on the same hardware),
-else measured, stored, and recorded on the trial.
+(:mod:`~dense_nas.model.latency_cache`: one measurement per architecture and device
+fingerprint, shared by duplicates and by every command on the same hardware), else
+measured and stored; either way it is recorded on the trial.
 
 Three things keep a measurement honest:
 
@@ -18,7 +18,7 @@ Three things keep a measurement honest:
 - **Nothing of the command trains meanwhile.** A worker about to measure raises a flag;
   each other worker of the command holds its trial at its next epoch end (the trial
   process waits there for its pruning answer, outside its timed steps) and starts no
-  new trial process until the measurement is over. The measurement starts once every
+  new trial process until the measurement is stored. The measurement starts once every
   trial of the command is held or done. So a measurement waits up to one epoch of the
   slowest running trial, and the running trials wait for the measurement. Other commands
   and other programs on the machine are not held: measure where nothing else runs.
@@ -58,7 +58,7 @@ from dense_nas.model.latency import (
     device_fingerprint,
     measure_latency,
 )
-from dense_nas.model.latency_cache import cached_latency, study_latency
+from dense_nas.model.latency_cache import cached_latency, store_latency
 
 if TYPE_CHECKING:
     import optuna
@@ -132,10 +132,16 @@ class LatencyMeter:
         known = cached_latency(self.study, arch, self.image_size, self.fingerprint)
         if known is not None:
             return known
-        with self._one_at_a_time:  # the worker before may just have measured this one
-            return study_latency(
-                self.study, arch, self.image_size, self.target, measure=self._measure_alone
-            )
+        with self._one_at_a_time:
+            # the worker before may just have measured this one (a twin candidate)
+            known = cached_latency(self.study, arch, self.image_size, self.fingerprint)
+            if known is not None:
+                return known
+            with self._alone():
+                found = self._measure(arch)
+                store_latency(self.study, arch, found)  # before the held trials go on
+        self.measured += 1
+        return found
 
     def violation(self, found: LatencyMeasurement) -> str | None:
         """Why ``found`` breaks the latency limit, or ``None``: the ``pruned_reason``."""
@@ -186,10 +192,9 @@ class LatencyMeter:
             self._pool.submit(_ready)
         return self._pool
 
-    def _measure_alone(
-        self, config: DenseNetConfig, image_size: tuple[int, int], target: Target
-    ) -> LatencyMeasurement:
-        """Hold the command's trials, measure in the measuring process, let them go."""
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[None]:
+        """Hold the command's trials for the body: it starts once each is held or done."""
         with self._gate:
             self._measuring = True
             try:
@@ -202,8 +207,19 @@ class LatencyMeter:
                 self._gate.notify_all()
                 raise
         try:
-            future = self._process().submit(measure_latency, config, image_size, target, **STOPPING)
-            found = future.result()
+            yield
+        finally:
+            with self._gate:
+                self._measuring = False
+                self._gate.notify_all()
+
+    def _measure(self, arch: DenseNetConfig) -> LatencyMeasurement:
+        """Time ``arch`` in the measuring process."""
+        try:
+            future = self._process().submit(
+                measure_latency, arch, self.image_size, self.target, **STOPPING
+            )
+            return future.result()
         except (KeyboardInterrupt, BrokenProcessPool) as err:
             # Ctrl-C reaches the measuring process too; a broken one is replaced next time.
             self.close()
@@ -212,9 +228,3 @@ class LatencyMeter:
             if isinstance(err, KeyboardInterrupt):  # before the command heard of it
                 raise MeasurementStopped("interrupted (Ctrl-C); retried on resume") from None
             raise
-        finally:
-            with self._gate:
-                self._measuring = False
-                self._gate.notify_all()
-        self.measured += 1
-        return found
