@@ -172,7 +172,7 @@ def test_best_pick_knee_takes_the_knee_of_the_latency_front(
     assert json.loads(fast.stdout)["chosen"] == 1  # the most accurate within 5 ms
 
 
-@pytest.mark.parametrize("where", ["flag", "space"])
+@pytest.mark.parametrize("where", ["flag", pytest.param("space", marks=pytest.mark.slow)])
 def test_a_latency_limit_prunes_before_training_with_the_figure(
     where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
