@@ -198,7 +198,10 @@ def _without_onnxruntime(patch: pytest.MonkeyPatch) -> None:
 
 
 BAD = {
-    "negative limit": (["--max-latency-ms", "-1"], "--max-latency-ms: must be a positive, finite number"),
+    "negative limit": (
+        ["--max-latency-ms", "-1"],
+        "--max-latency-ms: must be a positive, finite number",
+    ),
     "word limit": (["--max-latency-ms", "fast"], "--max-latency-ms: must be a number"),
     "zero threads": (["--latency-threads", "0"], "--latency-threads: must be a positive integer"),
     "unknown device": (["--latency-device", "tpu"], "--latency-device: must be one of cpu, gpu"),

@@ -1,6 +1,5 @@
-"""``dense-nas best``: the best trial(s) of a study as a table or JSON, and the trial
-``--trial`` / ``--pick`` / ``--max-params`` / ``--max-latency-ms`` choose (as ``export``
-and ``retrain`` would); with ``--config``, a LightningCLI config of that trial too."""
+"""``dense-nas best``: the best trial(s) of a study as a table or JSON; with ``--config``,
+a LightningCLI config of the chosen trial too."""
 
 from __future__ import annotations
 
@@ -18,21 +17,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--config",
         type=Path,
-        help="also write a LightningCLI config of the trial load_best takes (model, data, "
-        "trainer) to PATH; train it with: python -m dense_nas.lightning fit --config PATH",
+        help="also write a LightningCLI config of the chosen trial (model, data, trainer) to "
+        "PATH; train it with: python -m dense_nas.lightning fit --config PATH",
     )
     choice_args(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dense_nas.results.selection import completed_trials, select_trial
-    from dense_nas.results.summary import best_json, best_table, trial_table
+    from dense_nas.results.selection import check_pick, select_entry
+    from dense_nas.results.summary import best_json, best_table
     from dense_nas.study.storage import open_study
 
+    check_pick(args.pick)  # bad input stops before the storage is opened
     study = open_study(args.storage, args.study_name, args.out)
-    completed_trials(study)  # none yet: one line and exit 2, as for export and retrain
-    chosen = select_trial(
+    # No completed trial yet: one line and exit 2, as for export and retrain.
+    chosen = select_entry(
         study,
         trial=args.trial,
         pick=args.pick,
@@ -42,14 +42,30 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None:
         from dense_nas.results.lightning_config import write_lightning_config
 
-        write_lightning_config(args.config, study, chosen)
-    print(best_json(study, chosen.number) if args.json else best_table(study))
-    asked = (args.trial, args.max_params, args.max_latency_ms) != (None, None, None)
-    if not args.json and (asked or args.pick != "accuracy"):
-        print(f"\nthe trial chosen (--pick {args.pick}):\n" + trial_table([chosen]))
-    if args.config is not None and not args.json:
+        write_lightning_config(args.config, chosen.study, chosen.trial)
+    if args.json:
+        print(best_json(study, chosen.name))
+        return 0
+    print(best_table(study))
+    if (args.trial, args.pick, args.max_params, args.max_latency_ms) != (
+        None,
+        "accuracy",
+        None,
+        None,
+    ):
+        print(f"chosen: trial {chosen.name} (by {_how_chosen(args)})")
+    if args.config is not None:
         print(
-            f"wrote the LightningCLI config of trial {chosen.number} to {args.config}; "
+            f"wrote the LightningCLI config of trial {chosen.name} to {args.config}; "
             f"train it with: python -m dense_nas.lightning fit --config {args.config}"
         )
     return 0
+
+
+def _how_chosen(args: argparse.Namespace) -> str:
+    if args.trial is not None:
+        return f"--trial {args.trial}"
+    limit = f" --max-params {args.max_params}" if args.max_params is not None else ""
+    if args.max_latency_ms is not None:
+        limit += f" --max-latency-ms {args.max_latency_ms:g}"
+    return f"--pick {args.pick}{limit}"

@@ -30,7 +30,7 @@ from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.recipe import TrainingConfig
 from dense_nas.records import ARTIFACT_ROOT_ATTR, study_attrs, trial_attrs
-from dense_nas.results.selection import check_pick, select_trial, trial_by_number
+from dense_nas.results.selection import check_pick, select_entry, trial_by_number
 from dense_nas.study.storage import artifact_store, open_study
 
 DEFAULT_OUT = Path("dense-nas-runs")
@@ -238,7 +238,7 @@ def study_image_size(study: optuna.Study) -> tuple[int, int]:
 def find_trial(
     storage: str | None,
     study_name: str | None,
-    trial: int | None = None,
+    trial: int | str | None = None,
     *,
     pick: str = "accuracy",
     max_params: int | None = None,
@@ -247,6 +247,10 @@ def find_trial(
 ) -> tuple[optuna.Study, FrozenTrial]:
     """Open a study and choose a trial (:func:`select_trial`): what every command starts with.
 
+    Returns:
+        The Optuna study that holds the trial (for a study that grew, the version that
+        trained it: its checkpoint is in that study's artifact store) and the trial.
+
     Example:
         >>> study, trial = find_trial("sqlite:///runs/dense-nas.db", "demo")  # doctest: +SKIP
         >>> trial.number  # doctest: +SKIP
@@ -254,16 +258,16 @@ def find_trial(
     """
     check_pick(pick)  # bad input stops before the storage is opened (or created)
     study = open_study(storage, study_name, out)
-    chosen = select_trial(
+    chosen = select_entry(
         study, trial=trial, pick=pick, max_params=max_params, max_latency_ms=max_latency_ms
     )
-    return study, chosen
+    return chosen.study, chosen.trial
 
 
 def load_best(
     storage: str | None,
     study_name: str | None,
-    trial: int | None = None,
+    trial: int | str | None = None,
     *,
     pick: str = "accuracy",
     max_params: int | None = None,
@@ -277,7 +281,8 @@ def load_best(
     Args:
         storage: the study's storage URL or journal path (``None``: SQLite in ``out``).
         study_name: the study; ``None``: the storage's only study.
-        trial: load this trial number instead of picking one.
+        trial: load this trial instead of picking one: its number, or ``vK:N`` for
+            trial N of the study's version K (a study that grew).
         pick: ``"accuracy"`` (default), ``"smallest"`` or ``"knee"``: which trial of the
             Pareto front of accuracy against size (see the module docstring).
         max_params: pick only among trials with at most this many parameters.

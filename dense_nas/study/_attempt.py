@@ -14,16 +14,19 @@ grace finds its trial FAILED as silent and retried elsewhere: every write to it 
 fails with ``UpdateFinishedTrialError``, and the retry's result is the one that counts.
 
 Example:
+    >>> from pathlib import Path
     >>> import optuna
     >>> from dense_nas.space import Task, load_space
     >>> from dense_nas.study import SearchObserver, SearchSettings
+    >>> from dense_nas.study.loggers import prepare_loggers
     >>> from dense_nas.study.objectives import parse_objective
     >>> run = Run(settings=SearchSettings(epochs=1),
     ...           study=optuna.create_study(direction="maximize"),
     ...           space=load_space("digits-tiny"), task=Task(10, 1, (8, 8)),
     ...           objective=parse_objective("accuracy"), data="digits", data_args={},
     ...           data_dir=None, val_size=None, deadline=float("inf"), accelerator="cpu",
-    ...           precision="32-true", observer=SearchObserver())
+    ...           precision="32-true", observer=SearchObserver(),
+    ...           loggers=prepare_loggers("none", Path("runs"), "demo"))
     >>> attempt = TrialAttempt(run, run.study.ask(), worker=0)
     >>> attempt.candidate().training.epochs
     1
@@ -57,7 +60,6 @@ from dense_nas.study.coordination.heartbeats import (
 )
 from dense_nas.study.coordination.twins import find_duplicate, find_running_twin
 from dense_nas.study.latency_meter import MeasurementStopped
-from dense_nas.study.loggers import trial_logs
 from dense_nas.study.memory_fit import fit_to_memory
 from dense_nas.study.process.messages import EpochMessage, ErrorMessage, ResultMessage
 from dense_nas.study.process.runner import Answer, ResultOrError, TrialProcess
@@ -163,11 +165,12 @@ class TrialAttempt:
             candidate = Candidate(
                 candidate.arch, candidate.training.with_epochs(run.settings.epochs)
             )
-        if run.memory_budgets:  # several trials may share this GPU: fit the step to a share
+        if run.memory_budgets:  # trials share the GPU or the machine: fit the step to a share
             budget = run.memory_budgets[self.worker]
+            device = "GPU" if run.accelerator == "gpu" else "CPU"
             try:
                 candidate = fit_to_memory(
-                    trial, candidate, run.task.image_size, budget, run.precision
+                    trial, candidate, run.task.image_size, budget, run.precision, device
                 )
             except optuna.TrialPruned:
                 self._tell(TrialState.PRUNED)
@@ -311,10 +314,10 @@ class TrialAttempt:
             compile=s.compile,
             checkpoint=str(self.checkpoint),
             verbose=s.verbose,
-            logs=trial_logs(s.logger, s.out_dir, run.study.study_name, trial.number, s.mlflow_uri),
+            logs=run.loggers.trial_logs(trial.number),
             trainer_config=run.trainer_config,
         )
-        if spec.logs is not None:
+        if spec.logs:
             record_trial(trial, logs=spec.logs)
         self._rule = run.objective.pruning_rule(run.study, trial, candidate.arch)
         self._epochs = candidate.training.epochs

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import os
@@ -34,13 +35,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from dense_nas.errors import StorageError, UserInputError
 from dense_nas.model.latency import Target
 from dense_nas.paths import check_output_dir
-from dense_nas.records import LatencyTargetRecord, SpaceVersionRecord, record_study, study_attrs
+from dense_nas.records import LatencyTargetRecord, record_study, study_attrs
 from dense_nas.space import (
     SearchSpace,
-    SpaceVersion,
     Task,
     enqueue_seeds,
-    incompatibility,
     load_space,
     space_version,
 )
@@ -51,14 +50,17 @@ from dense_nas.study.hardware import (
     resolve_accelerator,
     resolve_precision,
     trials_per_gpu,
+    typical_step_macs,
 )
-from dense_nas.study.loggers import prepare_experiment
-from dense_nas.study.memory_fit import trial_budget
+from dense_nas.study.lineage import GoingOn, go_on
+from dense_nas.study.loggers import prepare_loggers
+from dense_nas.study.memory_fit import available_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import make_pruner, make_sampler
 from dense_nas.study.settings import SearchSettings
-from dense_nas.study.storage import make_storage, set_artifact_root
+from dense_nas.study.storage import make_storage, remember_storage, set_artifact_root, storage_url
 from dense_nas.study.trainer_config import load_trainer_config
+from dense_nas.study.warm_start import open_warm_start, start_from
 
 Limit = TypeVar("Limit", int, float)
 
@@ -81,6 +83,7 @@ class Checked:
     val_size: int | float | None  # the datamodule's own, as the study records it
     trainer_config: dict[str, Any] | None  # this command's --trainer-config, if any
     latency: Target | None  # where candidates' latency is measured, when the study needs it
+    warm_start: optuna.Study | None  # the --warm-start study, if any
 
 
 def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
@@ -97,21 +100,9 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     given_config = None if s.trainer_config is None else load_trainer_config(s.trainer_config)
     data_path = None if s.data_dir is None else str(Path(s.data_dir).resolve())
     chosen = load_space(s.space) if isinstance(s.space, (str, Path)) else s.space
-    limits = chosen.constraints
-    chosen.constraints = dataclasses.replace(
-        limits,
-        max_params=_tighter(s.max_params, limits.max_params),
-        max_latency_ms=_tighter(s.max_latency_ms, limits.max_latency_ms),
-    )
+    if s.max_params is not None or s.max_latency_ms is not None:
+        chosen = _with_limits(chosen, s.max_params, s.max_latency_ms)
     parsed = parse_objective(s.objective)
-    resolved = resolve_accelerator(s.accelerator)
-    target = _latency_target(s, resolved)
-    measures = parsed.needs_latency or chosen.constraints.max_latency_ms is not None
-    chosen_precision = resolve_precision(resolved, s.precision)
-    gpus: list[str] = []
-    budgets: list[int] = []
-    if resolved == "gpu":
-        gpus, budgets = _share_gpus(s.workers, s.devices)
     # checks the files and the split now: bad input exits 2 before anything is stored
     data, data_args = s.data_name, dict(s.data_args)
     datamodule = build_datamodule(data, s.data_dir, data_args, seed=s.seed, val_size=s.val_size)
@@ -121,8 +112,18 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     facts = data_facts(datamodule, data)  # a user datamodule's first batch is read here
     task = Task(facts.num_classes, facts.in_channels, facts.image_size, facts.augmented)
     chosen.check(task)
+    resolved = _accelerator(s.accelerator, chosen, task)
+    chosen_precision = resolve_precision(resolved, s.precision)
+    target = _latency_target(s, resolved)
+    measures = parsed.needs_latency or chosen.constraints.max_latency_ms is not None
+    gpus: list[str] = []
+    if resolved == "gpu":
+        gpus, budgets = _share_gpus(s.workers, s.devices)
+    else:
+        budgets = _share_cpu_memory(s.workers, s.devices)
     name = s.study_name or f"{chosen.name}-{default_study_label(data)}"
     with storage_writes(s):
+        warm = _open_warm_start(s)
         checked = Checked(
             name,
             chosen,
@@ -134,11 +135,13 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
             val_size,
             given_config,
             target if measures else None,
+            warm,
         )
-        study, notes, trainer_config = _open_study(s, checked)
+        going, trainer_config = _open_study(s, checked)
+    loggers = prepare_loggers(s.logger, s.out_dir, going.study.study_name, s.mlflow_uri)
     run = Run(
         settings=s,
-        study=study,
+        study=going.study,
         space=chosen,
         task=task,
         objective=parsed,
@@ -152,14 +155,16 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
         gpus=gpus,
         memory_budgets=budgets,
         observer=observer,
+        loggers=loggers,
         trainer_config=trainer_config,
-        notes=notes,
+        notes=going.notes + loggers.notes,
+        counted_elsewhere=going.counted_elsewhere,
     )
     if checked.latency is not None:
         from dense_nas.study.latency_meter import LatencyMeter
 
         run.meter = LatencyMeter(
-            study,
+            going.study,
             checked.latency,
             task.image_size,
             chosen.constraints.max_latency_ms,
@@ -188,25 +193,25 @@ def _tighter(given: Limit | None, limit: Limit | None) -> Limit | None:
     return limit if given is None else given if limit is None else min(given, limit)
 
 
-def _open_study(
-    s: SearchSettings, checked: Checked
-) -> tuple[optuna.Study, list[str], dict[str, Any]]:
+def _open_study(s: SearchSettings, checked: Checked) -> tuple[GoingOn, dict[str, Any]]:
     """Create or load the study, check it is the same search, and record this one's settings.
 
     Returns:
-        The study, the lines to print under its header (a changed space), and the
-        trainer config its trials apply.
+        Where the search goes on (the study's latest version, or a new one for a space
+        it cannot hold, with the lines to print), and the trainer config its trials apply.
     """
     sampler = make_sampler(s.sampler, s.seed, multi_objective=checked.objective.multi)
     pruner = make_pruner(s.pruner, s.epochs or checked.space.max_epochs)  # both before any file
+    storage = make_storage(s.storage, s.out_dir)
     study = optuna.create_study(
         study_name=checked.name,
-        storage=make_storage(s.storage, s.out_dir),
+        storage=storage,
         sampler=sampler,
         pruner=pruner,
         directions=checked.objective.directions,
         load_if_exists=True,
     )
+    remember_storage(study, storage)  # its versions live there too
     recorded = study_attrs(study).get("objective", checked.objective.name)
     if recorded != checked.objective.name or list(study.directions) != checked.objective.directions:
         raise UserInputError(
@@ -224,7 +229,9 @@ def _open_study(
             f"use --val-size {split} or a new --study",
             param="val_size",
         )
-    notes = _record_space_version(study, space_version(checked.space, checked.task))
+    version = space_version(checked.space, checked.task)
+    going = go_on(study, checked.space, checked.task, version, sampler=sampler, pruner=pruner)
+    study = going.study
     record_study(
         study,
         overwrite=False,
@@ -238,11 +245,30 @@ def _open_study(
     if checked.val_size is not None:  # a user datamodule holds out its own validation data
         record_study(study, overwrite=False, val_size=checked.val_size)
     trainer_config = _study_trainer_config(study, checked.trainer_config)
-    prepare_experiment(s.logger, s.out_dir, study.study_name, s.mlflow_uri)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
+    if checked.warm_start is not None:  # its trials go first: enqueued before the seeds
+        going.notes.extend(
+            start_from(
+                study,
+                checked.warm_start,
+                checked.space,
+                checked.task,
+                top=s.warm_start_top,
+                storage=s.warm_start_storage,
+            )
+        )
     enqueue_seeds(study, checked.space)
-    return study, notes, trainer_config
+    return going, trainer_config
+
+
+def _open_warm_start(s: SearchSettings) -> optuna.Study | None:
+    """The ``--warm-start`` study, opened before anything is stored (a wrong name: exit 2)."""
+    if s.warm_start is None:
+        return None
+    storage = s.warm_start_storage or s.storage
+    where = storage_url(storage, s.out_dir)
+    return open_warm_start(s.warm_start, make_storage(storage, s.out_dir), where)
 
 
 @contextlib.contextmanager
@@ -274,6 +300,41 @@ def storage_error(settings: SearchSettings, err: BaseException) -> StorageError:
         f"cannot write the study to {where} ({reason}); free space or bring the storage "
         "back, then run the same command again to resume"
     )
+
+
+def _with_limits(
+    space: SearchSpace, max_params: int | None, max_latency_ms: float | None
+) -> SearchSpace:
+    """A copy of ``space`` whose limits are also ``max_params`` and ``max_latency_ms`` (the
+    caller's space object, and so its fingerprint, stay as they were)."""
+    limits = space.constraints
+    tightened = copy.copy(space)
+    tightened.constraints = dataclasses.replace(
+        limits,
+        max_params=_tighter(max_params, limits.max_params),
+        max_latency_ms=_tighter(max_latency_ms, limits.max_latency_ms),
+    )
+    return tightened
+
+
+def _accelerator(accelerator: str, space: SearchSpace, task: Task) -> str:
+    """``cpu`` or ``gpu``; ``auto`` weighs the space's typical training step
+    (:func:`~dense_nas.study.hardware.resolve_accelerator`)."""
+    import torch
+
+    if accelerator == "auto" and torch.cuda.is_available():
+        return resolve_accelerator(accelerator, typical_step_macs(space, task))
+    return resolve_accelerator(accelerator)
+
+
+def _share_cpu_memory(workers: int, devices: int) -> list[int]:
+    """The bytes each worker's trial may plan for on the CPU: the memory available now,
+    shared among the trial processes (ranks) that may train at once; none when the
+    machine does not say."""
+    available = available_memory()
+    if available is None:
+        return []
+    return [trial_budget(available, workers * devices)] * workers
 
 
 def _share_gpus(workers: int, devices: int) -> tuple[list[str], list[int]]:
@@ -344,33 +405,3 @@ def _study_trainer_config(study: optuna.Study, given: dict[str, Any] | None) -> 
             param="trainer_config",
         )
     return recorded
-
-
-def _record_space_version(study: optuna.Study, version: SpaceVersion) -> list[str]:
-    """Record the space's version on the study; refuse one Optuna cannot mix with its trials.
-
-    Returns:
-        The line to print when the space changed since the last search (else none).
-    """
-    versions = study_attrs(study).get("space_versions", [])
-    if versions and versions[-1]["fingerprint"] == version.fingerprint:
-        return []
-    reason = incompatibility(study, version.distributions)
-    if reason is not None:
-        raise UserInputError(
-            f"study {study.study_name!r} cannot go on with this space: {reason}; "
-            "keep that parameter as the study had it, or use a new --study",
-            param="space",
-        )
-    first = len(study.get_trials(deepcopy=False))
-    latest = SpaceVersionRecord(
-        name=version.name, fingerprint=version.fingerprint, first_trial=first
-    )
-    record_study(study, space=version.name, space_versions=[*versions, latest])
-    if not versions:
-        return []
-    before = versions[-1]["fingerprint"]
-    return [
-        f"space changed (fingerprint {before[:8]} → {version.fingerprint[:8]}): "
-        f"trials from #{first} on use it"
-    ]

@@ -93,7 +93,9 @@ class Objective:
 
             def prune(epoch: int, accuracy: float) -> bool:
                 trial.report(accuracy, epoch)
-                return trial.should_prune()
+                # Median and percentile pruners answer with a numpy bool, which the
+                # trial channel's JSON cannot carry.
+                return bool(trial.should_prune())
 
             return prune
         size = self.size(trial_attrs(trial))
