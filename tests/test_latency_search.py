@@ -157,7 +157,7 @@ def test_best_pick_knee_takes_the_knee_of_the_latency_front(
     assert shown.returncode == 0
     assert json.loads(shown.stdout)["chosen"] == expected["latency knee"]
     text = main_in_process(capsys, *args)
-    assert "the trial chosen (--pick knee)" in text.stdout and "latency ms" in text.stdout
+    assert "chosen: trial 1 (by --pick knee)" in text.stdout and "latency ms" in text.stdout
     fast = main_in_process(
         capsys,
         "best",
