@@ -60,9 +60,10 @@ def test_search_trains_in_the_process_it_started_first_and_logs_to_the_worker_lo
 def test_bad_input_stops_the_early_process_and_stores_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], spawned: list[int]
 ) -> None:
-    ran = main_in_process(capsys, *_search(tmp_path / "out", "--sampler", "nope"))
+    # refused once the command has started its trial process: the data is read then
+    ran = main_in_process(capsys, *_search(tmp_path / "out", "--data", "no-such-data"))
     assert ran.returncode == 2
-    assert ran.stderr.count("\n") == 1 and "sampler" in ran.stderr
+    assert ran.stderr.count("\n") == 1 and "--data" in ran.stderr
     assert len(spawned) == 1 and not _alive(spawned[0])
     assert not (tmp_path / "out").exists()
 

@@ -188,6 +188,10 @@ def open_study(
         >>> list(empty.iterdir())
         []
     """
+    if storage is None and out.exists() and not out.is_dir():
+        raise UserInputError(
+            f"{out} is a file, not the folder of a study; check --out", param="out"
+        )
     where = storage or _default_url(out)
     file = _storage_file(where)
     if file is not None and not file.exists():
@@ -206,13 +210,37 @@ def open_study(
                 f"{where} holds {len(names)} studies ({known}); {fix}", param="study_name"
             )
         study_name = names[0]
-    if study_name not in names:
+    return load_named_study(backend, where, study_name, names, param="study_name")
+
+
+def load_named_study(
+    backend: BaseStorage,
+    where: str,
+    name: str,
+    names: list[str] | None = None,
+    *,
+    param: str,
+    fix: str = "check --study and --storage",
+) -> optuna.Study:
+    """Load study ``name`` from ``backend`` (at ``where``), or stop with one line that
+    lists the studies it holds (``names``, read when not given) and says how to fix it.
+
+    Example:
+        >>> from optuna.storages import InMemoryStorage
+        >>> load_named_study(InMemoryStorage(), "memory", "x", param="study_name")
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: study_name: no study named 'x' in memory (studies there: none); check --study and --storage
+    """
+    if names is None:
+        names = sorted(optuna.get_all_study_names(backend))
+    if name not in names:
         raise UserInputError(
-            f"no study named {study_name!r} in {where} (studies there: {known}); "
-            "check --study and --storage",
-            param="study_name",
+            f"no study named {name!r} in {where} (studies there: {', '.join(names) or 'none'}); "
+            f"{fix}",
+            param=param,
         )
-    return remember_storage(optuna.load_study(study_name=study_name, storage=backend), backend)
+    return remember_storage(optuna.load_study(study_name=name, storage=backend), backend)
 
 
 _STORAGES: weakref.WeakKeyDictionary[optuna.Study, BaseStorage] = weakref.WeakKeyDictionary()

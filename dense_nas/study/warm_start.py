@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
-from dense_nas.errors import UserInputError
 from dense_nas.records import TrialRef, WarmStartRecord, record_study, study_attrs
 from dense_nas.study.lineage import FINISHED, copy_trial, fit, lineage_trials, user_study
-from dense_nas.study.storage import remember_storage
+from dense_nas.study.storage import load_named_study
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -49,14 +48,7 @@ def open_warm_start(name: str, storage: BaseStorage, where: str) -> optuna.Study
 
     Called before anything is stored, so a wrong name stores nothing.
     """
-    names = sorted(optuna.get_all_study_names(storage))
-    if name not in names:
-        raise UserInputError(
-            f"no study named {name!r} in {where} (studies there: {', '.join(names) or 'none'}); "
-            "name one of them",
-            param="warm_start",
-        )
-    return remember_storage(optuna.load_study(study_name=name, storage=storage), storage)
+    return load_named_study(storage, where, name, param="warm_start", fix="name one of them")
 
 
 def start_from(
