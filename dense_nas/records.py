@@ -122,6 +122,15 @@ class RetrainRecord(TypedDict):
     """Where the run logged, one entry per logger the study's trials logged with."""
 
 
+class LatencyTargetRecord(TypedDict):
+    """Where a study measures its candidates' latency (:class:`~dense_nas.model.latency.Target`)."""
+
+    device: str
+    batch: int
+    threads: int
+    runtime: str
+
+
 class StudyAttrs(TypedDict, total=False):
     """What ``search()`` records on a study, for every later command and machine."""
 
@@ -146,7 +155,9 @@ class StudyAttrs(TypedDict, total=False):
     """Validation images held out of training: fixed for the study's life (built-in data
     only; a user datamodule holds out its own)."""
     objective: str
-    """``accuracy``, ``accuracy,params`` or ``accuracy,macs``."""
+    """``accuracy``, ``accuracy,params``, ``accuracy,macs`` or ``accuracy,latency``."""
+    latency_target: LatencyTargetRecord
+    """Where the first search that measured latency measured it (``--latency-*``)."""
     seed: int
     """Sampler seed and base of every trial's training seed."""
     image_size: list[int]

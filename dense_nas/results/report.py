@@ -9,7 +9,10 @@
 - ``importances``: parameter importances for accuracy (Optuna's default evaluator),
   skipped with a note when fewer than two completed trials or no varying parameter;
 - ``pareto``: the completed trials and their non-dominated set of accuracy against
-  parameters (MACs for an ``accuracy,macs`` study), drawn for single-objective studies too;
+  parameters (MACs for an ``accuracy,macs`` study, the measured latency for an
+  ``accuracy,latency`` one), drawn for single-objective studies too;
+- ``pareto-latency``: the same against the measured latency, for a study of another
+  objective whose trials measured it (``--max-latency-ms``);
 - ``scatter``: every trial with an accuracy (pruned ones at their last epoch) against its
   parameter count, by state;
 - ``summary.md``: the study, the top trials, the Pareto front, importances, retraining.
@@ -79,7 +82,11 @@ STATE_COLORS = {
 BEST_COLOR = "#d62728"
 FRONT_COLOR = "#2ca02c"
 MUTED_COLOR = "#9e9e9e"
-SIZE_TITLES = {"params": "parameters", "macs": "MACs per image"}
+SIZE_TITLES = {
+    "params": "parameters",
+    "macs": "MACs per image",
+    "latency_ms": "latency (ms per batch)",
+}
 
 
 @dataclass(frozen=True)
@@ -248,11 +255,11 @@ def _importance_chart(found: dict[str, float]) -> Chart:
     )
 
 
-def _pareto_chart(trials: Sequence[FrozenTrial], metric: SizeMetric) -> Chart:
+def _pareto_chart(trials: Sequence[FrozenTrial], metric: SizeMetric, stem: str = "pareto") -> Chart:
     """Completed trials against size, with their non-dominated set joined."""
     front = pareto_front(trials, metric)
     return Chart(
-        "pareto",
+        stem,
         f"Pareto front: accuracy vs {SIZE_TITLES[metric]}",
         SIZE_TITLES[metric],
         "validation accuracy",
@@ -469,6 +476,13 @@ def _retrained(study: optuna.Study) -> str:
     )
 
 
+def _measured_latency(study: optuna.Study, complete: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The completed trials with a latency, when the study's own front is on another size."""
+    if size_metric(study) == "latency_ms":
+        return []
+    return [t for t in complete if "latency_ms" in trial_attrs(t)]
+
+
 def _summary_markdown(
     study: optuna.Study,
     found: dict[str, float],
@@ -483,6 +497,7 @@ def _summary_markdown(
     metric = size_metric(study)
     best = ranked(complete, metric)[:top]
     front = pareto_front(complete, metric)
+    timed = _measured_latency(study, complete)
 
     def named(trials: Sequence[FrozenTrial]) -> str:
         return trial_table(trials, markdown=True, names=[names[id(t)] for t in trials])
@@ -491,6 +506,14 @@ def _summary_markdown(
         _overview(study, [entry.trial for entry in lineage_trials(study)]),
         f"## Top {len(best)} trials by validation accuracy\n\n" + named(best),
         f"## Pareto front: accuracy vs {SIZE_TITLES[metric]}\n\n" + named(front),
+        *(
+            [
+                f"## Pareto front: accuracy vs {SIZE_TITLES['latency_ms']}\n\n"
+                + named(pareto_front(timed, "latency_ms"))
+            ]
+            if timed
+            else []
+        ),
         "## Parameter importances for accuracy\n\n"
         + (
             table(
@@ -552,6 +575,7 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
         latest, latest.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     )
     notes = [f"Parameter importances skipped: {why_not}."] if why_not else []
+    timed = _measured_latency(study, complete)
     curves = _intermediate_chart(trials)
     if curves is None:
         notes.append("Learning curves skipped: no trial reported accuracy per epoch.")
@@ -560,6 +584,7 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
         curves,
         _importance_chart(found) if found else None,
         _pareto_chart(complete, size_metric(study)),
+        _pareto_chart(timed, "latency_ms", "pareto-latency") if timed else None,
         _scatter_chart(trials),
     ]
     files = [path for chart in charts if chart is not None for path in draw(chart, output)]

@@ -124,7 +124,12 @@ def _same_version(name: int | str, number: int) -> int | str:
     return f"{name.partition(':')[0]}:{number}" if isinstance(name, str) else number
 
 
-def _trial_cells(trial: FrozenTrial, name: int | str) -> tuple[Any, ...]:
+def _latency(trial: FrozenTrial) -> str | None:
+    found = trial_attrs(trial).get("latency_ms")
+    return None if found is None else f"{found:.3g}"
+
+
+def _trial_cells(trial: FrozenTrial, name: int | str, latency: bool) -> tuple[Any, ...]:
     attrs = trial_attrs(trial)
     seconds = attrs.get("seconds")
     same = attrs.get("duplicate_of")
@@ -133,6 +138,7 @@ def _trial_cells(trial: FrozenTrial, name: int | str) -> tuple[Any, ...]:
         f"{trial.values[0]:.4f}",
         _count(attrs.get("params")),
         _count(attrs.get("macs")),
+        *((_latency(trial),) if latency else ()),
         attrs.get("epochs"),
         None if seconds is None else f"{seconds:.1f}",
         describe_arch(attrs.get("arch") or {}),
@@ -146,7 +152,8 @@ def trial_table(
     markdown: bool = False,
     names: Sequence[int | str] | None = None,
 ) -> str:
-    """Completed trials, one row each in the given order, as text or Markdown (:func:`table`).
+    """Completed trials, one row each in the given order, as text or Markdown (:func:`table`);
+    with a ``latency ms`` column after MACs when any of them measured its latency.
 
     ``names``: how ``--trial`` names each (``vK:N`` in a study's later versions); by
     default their numbers.
@@ -161,10 +168,19 @@ def trial_table(
         | trial | val accuracy | params | MACs | epochs | seconds | architecture | note |
         |---:|---:|---:|---:|---:|---:|---:|---|
         | 1 | 0.9500 | 12,000 | - | - | 0.0 | - | same as trial 0 |
+        >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"latency_ms": 0.4213}))
+        >>> print(trial_table(study.trials[2:]))
+        trial  val accuracy  params  MACs  latency ms  epochs  seconds  architecture  note
+            2        0.9000       -     -       0.421       -        -             -
     """
     shown = [t.number for t in trials] if names is None else names
-    rows = [_trial_cells(t, name) for t, name in zip(trials, shown, strict=True)]
-    return table(_TRIAL_HEADERS, rows, markdown=markdown)
+    latency = any("latency_ms" in trial_attrs(t) for t in trials)
+    headers: tuple[str, ...] = _TRIAL_HEADERS
+    if latency:
+        at = headers.index("MACs") + 1
+        headers = (*headers[:at], "latency ms", *headers[at:])
+    rows = [_trial_cells(t, name, latency) for t, name in zip(trials, shown, strict=True)]
+    return table(headers, rows, markdown=markdown)
 
 
 _RETRAINED_HEADERS = ("trials", "epochs", "seeds", "test accuracy", "architecture")
@@ -215,6 +231,9 @@ def _row(trial: FrozenTrial, name: int | str) -> dict[str, Any]:
         "accuracy": trial.values[0],
         "params": attrs.get("params"),
         "macs": attrs.get("macs"),
+        "latency_ms": attrs.get("latency_ms"),
+        "latency_spread": attrs.get("latency_spread"),
+        "latency_device": attrs.get("latency_device"),
         "epochs": attrs.get("epochs"),
         "arch": attrs.get("arch"),
         "training": attrs.get("training"),
@@ -278,8 +297,10 @@ def trial_line(study: optuna.Study, number: int) -> str:
     best = best_entries(study, top=1)
     best_text = f"best {best[0].trial.values[0]:.4f} (#{best[0].name})" if best else "best -"
     epochs = attrs.get("epochs", 0)
+    latency = _latency(trial)
     return (
         f"trial {number:>3}  {trial.state.name:<8}  acc {value:>6}  "
         f"params {attrs.get('params', 0):>9,}  "
-        f"epochs {epochs:>3}  {best_text}{'  ' + why if why else ''}"
+        + (f"latency {latency:>6} ms  " if latency is not None else "")
+        + f"epochs {epochs:>3}  {best_text}{'  ' + why if why else ''}"
     )

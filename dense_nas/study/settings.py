@@ -65,7 +65,10 @@ MAX_SEED = 2**32 - 1
 # torch; tests/test_graphs.py and tests/test_settings.py check they equal
 # dense_nas.model.graphs.COMPILE_CHOICES and dense_nas.study.objectives.OBJECTIVES.
 COMPILE_CHOICES = ("auto", "on", "off")
-OBJECTIVE_CHOICES = ("accuracy", "accuracy,params", "accuracy,macs")
+OBJECTIVE_CHOICES = ("accuracy", "accuracy,params", "accuracy,macs", "accuracy,latency")
+# The same for dense_nas.model.latency.DEVICES and RUNTIMES (checked in tests/test_settings.py).
+LATENCY_DEVICES = ("cpu", "gpu")
+LATENCY_RUNTIMES = ("torch", "onnxruntime")
 
 
 def whole_number(text: str) -> int:
@@ -277,7 +280,8 @@ class SearchSettings:
     )
     objective: str = _option(
         "accuracy",
-        doc="accuracy alone, or a Pareto front of accuracy against parameters or MACs",
+        doc="accuracy alone, or a Pareto front of accuracy against parameters, MACs or the "
+        "latency measured on the --latency-* target",
         choices=OBJECTIVE_CHOICES,
     )
     max_params: int | None = _option(
@@ -285,6 +289,35 @@ class SearchSettings:
         doc="reject larger architectures (on top of the space's constraints)",
         read=whole_number,
         metavar="N",
+    )
+    max_latency_ms: float | None = _option(
+        None,
+        doc="prune, before training, architectures whose latency measured on the --latency-* "
+        "target is above X milliseconds per batch (on top of the space's max_latency_ms)",
+        read=number,
+        metavar="X",
+    )
+    latency_device: str | None = _option(
+        None,
+        doc="where latency is measured (with --objective accuracy,latency or a max latency): "
+        "the CPU or the first GPU",
+        choices=LATENCY_DEVICES,
+        default_text="the training accelerator",
+    )
+    latency_batch: int = _option(
+        1, doc="images per timed batch of a latency measurement", read=whole_number, metavar="N"
+    )
+    latency_threads: int = _option(
+        1,
+        doc="CPU threads of a latency measurement (1: the usual deployment case)",
+        read=whole_number,
+        metavar="N",
+    )
+    latency_runtime: str = _option(
+        "torch",
+        doc="what runs the network for a latency measurement: eager PyTorch, or onnxruntime "
+        "on the ONNX export (pip install 'dense-nas[onnx]')",
+        choices=LATENCY_RUNTIMES,
     )
     accelerator: str = _option(
         "auto",
@@ -392,7 +425,14 @@ class SearchSettings:
         from dense_nas.study.loggers import check_loggers
 
         object.__setattr__(self, "logger", check_loggers(self.logger, self.mlflow_uri))
-        for name in ("n_trials", "devices", "workers", "warm_start_top"):
+        for name in (
+            "n_trials",
+            "devices",
+            "workers",
+            "warm_start_top",
+            "latency_batch",
+            "latency_threads",
+        ):
             _positive_int(name, getattr(self, name))
         for name in ("epochs", "max_params"):
             if getattr(self, name) is not None:
@@ -403,7 +443,7 @@ class SearchSettings:
             raise UserInputError(
                 f"must be 0 (automatic) or more, got {self.threads}", param="threads"
             )
-        for name in ("timeout", "heartbeat"):
+        for name in ("timeout", "heartbeat", "max_latency_ms"):
             value = getattr(self, name)
             if value is not None and not (
                 isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
@@ -419,8 +459,9 @@ class SearchSettings:
         if self.study_name:
             _check_study_name(self.study_name)
         for option in OPTIONS.values():  # before anything is stored, not when first used
-            if option.choices:
-                check_choice(getattr(self, option.name), option.choices, option.name)
+            value = getattr(self, option.name)
+            if option.choices and value is not None:  # None: a default said in words
+                check_choice(value, option.choices, option.name)
 
     @property
     def data_name(self) -> str:
@@ -469,6 +510,11 @@ class SearchOptions(TypedDict, total=False):
     pruner: str
     objective: str
     max_params: int | None
+    max_latency_ms: float | None
+    latency_device: str | None
+    latency_batch: int
+    latency_threads: int
+    latency_runtime: str
     accelerator: str
     precision: str
     devices: int
