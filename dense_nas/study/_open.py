@@ -107,8 +107,11 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     data, data_args = s.data_name, dict(s.data_args)
     datamodule = build_datamodule(data, s.data_dir, data_args, seed=s.seed, val_size=s.val_size)
     # a user's datamodule holds out its own split, even one built on DenseNetDataModule
-    builtin = is_builtin(data) and isinstance(datamodule, DenseNetDataModule)
-    val_size = datamodule.val_size if builtin else None
+    val_size = (
+        datamodule.val_size
+        if is_builtin(data) and isinstance(datamodule, DenseNetDataModule)
+        else None
+    )
     if isinstance(s.val_size, int):
         datamodule.setup("fit")  # a count must leave training images: check it here
     facts = data_facts(datamodule, data)  # a user datamodule's first batch is read here
