@@ -9,7 +9,10 @@
 - ``importances``: parameter importances for accuracy (Optuna's default evaluator),
   skipped with a note when fewer than two completed trials or no varying parameter;
 - ``pareto``: the completed trials and their non-dominated set of accuracy against
-  parameters (MACs for an ``accuracy,macs`` study), drawn for single-objective studies too;
+  parameters (MACs for an ``accuracy,macs`` study, the measured latency for an
+  ``accuracy,latency`` one), drawn for single-objective studies too;
+- ``pareto-latency``: the same against the measured latency, for a study of another
+  objective whose trials measured it (``--max-latency-ms``);
 - ``scatter``: every trial with an accuracy (pruned ones at their last epoch) against its
   parameter count, by state;
 - ``summary.md``: the study, the top trials, the Pareto front, importances, retraining.
@@ -53,14 +56,16 @@ from dense_nas.results.loading import DEFAULT_OUT
 from dense_nas.results.selection import (
     SizeMetric,
     accuracy,
-    completed_trials,
+    completed_entries,
     pareto_front,
     ranked,
-    select_trial,
+    select_entry,
     size_metric,
     trial_size,
 )
 from dense_nas.results.summary import describe_arch, retrained_table, table, trial_table
+from dense_nas.study.lineage import lineage_trials, version_studies
+from dense_nas.study.loggers import recorded_logs
 from dense_nas.study.storage import open_study
 
 if TYPE_CHECKING:
@@ -77,7 +82,11 @@ STATE_COLORS = {
 BEST_COLOR = "#d62728"
 FRONT_COLOR = "#2ca02c"
 MUTED_COLOR = "#9e9e9e"
-SIZE_TITLES = {"params": "parameters", "macs": "MACs per image"}
+SIZE_TITLES = {
+    "params": "parameters",
+    "macs": "MACs per image",
+    "latency_ms": "latency (ms per batch)",
+}
 
 
 @dataclass(frozen=True)
@@ -246,11 +255,11 @@ def _importance_chart(found: dict[str, float]) -> Chart:
     )
 
 
-def _pareto_chart(trials: Sequence[FrozenTrial], metric: SizeMetric) -> Chart:
+def _pareto_chart(trials: Sequence[FrozenTrial], metric: SizeMetric, stem: str = "pareto") -> Chart:
     """Completed trials against size, with their non-dominated set joined."""
     front = pareto_front(trials, metric)
     return Chart(
-        "pareto",
+        stem,
         f"Pareto front: accuracy vs {SIZE_TITLES[metric]}",
         SIZE_TITLES[metric],
         "validation accuracy",
@@ -432,7 +441,7 @@ def _overview(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
         ("objective", attrs.get("objective")),
         ("seed", attrs.get("seed")),
         ("trials", f"{len(trials)} ({counted})"),
-        ("chosen", f"trial {select_trial(study).number} (what load_best, export and retrain take)"),
+        ("chosen", f"trial {select_entry(study).name} (what load_best, export and retrain take)"),
     ]
     return f"# dense-nas study `{study.study_name}`\n\n" + table(("", ""), rows, markdown=True)
 
@@ -452,7 +461,7 @@ def _retrained(study: optuna.Study) -> str:
             run["epochs"],
             f"{run['test_accuracy']:.4f}",
             None if run["seconds"] is None else f"{run['seconds']:.1f}",
-            None if run["logs"] is None else run["logs"]["location"],
+            ", ".join(logs["location"] for logs in recorded_logs(run["logs"])) or None,
             run["checkpoint"],
         )
         for run in retrain_records(study)
@@ -467,6 +476,13 @@ def _retrained(study: optuna.Study) -> str:
     )
 
 
+def _measured_latency(study: optuna.Study, complete: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The completed trials with a latency, when the study's own front is on another size."""
+    if size_metric(study) == "latency_ms":
+        return []
+    return [t for t in complete if "latency_ms" in trial_attrs(t)]
+
+
 def _summary_markdown(
     study: optuna.Study,
     found: dict[str, float],
@@ -475,14 +491,29 @@ def _summary_markdown(
     top: int = 10,
 ) -> str:
     """The text of ``summary.md``."""
-    complete = completed_trials(study)
+    entries = completed_entries(study)
+    names = {id(entry.trial): entry.name for entry in entries}
+    complete = [entry.trial for entry in entries]
     metric = size_metric(study)
     best = ranked(complete, metric)[:top]
+    front = pareto_front(complete, metric)
+    timed = _measured_latency(study, complete)
+
+    def named(trials: Sequence[FrozenTrial]) -> str:
+        return trial_table(trials, markdown=True, names=[names[id(t)] for t in trials])
+
     parts = [
-        _overview(study, study.get_trials(deepcopy=False)),
-        f"## Top {len(best)} trials by validation accuracy\n\n" + trial_table(best, markdown=True),
-        f"## Pareto front: accuracy vs {SIZE_TITLES[metric]}\n\n"
-        + trial_table(pareto_front(complete, metric), markdown=True),
+        _overview(study, [entry.trial for entry in lineage_trials(study)]),
+        f"## Top {len(best)} trials by validation accuracy\n\n" + named(best),
+        f"## Pareto front: accuracy vs {SIZE_TITLES[metric]}\n\n" + named(front),
+        *(
+            [
+                f"## Pareto front: accuracy vs {SIZE_TITLES['latency_ms']}\n\n"
+                + named(pareto_front(timed, "latency_ms"))
+            ]
+            if timed
+            else []
+        ),
         "## Parameter importances for accuracy\n\n"
         + (
             table(
@@ -532,13 +563,19 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
         >>> [p.name for p in files if p.suffix != ".html"]
         ['history.png', 'intermediate.png', 'importances.png', 'pareto.png', 'scatter.png', 'summary.md']
     """
-    complete = completed_trials(study)
+    complete = [entry.trial for entry in completed_entries(study)]
     _check_plot_libraries()
-    trials = study.get_trials(deepcopy=False)
+    trials = [entry.trial for entry in lineage_trials(study)]  # every version's, each once
     check_output_dir(output, "output")
     output.mkdir(parents=True, exist_ok=True)
-    found, why_not = importances(study, complete)
+    # Importances need one study's distributions: the latest version holds the trials
+    # of the earlier ones that fit its space.
+    latest = version_studies(study)[-1]
+    found, why_not = importances(
+        latest, latest.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    )
     notes = [f"Parameter importances skipped: {why_not}."] if why_not else []
+    timed = _measured_latency(study, complete)
     curves = _intermediate_chart(trials)
     if curves is None:
         notes.append("Learning curves skipped: no trial reported accuracy per epoch.")
@@ -547,6 +584,7 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
         curves,
         _importance_chart(found) if found else None,
         _pareto_chart(complete, size_metric(study)),
+        _pareto_chart(timed, "latency_ms", "pareto-latency") if timed else None,
         _scatter_chart(trials),
     ]
     files = [path for chart in charts if chart is not None for path in draw(chart, output)]

@@ -1,13 +1,18 @@
 """Which trial is "the best": one rule for ``best``, ``load_best``, ``export``, ``retrain``, ``report``.
 
 Every completed trial of a dense-nas study carries its accuracy (the first objective)
-and its size (user attrs ``params`` and ``macs``). Trials are ranked by accuracy, then
+and its size (user attrs ``params`` and ``macs``, and ``latency_ms`` where the study
+measured latency). Trials are ranked by accuracy, then
 size, then number (:func:`ranked`); the best trials of a study (:func:`best_trials`) are
 what ``dense-nas best`` shows, and the first of them is what :func:`select_trial` picks.
 
+A study that grew (:mod:`dense_nas.study.lineage`) is ranked as one: every trained
+network of every version, each once, named as ``--trial`` takes it (``N`` for the
+user's study, ``vK:N`` for version K's).
+
 A pick rule chooses one trial of the front (the non-dominated set of highest accuracy
-against fewest parameters, or fewest MACs for an ``accuracy,macs`` study; single-objective
-studies have a front too):
+against fewest parameters, or fewest MACs for an ``accuracy,macs`` study, or lowest
+latency for an ``accuracy,latency`` study; single-objective studies have a front too):
 
 - ``"accuracy"`` (default): the most accurate trial; among equals, the smallest.
 - ``"smallest"``: the smallest trial of the front.
@@ -15,7 +20,8 @@ studies have a front too):
   ends, with accuracy and log10(size) each scaled to [0, 1]: where a little more size
   stops buying much accuracy.
 
-``max_params`` first drops every trial with more parameters, then the rule applies.
+``max_params`` first drops every trial with more parameters, ``max_latency_ms`` every
+trial measured slower, then the rule applies.
 
 Example:
     >>> import optuna
@@ -43,12 +49,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError, check_choice
 from dense_nas.records import study_attrs, trial_attrs
+from dense_nas.study.lineage import LineageTrial, find_lineage_trial, lineage_trials
 
 Pick = Literal["accuracy", "smallest", "knee"]
 PICKS: tuple[str, ...] = get_args(Pick)
 """The pick rules :func:`select_trial` accepts."""
 
-SizeMetric = Literal["params", "macs"]
+SizeMetric = Literal["params", "macs", "latency_ms"]
+
+#: The trial attribute each second objective of a study's ``objective`` minimises.
+_METRICS: dict[str, SizeMetric] = {"macs": "macs", "latency": "latency_ms"}
 
 
 def accuracy(trial: FrozenTrial) -> float:
@@ -68,7 +78,8 @@ def accuracy(trial: FrozenTrial) -> float:
 
 
 def size_metric(study: optuna.Study) -> SizeMetric:
-    """The size a study trades accuracy against: MACs for ``accuracy,macs``, else parameters.
+    """The size a study trades accuracy against: MACs for ``accuracy,macs``, the measured
+    latency for ``accuracy,latency``, else parameters.
 
     Example:
         >>> import optuna
@@ -78,12 +89,17 @@ def size_metric(study: optuna.Study) -> SizeMetric:
         >>> study.set_user_attr("objective", "accuracy,macs")
         >>> size_metric(study)
         'macs'
+        >>> study.set_user_attr("objective", "accuracy,latency")
+        >>> size_metric(study)
+        'latency_ms'
     """
-    return "macs" if study_attrs(study).get("objective") == "accuracy,macs" else "params"
+    second = study_attrs(study).get("objective", "accuracy").split(",")[1:]
+    return _METRICS.get(second[0], "params") if second else "params"
 
 
-def trial_size(trial: FrozenTrial, metric: SizeMetric = "params") -> int:
-    """A trial's parameter or MAC count (user attr ``params`` / ``macs``).
+def trial_size(trial: FrozenTrial, metric: SizeMetric = "params") -> float:
+    """A trial's parameter or MAC count, or its latency in milliseconds (user attr
+    ``params`` / ``macs`` / ``latency_ms``).
 
     Example:
         >>> import optuna
@@ -96,11 +112,11 @@ def trial_size(trial: FrozenTrial, metric: SizeMetric = "params") -> int:
             f"trial {trial.number} records no {metric!r}; was it made by dense-nas?",
             param="study_name",
         )
-    return int(size)
+    return float(size) if metric == "latency_ms" else int(size)
 
 
 def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The completed trials, or one line saying the study has none yet.
+    """The completed trials of every version, or one line saying the study has none yet.
 
     Example:
         >>> import optuna
@@ -109,14 +125,19 @@ def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
         ...
         dense_nas.errors.UserInputError: study_name: study 'empty' has no completed trials yet; run dense-nas search (or wait for a running one) first
     """
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not trials:
+    return [entry.trial for entry in completed_entries(study)]
+
+
+def completed_entries(study: optuna.Study) -> list[LineageTrial]:
+    """:func:`completed_trials` with the version that holds each."""
+    entries = lineage_trials(study, states=(TrialState.COMPLETE,))
+    if not entries:
         raise UserInputError(
             f"study {study.study_name!r} has no completed trials yet; "
             "run dense-nas search (or wait for a running one) first",
             param="study_name",
         )
-    return trials
+    return entries
 
 
 def pareto_front(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -> list[FrozenTrial]:
@@ -144,7 +165,8 @@ def _knee(front: Sequence[FrozenTrial], metric: SizeMetric) -> FrozenTrial:
     """The point of the front farthest from the chord between its ends (scaled axes)."""
     if len(front) < 3:
         return front[-1]  # no bend to find: the most accurate
-    xs = [math.log10(max(trial_size(t, metric), 1)) for t in front]
+    # sizes are positive: at least one parameter or MAC, a latency above zero
+    xs = [math.log10(max(trial_size(t, metric), 1e-9)) for t in front]
     ys = [accuracy(t) for t in front]
     x_span, y_span = (xs[-1] - xs[0]) or 1.0, (ys[-1] - ys[0]) or 1.0
     points = [((x - xs[0]) / x_span, (y - ys[0]) / y_span) for x, y in zip(xs, ys, strict=True)]
@@ -167,22 +189,26 @@ def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
 def select_trial(
     study: optuna.Study,
     *,
-    trial: int | None = None,
+    trial: int | str | None = None,
     pick: str = "accuracy",
     max_params: int | None = None,
+    max_latency_ms: float | None = None,
 ) -> FrozenTrial:
-    """The completed trial to load: the one numbered ``trial``, or the front's by ``pick``.
+    """The completed trial to load: the one ``trial`` names, or the front's by ``pick``.
 
     Args:
         study: a dense-nas study.
-        trial: a trial number; it must be COMPLETE. ``pick`` and ``max_params`` then
-            do not apply.
+        trial: a trial number, or ``vK:N`` for trial N of the study's version K; it
+            must be COMPLETE. ``pick``, ``max_params`` and ``max_latency_ms`` then do
+            not apply.
         pick: ``"accuracy"``, ``"smallest"`` or ``"knee"`` (see the module docstring).
         max_params: consider only trials with at most this many parameters.
+        max_latency_ms: consider only trials whose measured latency (``latency_ms``) is at
+            most this many milliseconds.
 
     Raises:
-        UserInputError: no completed trial, no such trial, an unknown pick, or no trial
-            within ``max_params``.
+        UserInputError: no completed trial, no such trial, an unknown pick, no trial
+            within ``max_params`` or ``max_latency_ms``, or no latency measured.
 
     Example:
         >>> import optuna
@@ -193,32 +219,93 @@ def select_trial(
         ...
         dense_nas.errors.UserInputError: pick: must be one of accuracy, smallest, knee, got 'largest'
     """
+    return select_entry(
+        study, trial=trial, pick=pick, max_params=max_params, max_latency_ms=max_latency_ms
+    ).trial
+
+
+def select_entry(
+    study: optuna.Study,
+    *,
+    trial: int | str | None = None,
+    pick: str = "accuracy",
+    max_params: int | None = None,
+    max_latency_ms: float | None = None,
+) -> LineageTrial:
+    """:func:`select_trial` with the version (and its Optuna study) that holds the trial."""
     check_pick(pick)
     if trial is not None:
-        chosen = trial_by_number(study, trial)
-        if chosen.state != TrialState.COMPLETE:
+        named = find_lineage_trial(study, trial)
+        if named.trial.state != TrialState.COMPLETE:
             raise UserInputError(
-                f"trial {trial} is {chosen.state.name}; only completed trials can be loaded",
+                f"trial {trial} is {named.trial.state.name}; only completed trials can be loaded",
                 param="trial",
             )
-        return chosen
-    candidates = completed_trials(study)
+        return named
+    entries = completed_entries(study)
+    by_trial = {id(entry.trial): entry for entry in entries}
+    candidates = within(study, [entry.trial for entry in entries], max_params, max_latency_ms)
+    metric = size_metric(study)
+    front = pareto_front(candidates, metric)
+    if pick == "smallest":
+        return by_trial[id(front[0])]
+    if pick == "knee":
+        return by_trial[id(_knee(front, metric))]
+    return by_trial[id(front[-1])]  # the most accurate; of equals the smallest: ranked(...)[0]
+
+
+def within(
+    study: optuna.Study,
+    trials: Sequence[FrozenTrial],
+    max_params: int | None = None,
+    max_latency_ms: float | None = None,
+) -> list[FrozenTrial]:
+    """The trials with at most ``max_params`` parameters and ``max_latency_ms`` latency.
+
+    Raises:
+        UserInputError: none of ``trials`` is within the limits (one line naming the
+            nearest), or ``max_latency_ms`` is given but no trial measured its latency.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(study_name="demo")
+        >>> for ms in (0.4, 1.5):
+        ...     study.add_trial(optuna.trial.create_trial(
+        ...         value=0.9, user_attrs={"params": 10, "latency_ms": ms}))
+        >>> [t.number for t in within(study, study.trials, max_latency_ms=1.0)]
+        [0]
+        >>> within(study, study.trials, max_latency_ms=0.1)
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: max_latency_ms: no completed trial has a latency of at most 0.1 ms (the fastest takes 0.4 ms)
+    """
+    kept = list(trials)
     if max_params is not None:
-        candidates = [t for t in candidates if trial_size(t) <= max_params]
-        if not candidates:
-            smallest = min(trial_size(t) for t in completed_trials(study))
+        kept = [t for t in kept if trial_size(t) <= max_params]
+        if not kept:
+            smallest = min(trial_size(t) for t in trials)
             raise UserInputError(
                 f"no completed trial has at most {max_params} parameters "
                 f"(the smallest has {smallest})",
                 param="max_params",
             )
-    metric = size_metric(study)
-    front = pareto_front(candidates, metric)
-    if pick == "smallest":
-        return front[0]
-    if pick == "knee":
-        return _knee(front, metric)
-    return front[-1]  # the most accurate; of equals the smallest: ranked(...)[0]
+    if max_latency_ms is not None:
+        measured = [t for t in kept if "latency_ms" in trial_attrs(t)]
+        if kept and not measured:
+            raise UserInputError(
+                f"study {study.study_name!r} measured no latency; search it with "
+                "--objective accuracy,latency or --max-latency-ms first",
+                param="max_latency_ms",
+            )
+        kept = [t for t in measured if trial_size(t, "latency_ms") <= max_latency_ms]
+        if measured and not kept:
+            fastest = min(trial_size(t, "latency_ms") for t in measured)
+            raise UserInputError(
+                f"no completed trial has a latency of at most {max_latency_ms:g} ms "
+                f"(the fastest takes {fastest:.4g} ms)",
+                param="max_latency_ms",
+            )
+    return kept
 
 
 def check_pick(pick: str) -> None:
@@ -251,7 +338,8 @@ def ranked(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -> list
 
 
 def best_trials(study: optuna.Study, top: int = 5) -> list[FrozenTrial]:
-    """The best completed trials, best first (:func:`ranked`); ``[]`` when none completed.
+    """The best completed trials of every version, best first (:func:`ranked`); ``[]``
+    when none completed.
 
     A single-objective study gives its ``top`` trials, a multi-objective study its whole
     Pareto front of accuracy against size. The first trial is what :func:`select_trial`,
@@ -265,21 +353,33 @@ def best_trials(study: optuna.Study, top: int = 5) -> list[FrozenTrial]:
         >>> [t.number for t in best_trials(study)], select_trial(study).number
         ([2, 1, 0], 2)
     """
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [entry.trial for entry in best_entries(study, top)]
+
+
+def best_entries(study: optuna.Study, top: int = 5) -> list[LineageTrial]:
+    """:func:`best_trials` with the version that holds each."""
+    entries = lineage_trials(study, states=(TrialState.COMPLETE,))
+    by_trial = {id(entry.trial): entry for entry in entries}
+    trials = [entry.trial for entry in entries]
     if not trials:
         return []
     metric = size_metric(study)
     if len(study.directions) > 1:
-        return ranked(pareto_front(trials, metric), metric)
-    return ranked(trials, metric)[:top]
+        best = ranked(pareto_front(trials, metric), metric)
+    else:
+        best = ranked(trials, metric)[:top]
+    return [by_trial[id(t)] for t in best]
 
 
-def best_architectures(study: optuna.Study, max_params: int | None = None) -> list[FrozenTrial]:
-    """Completed trials best first (:func:`ranked`), one per architecture and recipe.
+def best_architectures(
+    study: optuna.Study, max_params: int | None = None, max_latency_ms: float | None = None
+) -> list[LineageTrial]:
+    """Completed trials of every version best first (:func:`ranked`), one per
+    architecture and recipe.
 
     A trial with the ``arch_key`` of a better-ranked one (a duplicate, which trained
     nothing of its own) is left out: ``retrain --top K`` retrains K different networks.
-    ``max_params`` drops the trials with more parameters first.
+    ``max_params`` and ``max_latency_ms`` drop the trials beyond them first (:func:`within`).
 
     Example:
         >>> import optuna
@@ -287,17 +387,19 @@ def best_architectures(study: optuna.Study, max_params: int | None = None) -> li
         >>> for acc, key in [(0.9, "a"), (0.95, "b"), (0.95, "b"), (0.93, "c")]:
         ...     study.add_trial(optuna.trial.create_trial(
         ...         value=acc, user_attrs={"params": 100, "arch_key": key}))
-        >>> [t.number for t in best_architectures(study)]
+        >>> [t.name for t in best_architectures(study)]
         [1, 3, 0]
     """
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if max_params is not None:
-        trials = [t for t in trials if trial_size(t) <= max_params]
+    entries = lineage_trials(study, states=(TrialState.COMPLETE,))
+    by_trial = {id(entry.trial): entry for entry in entries}
+    trials = [entry.trial for entry in entries]
+    if trials:
+        trials = within(study, trials, max_params, max_latency_ms)
     seen: set[str] = set()
     distinct = []
     for trial in ranked(trials, size_metric(study)):
-        key = trial_attrs(trial).get("arch_key", f"trial {trial.number}")
+        key = trial_attrs(trial).get("arch_key", f"trial {by_trial[id(trial)].name}")
         if key not in seen:
             seen.add(key)
-            distinct.append(trial)
+            distinct.append(by_trial[id(trial)])
     return distinct

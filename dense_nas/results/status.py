@@ -24,15 +24,21 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.records import SpaceVersionRecord, study_attrs, trial_attrs
-from dense_nas.results.selection import best_trials
+from dense_nas.records import (
+    LATENCY_ATTR_PREFIX,
+    SpaceVersionRecord,
+    VersionRecord,
+    study_attrs,
+    trial_attrs,
+)
+from dense_nas.results.selection import best_entries
 from dense_nas.results.summary import describe_arch
-from dense_nas.study.budget import counted_trials
+from dense_nas.study.lineage import lineage_finished, lineage_trials, version_studies
 
 
 @dataclass(frozen=True)
@@ -66,15 +72,21 @@ class StudyStatus:
     counts: dict[str, int]
     """Trials by state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."""
     running: tuple[RunningTrial, ...]
-    best: tuple[int, float] | None
-    """Number and accuracy of the trial ``load_best`` would take."""
+    best: tuple[int | str, float] | None
+    """Name (as ``--trial`` takes it) and accuracy of the trial ``load_best`` would take."""
     n_trials: int | None
     """The budget the last search asked for."""
     finished: int
     """Finished trials that count toward the budget."""
     eta_seconds: float | None
     space_versions: tuple[SpaceVersionRecord, ...] = ()
-    """Every version of the space the study searched, oldest first."""
+    """Every version of the space the study's latest version searched, oldest first."""
+    versions: tuple[VersionRecord, ...] = ()
+    """Every version of a study that grew (:mod:`dense_nas.study.lineage`), oldest first."""
+    latency_measured: dict[str, int] = field(default_factory=dict)
+    """Architectures whose latency the study keeps, by device fingerprint key."""
+    best_latency_ms: float | None = None
+    """The best trial's measured latency, when it has one."""
 
 
 def _running(trial: FrozenTrial, now: float) -> RunningTrial:
@@ -118,24 +130,35 @@ def _eta(trials: list[FrozenTrial], running: tuple[RunningTrial, ...], left: int
 
 
 def study_status(study: optuna.Study, now: float | None = None) -> StudyStatus:
-    """A snapshot of ``study`` from its storage."""
+    """A snapshot of ``study`` (every version of it, once it grew) from its storage."""
     now = time.time() if now is None else now
-    trials = study.get_trials(deepcopy=False)
+    versions = version_studies(study)
+    user, latest = versions[0], versions[-1]
+    trials = [entry.trial for entry in lineage_trials(user)]  # each trained trial once
     running = tuple(_running(t, now) for t in trials if t.state == TrialState.RUNNING)
-    counted = counted_trials(trials)
-    finished = sum(t.state != TrialState.RUNNING for t in counted)
-    n_trials = study_attrs(study).get("n_trials")
+    finished = lineage_finished(user)
+    n_trials = study_attrs(latest).get("n_trials")  # what the last search went for
     left = max(0, n_trials - finished) if n_trials is not None else 0
-    best = best_trials(study, top=1)
+    best = best_entries(user, top=1)
+    kept = {  # each version keeps what it measured; a name is one architecture and device
+        name: record
+        for version in versions
+        for name, record in version.user_attrs.items()
+        if name.startswith(LATENCY_ATTR_PREFIX)
+    }
+    measured = Counter(str(record["device"]) for record in kept.values())
     return StudyStatus(
-        study=study.study_name,
+        study=user.study_name,
         counts=dict(Counter(t.state.name for t in trials)),
         running=running,
-        best=(best[0].number, float(best[0].values[0])) if best else None,
+        best=(best[0].name, float(best[0].trial.values[0])) if best else None,
         n_trials=n_trials,
         finished=finished,
         eta_seconds=_eta(trials, running, left) if left else 0.0 if n_trials else None,
-        space_versions=tuple(study_attrs(study).get("space_versions", [])),
+        space_versions=tuple(study_attrs(latest).get("space_versions", [])),
+        versions=tuple(study_attrs(user).get("versions", [])),
+        latency_measured=dict(measured),
+        best_latency_ms=trial_attrs(best[0].trial).get("latency_ms") if best else None,
     )
 
 
@@ -174,7 +197,8 @@ def study_line(status: StudyStatus) -> str:
         if status.counts.get(state):
             parts.append(f"{status.counts[state]} {word}")
     if status.best is not None:
-        parts.append(f"best {status.best[1]:.4f} (#{status.best[0]})")
+        latency = "" if status.best_latency_ms is None else f", {status.best_latency_ms:.3g} ms"
+        parts.append(f"best {status.best[1]:.4f} (#{status.best[0]}{latency})")
     if status.eta_seconds is not None and status.n_trials is not None:
         parts.append(f"ETA {_duration(status.eta_seconds)}")
     return ", ".join(parts)
@@ -197,13 +221,49 @@ def versions_line(status: StudyStatus) -> str | None:
     )
 
 
-def status_text(status: StudyStatus) -> str:
-    """The snapshot as lines: the study line, the space's versions when it changed, then
-    one line per running trial."""
-    versions = versions_line(status)
-    return "\n".join(
-        [study_line(status), *([versions] if versions else []), *map(running_line, status.running)]
+def lineage_line(status: StudyStatus) -> str | None:
+    """The study's versions, once it grew: each version's study, what changed, and how
+    many earlier trials it carried.
+
+    Example:
+        >>> v = [{"study": "s", "space": "a", "fingerprint": "09a7a7fd", "changes": [],
+        ...       "carried": 0, "earlier": 0},
+        ...      {"study": "s@v2", "space": "a", "fingerprint": "5c1e22b0",
+        ...       "changes": ["batch_size gained 32"], "carried": 14, "earlier": 15}]
+        >>> print(lineage_line(StudyStatus("s", {}, (), None, None, 0, None, (), tuple(v))))
+        versions: 1 s; 2 s@v2 (batch_size gained 32; 14 of 15 earlier trials carried)
+    """
+    if len(status.versions) < 2:
+        return None
+    shown = [f"1 {status.versions[0]['study']}"]
+    for number, v in enumerate(status.versions[1:], start=2):
+        changed = "; ".join(v["changes"])
+        carried = f"{v['carried']} of {v['earlier']} earlier trials carried"
+        shown.append(f"{number} {v['study']} ({changed}; {carried})")
+    return "versions: " + "; ".join(shown)
+
+
+def latency_line(status: StudyStatus) -> str | None:
+    """The architectures whose latency the study measured, by device, when it measured any.
+
+    Example:
+        >>> s = StudyStatus("s", {}, (), None, None, 0, None, latency_measured={"cpu=EPYC": 7})
+        >>> latency_line(s)
+        'latency measured for 7 architectures on cpu=EPYC'
+    """
+    if not status.latency_measured:
+        return None
+    return "latency measured for " + ", ".join(
+        f"{count} architectures on {device}" for device, count in status.latency_measured.items()
     )
+
+
+def status_text(status: StudyStatus) -> str:
+    """The snapshot as lines: the study line, its versions once it grew, the space's
+    versions when it changed, the latencies measured, then one line per running trial."""
+    lines = (lineage_line(status), versions_line(status), latency_line(status))
+    extra = [line for line in lines if line]
+    return "\n".join([study_line(status), *extra, *map(running_line, status.running)])
 
 
 def status_json(status: StudyStatus) -> str:

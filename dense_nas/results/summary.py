@@ -31,7 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import failure_reason, retrain_records, trial_attrs
 from dense_nas.results.retrained import retrained_archs
-from dense_nas.results.selection import best_trials
+from dense_nas.results.selection import best_entries
+from dense_nas.study.lineage import user_study
 
 
 def describe_arch(arch: dict[str, Any]) -> str:
@@ -118,23 +119,44 @@ def _count(value: int | None) -> str | None:
     return None if value is None else f"{value:,}"
 
 
-def _trial_cells(trial: FrozenTrial) -> tuple[Any, ...]:
+def _same_version(name: int | str, number: int) -> int | str:
+    """Trial ``number`` of the version that holds the trial named ``name`` (``vK:N``)."""
+    return f"{name.partition(':')[0]}:{number}" if isinstance(name, str) else number
+
+
+def _latency(trial: FrozenTrial) -> str | None:
+    found = trial_attrs(trial).get("latency_ms")
+    return None if found is None else f"{found:.3g}"
+
+
+def _trial_cells(trial: FrozenTrial, name: int | str, latency: bool) -> tuple[Any, ...]:
     attrs = trial_attrs(trial)
     seconds = attrs.get("seconds")
+    same = attrs.get("duplicate_of")
     return (
-        trial.number,
+        name,
         f"{trial.values[0]:.4f}",
         _count(attrs.get("params")),
         _count(attrs.get("macs")),
+        *((_latency(trial),) if latency else ()),
         attrs.get("epochs"),
         None if seconds is None else f"{seconds:.1f}",
         describe_arch(attrs.get("arch") or {}),
-        f"same as trial {attrs['duplicate_of']}" if "duplicate_of" in attrs else "",
+        "" if same is None else f"same as trial {_same_version(name, same)}",
     )
 
 
-def trial_table(trials: Sequence[FrozenTrial], *, markdown: bool = False) -> str:
-    """Completed trials, one row each in the given order, as text or Markdown (:func:`table`).
+def trial_table(
+    trials: Sequence[FrozenTrial],
+    *,
+    markdown: bool = False,
+    names: Sequence[int | str] | None = None,
+) -> str:
+    """Completed trials, one row each in the given order, as text or Markdown (:func:`table`);
+    with a ``latency ms`` column after MACs when any of them measured its latency.
+
+    ``names``: how ``--trial`` names each (``vK:N`` in a study's later versions); by
+    default their numbers.
 
     Example:
         >>> import optuna
@@ -146,8 +168,19 @@ def trial_table(trials: Sequence[FrozenTrial], *, markdown: bool = False) -> str
         | trial | val accuracy | params | MACs | epochs | seconds | architecture | note |
         |---:|---:|---:|---:|---:|---:|---:|---|
         | 1 | 0.9500 | 12,000 | - | - | 0.0 | - | same as trial 0 |
+        >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"latency_ms": 0.4213}))
+        >>> print(trial_table(study.trials[2:]))
+        trial  val accuracy  params  MACs  latency ms  epochs  seconds  architecture  note
+            2        0.9000       -     -       0.421       -        -             -
     """
-    return table(_TRIAL_HEADERS, [_trial_cells(t) for t in trials], markdown=markdown)
+    shown = [t.number for t in trials] if names is None else names
+    latency = any("latency_ms" in trial_attrs(t) for t in trials)
+    headers: tuple[str, ...] = _TRIAL_HEADERS
+    if latency:
+        at = headers.index("MACs") + 1
+        headers = (*headers[:at], "latency ms", *headers[at:])
+    rows = [_trial_cells(t, name, latency) for t, name in zip(trials, shown, strict=True)]
+    return table(headers, rows, markdown=markdown)
 
 
 _RETRAINED_HEADERS = ("trials", "epochs", "seeds", "test accuracy", "architecture")
@@ -191,13 +224,16 @@ def retrained_table(study: optuna.Study, *, markdown: bool = False) -> str | Non
     return table(_RETRAINED_HEADERS, rows, markdown=markdown)
 
 
-def _row(trial: FrozenTrial) -> dict[str, Any]:
+def _row(trial: FrozenTrial, name: int | str) -> dict[str, Any]:
     attrs = trial_attrs(trial)
     return {
-        "trial": trial.number,
+        "trial": name,
         "accuracy": trial.values[0],
         "params": attrs.get("params"),
         "macs": attrs.get("macs"),
+        "latency_ms": attrs.get("latency_ms"),
+        "latency_spread": attrs.get("latency_spread"),
+        "latency_device": attrs.get("latency_device"),
         "epochs": attrs.get("epochs"),
         "arch": attrs.get("arch"),
         "training": attrs.get("training"),
@@ -205,33 +241,38 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
-def best_json(study: optuna.Study) -> str:
+def best_json(study: optuna.Study, chosen: int | str | None = None) -> str:
     """The best trial(s) (the Pareto front for multi-objective studies) as JSON.
 
-    ``chosen`` is the trial that ``load_best``, ``export`` and ``retrain`` use by default:
-    the first of ``best``. ``retrained`` holds each retrained architecture's test accuracy over its seeds
+    ``chosen`` is the trial a ``--pick``, ``--trial`` or ``--max-params`` chose, named as
+    ``--trial`` takes it; by default the one ``load_best``, ``export`` and ``retrain`` use:
+    the first of ``best``. Each ``trial`` is named the same way: its number, or ``"vK:N"``
+    for a trial of version K of a study that grew. ``retrained`` holds each retrained
+    architecture's test accuracy over its seeds
     (:meth:`~dense_nas.results.retrained.RetrainedArch.to_dict`), best mean first.
     """
-    trials = best_trials(study)
-    chosen = trials[0].number if trials else None
-    rows = [_row(t) for t in trials]
+    entries = best_entries(study)
+    if chosen is None and entries:
+        chosen = entries[0].name
+    rows = [_row(e.trial, e.name) for e in entries]
     retrained = [arch.to_dict() for arch in retrained_archs(retrain_records(study))]
+    name = user_study(study).study_name
     return json.dumps(
-        {"study": study.study_name, "chosen": chosen, "best": rows, "retrained": retrained},
-        indent=2,
+        {"study": name, "chosen": chosen, "best": rows, "retrained": retrained}, indent=2
     )
 
 
 def best_table(study: optuna.Study) -> str:
     """The best trial(s) as an aligned text table (:func:`trial_table`), best first; then
     the retrained architectures' test accuracy (:func:`retrained_table`), once retrained."""
-    trials = best_trials(study)
-    if not trials:
+    entries = best_entries(study)
+    if not entries:
         return "no completed trials yet"
     title = "Pareto front" if len(study.directions) > 1 else "best trials"
     text = (
-        f"{title} of study {study.study_name!r} (load_best, export and retrain take the first):\n"
-        + trial_table(trials)
+        f"{title} of study {user_study(study).study_name!r} "
+        "(load_best, export and retrain take the first):\n"
+        + trial_table([e.trial for e in entries], names=[e.name for e in entries])
     )
     retrained = retrained_table(study)
     if retrained is not None:
@@ -253,11 +294,13 @@ def trial_line(study: optuna.Study, number: int) -> str:
     )
     if "duplicate_of" in attrs:
         why = f"same as trial {attrs['duplicate_of']}"
-    best = best_trials(study, top=1)
-    best_text = f"best {best[0].values[0]:.4f} (#{best[0].number})" if best else "best -"
+    best = best_entries(study, top=1)
+    best_text = f"best {best[0].trial.values[0]:.4f} (#{best[0].name})" if best else "best -"
     epochs = attrs.get("epochs", 0)
+    latency = _latency(trial)
     return (
         f"trial {number:>3}  {trial.state.name:<8}  acc {value:>6}  "
         f"params {attrs.get('params', 0):>9,}  "
-        f"epochs {epochs:>3}  {best_text}{'  ' + why if why else ''}"
+        + (f"latency {latency:>6} ms  " if latency is not None else "")
+        + f"epochs {epochs:>3}  {best_text}{'  ' + why if why else ''}"
     )

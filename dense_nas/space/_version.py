@@ -117,12 +117,20 @@ def space_version(space: SearchSpace, task: Task) -> SpaceVersion:
         "name": space.name,
         "distributions": {name: json.loads(distribution_to_json(d)) for name, d in seen.items()},
         "corners": sorted(set(corners)),
-        "constraints": dataclasses.asdict(space.constraints),
+        "constraints": _constraints(space),
         "seeds": [dict(seed) for seed in space.seeds],
         "max_epochs": space.max_epochs,
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=repr)
     return SpaceVersion(space.name, hashlib.sha256(text.encode()).hexdigest(), seen)
+
+
+def _constraints(space: SearchSpace) -> dict[str, Any]:
+    limits = dataclasses.asdict(space.constraints)
+    if limits["max_latency_ms"] is None:
+        # a limit added later: unset, it leaves the fingerprints of older studies as they were
+        del limits["max_latency_ms"]
+    return limits
 
 
 def incompatibility(
@@ -150,13 +158,17 @@ def incompatibility(
         try:
             check_distribution_compatibility(old, new)
         except ValueError:
-            return (
-                f"parameter {name} takes {_show(old)} in the study but {_show(new)} in this space"
-            )
+            return f"parameter {name} takes {show_distribution(old)} in the study but {show_distribution(new)} in this space"
     return None
 
 
-def _show(dist: BaseDistribution) -> str:
+def show_distribution(dist: BaseDistribution) -> str:
+    """A distribution in words, as the one-line messages about a space say it.
+
+    Example:
+        >>> show_distribution(CategoricalDistribution([32, 64]))
+        'choices [32, 64]'
+    """
     if isinstance(dist, CategoricalDistribution):
         return f"choices [{', '.join(str(c) for c in dist.choices)}]"
     if isinstance(dist, (IntDistribution, FloatDistribution)):

@@ -64,6 +64,8 @@ def run_workers(run: Run) -> None:
     finally:
         for thread in threads:
             thread.join()
+        if run.meter is not None:
+            run.meter.close()
     if run.error is not None:
         raise run.error
 
@@ -103,6 +105,7 @@ def _next_trial(run: Run) -> optuna.Trial | None:
         with run.budget_lock:
             retry_silent_trials(study, s.heartbeat, s.retries, s.resume_dir)
             finished, running = finished_and_running(study.get_trials(deepcopy=False))
+            finished += run.counted_elsewhere  # the lineage's total (a study that grew)
             if finished + running < s.n_trials:
                 trial = ask_retry_first(study)
                 if not _surplus(run, trial):
@@ -149,7 +152,7 @@ def _surplus(run: Run, trial: optuna.Trial) -> bool:
     """
     n_trials = run.settings.n_trials
     trials = run.study.get_trials(deepcopy=False)
-    if len(counted_trials(trials, before=trial.number)) < n_trials:
+    if len(counted_trials(trials, before=trial.number)) + run.counted_elsewhere < n_trials:
         return False
     reason = f"surplus: the study reached {n_trials} trials as this one started"
     record_trial(trial, failure=reason, counts=False)

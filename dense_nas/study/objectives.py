@@ -1,12 +1,14 @@
 """What a study optimises, and how it stops weak trials early under each objective.
 
 ``accuracy`` maximises validation accuracy, and Optuna's pruner decides after each
-epoch. ``accuracy,params`` and ``accuracy,macs`` are multi-objective (maximise
-accuracy, minimise size); Optuna cannot prune those, so dense-nas applies its own rule,
-*dominated at equal budget*: after a warm-up, a trial stops when some completed trial
-that is no larger already had clearly higher accuracy (by ``margin``) at the same epoch.
-Such a trial is very unlikely to reach the Pareto front, and it costs nothing to know the
-size, which is fixed before training. Each trial keeps its per-epoch accuracies in the
+epoch. ``accuracy,params``, ``accuracy,macs`` and ``accuracy,latency`` are
+multi-objective (maximise accuracy, minimise size: parameters, MACs, or the latency
+measured on the study's target before training, :mod:`dense_nas.study.latency_meter`);
+Optuna cannot prune those, so dense-nas applies its own rule, *dominated at equal
+budget*: after a warm-up, a trial stops when some completed trial that is no larger
+already had clearly higher accuracy (by ``margin``) at the same epoch. Such a trial is
+very unlikely to reach the Pareto front, and it costs nothing to know the size, which is
+fixed before training. Each trial keeps its per-epoch accuracies in the
 user attribute ``intermediate`` so the rule (and plots) can read them.
 
 Example:
@@ -15,12 +17,15 @@ Example:
     >>> parse_objective("loss")
     Traceback (most recent call last):
     ...
-    dense_nas.errors.UserInputError: objective: must be accuracy, accuracy,params or accuracy,macs; got 'loss'
+    dense_nas.errors.UserInputError: objective: must be accuracy, accuracy,params, accuracy,macs or accuracy,latency; got 'loss'
+    >>> parse_objective("accuracy,latency").size_attr, parse_objective("accuracy").needs_latency
+    ('latency_ms', False)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import optuna
 from optuna.study import StudyDirection
@@ -31,7 +36,11 @@ from dense_nas.model.arch import DenseNetConfig
 from dense_nas.records import TrialAttrs, trial_attrs
 from dense_nas.study.process.pruning import Decide
 
-OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,macs")
+OBJECTIVES = ("accuracy", "accuracy,params", "accuracy,macs", "accuracy,latency")
+
+SizeAttr = Literal["params", "macs", "latency_ms"]
+SIZE_ATTRS: dict[str, SizeAttr] = {"params": "params", "macs": "macs", "latency": "latency_ms"}
+"""The trial attribute (:class:`~dense_nas.records.TrialAttrs`) of each second objective."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +63,21 @@ class Objective:
     def directions(self) -> list[StudyDirection]:
         return [StudyDirection.MAXIMIZE] + [StudyDirection.MINIMIZE] * (len(self.names) - 1)
 
+    @property
+    def size_attr(self) -> SizeAttr | None:
+        """The trial attribute of the size it minimises (``None``: single objective)."""
+        return SIZE_ATTRS[self.names[1]] if self.multi else None
+
+    @property
+    def needs_latency(self) -> bool:
+        """Whether each candidate's latency must be measured before it trains."""
+        return "latency" in self.names[1:]
+
     def size(self, attrs: TrialAttrs) -> float | None:
         """The trial's size this objective minimises (``None``: single objective, or unknown)."""
-        if not self.multi:
+        if self.size_attr is None:
             return None
-        found = attrs.get("macs") if self.names[1] == "macs" else attrs.get("params")
+        found = attrs.get(self.size_attr)
         return None if found is None else float(found)
 
     def values(self, accuracy: float, attrs: TrialAttrs) -> list[float]:
@@ -74,7 +93,9 @@ class Objective:
 
             def prune(epoch: int, accuracy: float) -> bool:
                 trial.report(accuracy, epoch)
-                return trial.should_prune()
+                # Median and percentile pruners answer with a numpy bool, which the
+                # trial channel's JSON cannot carry.
+                return bool(trial.should_prune())
 
             return prune
         size = self.size(trial_attrs(trial))
@@ -103,6 +124,7 @@ def parse_objective(text: str) -> Objective:
     cleaned = ",".join(part.strip() for part in text.split(","))
     if cleaned not in OBJECTIVES:
         raise UserInputError(
-            f"must be accuracy, accuracy,params or accuracy,macs; got {text!r}", param="objective"
+            f"must be accuracy, accuracy,params, accuracy,macs or accuracy,latency; got {text!r}",
+            param="objective",
         )
     return Objective(tuple(cleaned.split(",")))

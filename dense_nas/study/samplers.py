@@ -26,26 +26,44 @@ from optuna.samplers import BaseSampler
 from dense_nas.errors import UserInputError
 
 
+def _quietly(make: Callable[[], BaseSampler]) -> BaseSampler:
+    """``make()`` without Optuna's ExperimentalWarning: the user chose the option, and the
+    warning would land in their terminal on every command."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return make()
+
+
 def _tpe(seed: int, multi: bool) -> BaseSampler:
     # Conditional spaces (bottleneck width only with a bottleneck) want a grouped,
     # multivariate TPE; Optuna marks those options experimental.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
+    return _quietly(
+        lambda: optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, n_startup_trials=8, constant_liar=True
         )
+    )
+
+
+def _cmaes(seed: int, multi: bool) -> BaseSampler:
+    # Optuna imports cmaes only when the first trial asks, after the study is stored and
+    # a trial is RUNNING: check it now, while a missing package is still one line.
+    try:
+        import cmaes  # noqa: F401
+    except ImportError:
+        raise UserInputError(
+            "cmaes needs the cmaes package: pip install 'dense-nas[cmaes]'", param="sampler"
+        ) from None
+    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
 
 
 SAMPLERS: dict[str, Callable[[int, bool], BaseSampler]] = {
     "tpe": _tpe,
     "random": lambda seed, multi: optuna.samplers.RandomSampler(seed=seed),
-    "cmaes": lambda seed, multi: optuna.samplers.CmaEsSampler(
-        seed=seed, warn_independent_sampling=False
-    ),
+    "cmaes": _cmaes,
     "gp": lambda seed, multi: optuna.samplers.GPSampler(seed=seed),
     "nsga2": lambda seed, multi: optuna.samplers.NSGAIISampler(seed=seed),
-    "qmc": lambda seed, multi: optuna.samplers.QMCSampler(
-        seed=seed, warn_independent_sampling=False
+    "qmc": lambda seed, multi: _quietly(  # QMCSampler itself is experimental
+        lambda: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     ),
 }
 

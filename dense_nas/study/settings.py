@@ -47,7 +47,6 @@ import yaml
 from dense_nas._plugins import import_path, plain_arguments
 from dense_nas.errors import UserInputError, check_choice
 from dense_nas.study.hardware import ACCELERATORS, PRECISIONS
-from dense_nas.study.loggers import LOGGERS
 from dense_nas.study.samplers import PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
@@ -68,7 +67,10 @@ MAX_SEED = 2**32 - 1
 # torch; tests/test_graphs.py and tests/test_settings.py check they equal
 # dense_nas.model.graphs.COMPILE_CHOICES and dense_nas.study.objectives.OBJECTIVES.
 COMPILE_CHOICES = ("auto", "on", "off")
-OBJECTIVE_CHOICES = ("accuracy", "accuracy,params", "accuracy,macs")
+OBJECTIVE_CHOICES = ("accuracy", "accuracy,params", "accuracy,macs", "accuracy,latency")
+# The same for dense_nas.model.latency.DEVICES and RUNTIMES (checked in tests/test_settings.py).
+LATENCY_DEVICES = ("cpu", "gpu")
+LATENCY_RUNTIMES = ("torch", "onnxruntime")
 
 
 def whole_number(text: str) -> int:
@@ -280,7 +282,8 @@ class SearchSettings:
     )
     objective: str = _option(
         "accuracy",
-        doc="accuracy alone, or a Pareto front of accuracy against parameters or MACs",
+        doc="accuracy alone, or a Pareto front of accuracy against parameters, MACs or the "
+        "latency measured on the --latency-* target",
         choices=OBJECTIVE_CHOICES,
     )
     max_params: int | None = _option(
@@ -289,8 +292,40 @@ class SearchSettings:
         read=whole_number,
         metavar="N",
     )
+    max_latency_ms: float | None = _option(
+        None,
+        doc="prune, before training, architectures whose latency measured on the --latency-* "
+        "target is above X milliseconds per batch (on top of the space's max_latency_ms)",
+        read=number,
+        metavar="X",
+    )
+    latency_device: str | None = _option(
+        None,
+        doc="where latency is measured (with --objective accuracy,latency or a max latency): "
+        "the CPU or the first GPU",
+        choices=LATENCY_DEVICES,
+        default_text="the training accelerator",
+    )
+    latency_batch: int = _option(
+        1, doc="images per timed batch of a latency measurement", read=whole_number, metavar="N"
+    )
+    latency_threads: int = _option(
+        1,
+        doc="CPU threads of a latency measurement (1: the usual deployment case)",
+        read=whole_number,
+        metavar="N",
+    )
+    latency_runtime: str = _option(
+        "torch",
+        doc="what runs the network for a latency measurement: eager PyTorch, or onnxruntime "
+        "on the ONNX export (pip install 'dense-nas[onnx]')",
+        choices=LATENCY_RUNTIMES,
+    )
     accelerator: str = _option(
-        "auto", doc="what training runs on; auto: a GPU when one is visible", choices=ACCELERATORS
+        "auto",
+        doc="what training runs on; auto: a GPU when one is visible and the space's median "
+        "training step is at least 5 G multiply-accumulates, else the CPU",
+        choices=ACCELERATORS,
     )
     precision: str = _option(
         "auto",
@@ -355,10 +390,13 @@ class SearchSettings:
     verbose: bool = _option(False, doc="show Lightning's own output", read=None)
     logger: str = _option(
         "csv",
-        doc="each trial's Lightning logger: csv (in <out>/logs/<study>/trial-<N>/), "
-        "tensorboard (the same place; pip install 'dense-nas[tensorboard]'), mlflow (one run "
-        "per trial; pip install 'dense-nas[mlflow]') or none",
-        choices=LOGGERS,
+        doc="each trial's Lightning loggers, a comma list (csv,wandb) of csv (in "
+        "<out>/logs/<study>/trial-<N>/), tensorboard (the same place; pip install "
+        "'dense-nas[tensorboard]'), mlflow (a nested run per trial under the study's run; "
+        "pip install 'dense-nas[mlflow]') and wandb (a run per trial in a project named "
+        "after the study; offline without an API key or with WANDB_MODE=offline; pip "
+        "install 'dense-nas[wandb]'), or none",
+        metavar="NAMES",
     )
     mlflow_uri: str | None = _option(
         None,
@@ -373,15 +411,41 @@ class SearchSettings:
         "Python also its content as a dict)",
         metavar="FILE",
     )
+    warm_start: str | None = _option(
+        None,
+        doc="start a new study from another one: its best --warm-start-top trials that lie "
+        "inside this space are trained first, and on the same data its finished trials "
+        "that fit are added as history; recorded on the study",
+        metavar="STUDY",
+    )
+    warm_start_storage: str | None = _option(
+        None,
+        doc="storage of the --warm-start study (URL or journal path)",
+        default_text="this study's",
+        metavar="URL",
+    )
+    warm_start_top: int = _option(
+        5,
+        doc="how many of the --warm-start study's best trials to train first",
+        read=whole_number,
+        metavar="K",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str):  # other processes rebuild it from the path
             object.__setattr__(self, "data", import_path(self.data, "data", param="data"))
         object.__setattr__(self, "data_args", plain_arguments(self.data_args, "data_args"))
-        from dense_nas.study.loggers import check_logger
+        from dense_nas.study.loggers import check_loggers
 
-        check_logger(self.logger, self.mlflow_uri)
-        for name in ("n_trials", "devices", "workers"):
+        object.__setattr__(self, "logger", check_loggers(self.logger, self.mlflow_uri))
+        for name in (
+            "n_trials",
+            "devices",
+            "workers",
+            "warm_start_top",
+            "latency_batch",
+            "latency_threads",
+        ):
             _positive_int(name, getattr(self, name))
         for name in ("epochs", "max_params"):
             if getattr(self, name) is not None:
@@ -393,7 +457,7 @@ class SearchSettings:
             raise UserInputError(
                 f"must be 0 (automatic) or more, got {self.threads}", param="threads"
             )
-        for name in ("timeout", "heartbeat"):
+        for name in ("timeout", "heartbeat", "max_latency_ms"):
             value = getattr(self, name)
             if value is not None and not (
                 isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
@@ -409,8 +473,9 @@ class SearchSettings:
         if self.study_name:
             _check_study_name(self.study_name)
         for option in OPTIONS.values():  # before anything is stored, not when first used
-            if option.choices:
-                check_choice(getattr(self, option.name), option.choices, option.name)
+            value = getattr(self, option.name)
+            if option.choices and value is not None:  # None: a default said in words
+                check_choice(value, option.choices, option.name)
 
     @property
     def data_name(self) -> str:
@@ -464,6 +529,11 @@ class SearchOptions(TypedDict, total=False):
     pruner: str
     objective: str
     max_params: int | None
+    max_latency_ms: float | None
+    latency_device: str | None
+    latency_batch: int
+    latency_threads: int
+    latency_runtime: str
     accelerator: str
     precision: str
     devices: int
@@ -479,6 +549,9 @@ class SearchOptions(TypedDict, total=False):
     logger: str
     mlflow_uri: str | None
     trainer_config: str | Path | Mapping[str, Any] | None
+    warm_start: str | None
+    warm_start_storage: str | None
+    warm_start_top: int
 
 
 def options_table() -> str:
