@@ -28,6 +28,7 @@ from dense_nas.study.coordination.heartbeats import retry_silent_trials
 from dense_nas.study.process import cpu_wait
 from dense_nas.study.process.prestart import trial_process_env, trial_threads
 from dense_nas.study.process.runner import TrialProcess
+from dense_nas.study.storage import storage_of
 
 
 def run_workers(run: Run) -> None:
@@ -127,20 +128,30 @@ def ask_retry_first(study: optuna.Study) -> optuna.Trial:
     left WAITING). So a retry is claimed first, the way ``ask`` claims one: the
     storage's state change to RUNNING succeeds for one worker only.
 
+    The study must be one dense-nas opened (:func:`~dense_nas.study.storage.storage_of`
+    knows its storage): Optuna keeps a study's storage to itself.
+
     Example:
-        >>> study = optuna.create_study()
+        >>> from dense_nas.study.storage import remember_storage
+        >>> from optuna.storages import InMemoryStorage
+        >>> storage = InMemoryStorage()
+        >>> study = remember_storage(optuna.create_study(storage=storage), storage)
         >>> study.enqueue_trial({"x": 1})
         >>> study.enqueue_trial({"x": 2}, user_attrs={"retry_of": 5})
         >>> ask_retry_first(study).number, ask_retry_first(study).number
         (1, 0)
     """
-    storage = study._storage  # Optuna has no public way to ask for one WAITING trial
+    storage = storage_of(study)
+    if storage is None:  # not opened by dense-nas: Optuna's own order
+        return study.ask()
+    study_id = storage.get_study_id_from_name(study.study_name)
     for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         if "retry_of" not in waiting.user_attrs:
             continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
         with contextlib.suppress(UpdateFinishedTrialError):
-            if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, waiting._trial_id)
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, trial_id)
     return study.ask()
 
 
