@@ -272,6 +272,7 @@ class TrialAttempt:
             verbose=s.verbose,
             logs=trial_logs(s.logger, s.out_dir, run.study.study_name, trial.number, s.mlflow_uri),
             trainer_config=run.trainer_config,
+            metric=run.objective.metric,
         )
         if spec.logs is not None:
             record_trial(trial, logs=spec.logs)
@@ -286,15 +287,21 @@ class TrialAttempt:
         First the pruning answer (stop now?), sent at once so that the trial process
         trains its next epoch meanwhile; then the progress, recorded on the trial for any
         reader of the storage, and the observer. A trial another worker ended is told to
-        stop, and nothing more is written to it.
+        stop, and nothing more is written to it. After the last epoch of its schedule the
+        pruner still hears the value, but the answer is always "go on": a trial that
+        trained every epoch has cost all it will and ends COMPLETE, so ``best`` sees it.
         """
-        answer(self._decide(int(report["epoch"]), float(report["value"])))
+        epoch = int(report["epoch"])
+        stop = self._decide(epoch, float(report["value"]))
+        answer(stop and (self.taken or epoch < self._epochs))
         if self.taken:
             return
         progress = EpochProgress(
             epoch=report["epoch"],
             epochs=self._epochs,
-            accuracy=report["value"],
+            accuracy=report["accuracy"],
+            metric=self.run.objective.metric,
+            value=report["value"],
             loss=report["loss"],
             images_per_second=round(report["images_per_second"], 1),
             at=time.time(),
@@ -306,12 +313,12 @@ class TrialAttempt:
             return
         self.run.observer.epoch(self.trial.number, self.worker, progress)
 
-    def _decide(self, epoch: int, accuracy: float) -> bool:
+    def _decide(self, epoch: int, value: float) -> bool:
         if self._rule is None:
             raise RuntimeError("on_epoch() before spec(): the trial has no pruning rule yet")
         if not self.taken:
             try:
-                return self._rule(epoch, accuracy)
+                return self._rule(epoch, value)
             except UpdateFinishedTrialError:
                 self.taken = True
         return True
@@ -368,6 +375,7 @@ class TrialAttempt:
             ranks=result["ranks"],
             images_per_second=round(result["images_per_second"], 1),
             step_seconds=round(result["step_seconds"], 3),
+            accuracy=result["accuracy"],
         )
         if run.objective.multi:
             record_trial(
