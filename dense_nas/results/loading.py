@@ -273,8 +273,9 @@ def load_best(
         storage: the study's storage URL or journal path (``None``: SQLite in ``out``).
         study_name: the study; ``None``: the storage's only study.
         trial: load this trial number instead of picking one.
-        pick: ``"accuracy"`` (default), ``"smallest"`` or ``"knee"``: which trial of the
-            Pareto front of accuracy against size (see the module docstring).
+        pick: ``"accuracy"`` (default: the best metric), ``"smallest"`` or ``"knee"``:
+            which trial of the Pareto front of the study's metric against size (see
+            :mod:`~dense_nas.results.selection`).
         max_params: pick only among trials with at most this many parameters.
         out: where the default storage lives when ``storage`` is ``None``.
 

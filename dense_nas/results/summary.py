@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import failure_reason, retrain_records, trial_attrs
 from dense_nas.results.retrained import retrained_archs
-from dense_nas.results.selection import best_trials
+from dense_nas.results.selection import ACCURACY, Goal, best_trials, study_goal
 
 
 def describe_arch(arch: dict[str, Any]) -> str:
@@ -102,28 +102,33 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, markdown: bo
     )
 
 
-_TRIAL_HEADERS = (
-    "trial",
-    "val accuracy",
-    "params",
-    "MACs",
-    "epochs",
-    "seconds",
-    "architecture",
-    "note",
-)
+_TRIAL_HEADERS = ("params", "MACs", "epochs", "seconds", "architecture", "note")
 
 
 def _count(value: int | None) -> str | None:
     return None if value is None else f"{value:,}"
 
 
-def _trial_cells(trial: FrozenTrial) -> tuple[Any, ...]:
+def _value_headers(goal: Goal) -> tuple[str, ...]:
+    """The metric's column, and accuracy's beside it when the metric is another."""
+    if goal.metric == "accuracy":
+        return ("val accuracy",)
+    return (f"val {goal.metric}", "val accuracy")
+
+
+def _value_cells(trial: FrozenTrial, goal: Goal) -> tuple[str | None, ...]:
+    if goal.metric == "accuracy":
+        return (f"{trial.values[0]:.4f}",)
+    accuracy = goal.accuracy(trial)
+    return (f"{trial.values[0]:.4f}", None if accuracy is None else f"{accuracy:.4f}")
+
+
+def _trial_cells(trial: FrozenTrial, goal: Goal) -> tuple[Any, ...]:
     attrs = trial_attrs(trial)
     seconds = attrs.get("seconds")
     return (
         trial.number,
-        f"{trial.values[0]:.4f}",
+        *_value_cells(trial, goal),
         _count(attrs.get("params")),
         _count(attrs.get("macs")),
         attrs.get("epochs"),
@@ -133,8 +138,11 @@ def _trial_cells(trial: FrozenTrial) -> tuple[Any, ...]:
     )
 
 
-def trial_table(trials: Sequence[FrozenTrial], *, markdown: bool = False) -> str:
-    """Completed trials, one row each in the given order, as text or Markdown (:func:`table`).
+def trial_table(
+    trials: Sequence[FrozenTrial], *, markdown: bool = False, goal: Goal = ACCURACY
+) -> str:
+    """Completed trials, one row each in the given order, as text or Markdown (:func:`table`):
+    the study's metric (``goal``), and accuracy beside it when the metric is another.
 
     Example:
         >>> import optuna
@@ -146,8 +154,14 @@ def trial_table(trials: Sequence[FrozenTrial], *, markdown: bool = False) -> str
         | trial | val accuracy | params | MACs | epochs | seconds | architecture | note |
         |---:|---:|---:|---:|---:|---:|---:|---|
         | 1 | 0.9500 | 12,000 | - | - | 0.0 | - | same as trial 0 |
+        >>> study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={
+        ...     "params": 100, "accuracy": 0.8}))
+        >>> print(trial_table(study.trials[2:], goal=Goal("f1")))
+        trial  val f1  val accuracy  params  MACs  epochs  seconds  architecture  note
+            2  0.5000        0.8000     100     -       -        -             -
     """
-    return table(_TRIAL_HEADERS, [_trial_cells(t) for t in trials], markdown=markdown)
+    headers = ("trial", *_value_headers(goal), *_TRIAL_HEADERS)
+    return table(headers, [_trial_cells(t, goal) for t in trials], markdown=markdown)
 
 
 _RETRAINED_HEADERS = ("trials", "epochs", "seeds", "test accuracy", "architecture")
@@ -191,11 +205,13 @@ def retrained_table(study: optuna.Study, *, markdown: bool = False) -> str | Non
     return table(_RETRAINED_HEADERS, rows, markdown=markdown)
 
 
-def _row(trial: FrozenTrial) -> dict[str, Any]:
+def _row(trial: FrozenTrial, goal: Goal) -> dict[str, Any]:
     attrs = trial_attrs(trial)
     return {
         "trial": trial.number,
-        "accuracy": trial.values[0],
+        "metric": goal.metric,
+        "value": trial.values[0],
+        "accuracy": goal.accuracy(trial),
         "params": attrs.get("params"),
         "macs": attrs.get("macs"),
         "epochs": attrs.get("epochs"),
@@ -209,12 +225,14 @@ def best_json(study: optuna.Study) -> str:
     """The best trial(s) (the Pareto front for multi-objective studies) as JSON.
 
     ``chosen`` is the trial that ``load_best``, ``export`` and ``retrain`` use by default:
-    the first of ``best``. ``retrained`` holds each retrained architecture's test accuracy over its seeds
+    the first of ``best``. Each row holds the study's ``metric``, its ``value`` and the
+    validation ``accuracy`` (the same as ``value`` in an accuracy study). ``retrained`` holds each retrained architecture's test accuracy over its seeds
     (:meth:`~dense_nas.results.retrained.RetrainedArch.to_dict`), best mean first.
     """
     trials = best_trials(study)
     chosen = trials[0].number if trials else None
-    rows = [_row(t) for t in trials]
+    goal = study_goal(study)
+    rows = [_row(t, goal) for t in trials]
     retrained = [arch.to_dict() for arch in retrained_archs(retrain_records(study))]
     return json.dumps(
         {"study": study.study_name, "chosen": chosen, "best": rows, "retrained": retrained},
@@ -231,7 +249,7 @@ def best_table(study: optuna.Study) -> str:
     title = "Pareto front" if len(study.directions) > 1 else "best trials"
     text = (
         f"{title} of study {study.study_name!r} (load_best, export and retrain take the first):\n"
-        + trial_table(trials)
+        + trial_table(trials, goal=study_goal(study))
     )
     retrained = retrained_table(study)
     if retrained is not None:
@@ -239,12 +257,43 @@ def best_table(study: optuna.Study) -> str:
     return text
 
 
+def metric_text(metric: str, value: float | None, accuracy: float | None) -> str:
+    """A metric in a line (``acc`` for accuracy, as lines always said), with accuracy
+    beside another metric; ``-`` for a value not known.
+
+    Example:
+        >>> metric_text("accuracy", 0.9, 0.9), metric_text("f1", 0.52, None)
+        ('acc 0.9000', 'f1 0.5200  acc -')
+    """
+
+    def shown(number: float | None) -> str:
+        return "-" if number is None else f"{number:.4f}"
+
+    if metric == "accuracy":
+        return f"acc {shown(value)}"
+    return f"{metric} {shown(value)}  acc {shown(accuracy)}"
+
+
 def trial_line(study: optuna.Study, number: int) -> str:
-    """One line for a just-finished trial: number, state, value, params, best so far."""
+    """One line for a just-finished trial: number, state, metric (accuracy beside another),
+    params, best so far.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="minimize")
+        >>> study.set_user_attr("objective", "nll")
+        >>> for nll in (0.5, 0.3):
+        ...     study.add_trial(optuna.trial.create_trial(value=nll, user_attrs={
+        ...         "params": 900, "epochs": 2, "accuracy": 0.9}))
+        >>> trial_line(study, 0)
+        'trial   0  COMPLETE  nll 0.5000  acc 0.9000  params       900  epochs   2  best 0.3000 (#1)'
+    """
     trials = study.get_trials(deepcopy=False)
     trial = next(t for t in trials if t.number == number)
     attrs = trial_attrs(trial)
-    value = f"{trial.values[0]:.4f}" if trial.values else "-"
+    goal = study_goal(study)
+    value = trial.values[0] if trial.values else None
+    shown = metric_text(goal.metric, value, goal.accuracy(trial) if trial.values else None)
     failed = trial.state == TrialState.FAIL  # only then the study's records are read
     why = (
         attrs.get("pruned_reason")
@@ -257,7 +306,7 @@ def trial_line(study: optuna.Study, number: int) -> str:
     best_text = f"best {best[0].values[0]:.4f} (#{best[0].number})" if best else "best -"
     epochs = attrs.get("epochs", 0)
     return (
-        f"trial {number:>3}  {trial.state.name:<8}  acc {value:>6}  "
+        f"trial {number:>3}  {trial.state.name:<8}  {shown}  "
         f"params {attrs.get('params', 0):>9,}  "
         f"epochs {epochs:>3}  {best_text}{'  ' + why if why else ''}"
     )

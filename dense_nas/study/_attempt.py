@@ -246,6 +246,8 @@ class TrialAttempt:
             record_trial(trial, images_per_second=found["images_per_second"])
         if "precision" in found:
             record_trial(trial, precision=found["precision"])
+        if "accuracy" in found:
+            record_trial(trial, accuracy=found["accuracy"])
         self._tell(duplicate.state, duplicate.values)
 
     def spec(self, candidate: Candidate) -> TrialSpec:
