@@ -132,7 +132,7 @@ def test_the_multi_objective_rule_is_dominated_by_a_lower_nll() -> None:
     objective = parse_objective("nll,params")
     assert objective.directions == [StudyDirection.MINIMIZE, StudyDirection.MINIMIZE]
     study = optuna.create_study(directions=objective.directions)
-    for number in range(objective.startup_trials):
+    for _ in range(objective.startup_trials):
         study.add_trial(
             optuna.trial.create_trial(
                 values=[0.5, 100], user_attrs={"params": 100, "intermediate": {"1": 0.5}}
