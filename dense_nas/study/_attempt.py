@@ -158,11 +158,12 @@ class TrialAttempt:
             candidate = Candidate(
                 candidate.arch, candidate.training.with_epochs(run.settings.epochs)
             )
-        if run.memory_budgets:  # several trials may share this GPU: fit the step to a share
+        if run.memory_budgets:  # trials share the GPU or the machine: fit the step to a share
             budget = run.memory_budgets[self.worker]
+            device = "GPU" if run.accelerator == "gpu" else "CPU"
             try:
                 candidate = fit_to_memory(
-                    trial, candidate, run.task.image_size, budget, run.precision
+                    trial, candidate, run.task.image_size, budget, run.precision, device
                 )
             except optuna.TrialPruned:
                 self._tell(TrialState.PRUNED)

@@ -19,6 +19,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import math
 import os
 import time
@@ -35,7 +37,6 @@ from dense_nas.errors import StorageError, UserInputError
 from dense_nas.paths import check_output_dir
 from dense_nas.records import ChoiceRecord, SpaceVersionRecord, record_study, study_attrs
 from dense_nas.space import (
-    Constraints,
     SearchSpace,
     SpaceVersion,
     Task,
@@ -51,9 +52,10 @@ from dense_nas.study.hardware import (
     resolve_accelerator,
     resolve_precision,
     trials_per_gpu,
+    typical_step_macs,
 )
 from dense_nas.study.loggers import prepare_experiment
-from dense_nas.study.memory_fit import trial_budget
+from dense_nas.study.memory_fit import available_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import (
     Kind,
@@ -101,25 +103,13 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     given_config = None if s.trainer_config is None else load_trainer_config(s.trainer_config)
     data_path = None if s.data_dir is None else str(Path(s.data_dir).resolve())
     chosen = load_space(s.space) if isinstance(s.space, (str, Path)) else s.space
-    max_params = s.max_params
-    if max_params is not None:
-        limits = chosen.constraints
-        chosen.constraints = Constraints(
-            max_params=min(max_params, limits.max_params or max_params),
-            max_macs=limits.max_macs,
-            max_activation_memory=limits.max_activation_memory,
-        )
+    if s.max_params is not None:
+        chosen = _with_max_params(chosen, s.max_params)
     parsed = parse_objective(s.objective)
     if isinstance(s.sampler, str):
         check_args("sampler", s.sampler, s.sampler_args)
     if isinstance(s.pruner, str):
         check_args("pruner", s.pruner, s.pruner_args, s.epochs or chosen.max_epochs)
-    resolved = resolve_accelerator(s.accelerator)
-    chosen_precision = resolve_precision(resolved, s.precision)
-    gpus: list[str] = []
-    budgets: list[int] = []
-    if resolved == "gpu":
-        gpus, budgets = _share_gpus(s.workers, s.devices)
     # checks the files and the split now: bad input exits 2 before anything is stored
     data, data_args = s.data_name, dict(s.data_args)
     datamodule = build_datamodule(data, s.data_dir, data_args, seed=s.seed, val_size=s.val_size)
@@ -129,6 +119,13 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     facts = data_facts(datamodule, data)  # a user datamodule's first batch is read here
     task = Task(facts.num_classes, facts.in_channels, facts.image_size, facts.augmented)
     chosen.check(task)
+    resolved = _accelerator(s.accelerator, chosen, task)
+    chosen_precision = resolve_precision(resolved, s.precision)
+    gpus: list[str] = []
+    if resolved == "gpu":
+        gpus, budgets = _share_gpus(s.workers, s.devices)
+    else:
+        budgets = _share_cpu_memory(s.workers, s.devices)
     name = s.study_name or f"{chosen.name}-{default_study_label(data)}"
     with storage_writes(s):
         checked = Checked(
@@ -245,6 +242,37 @@ def storage_error(settings: SearchSettings, err: BaseException) -> StorageError:
         f"cannot write the study to {where} ({reason}); free space or bring the storage "
         "back, then run the same command again to resume"
     )
+
+
+def _with_max_params(space: SearchSpace, max_params: int) -> SearchSpace:
+    """A copy of ``space`` whose size limit is also ``max_params`` (the caller's space
+    object, and so its fingerprint, stay as they were)."""
+    limits = space.constraints
+    tightened = copy.copy(space)
+    tightened.constraints = dataclasses.replace(
+        limits, max_params=min(max_params, limits.max_params or max_params)
+    )
+    return tightened
+
+
+def _accelerator(accelerator: str, space: SearchSpace, task: Task) -> str:
+    """``cpu`` or ``gpu``; ``auto`` weighs the space's typical training step
+    (:func:`~dense_nas.study.hardware.resolve_accelerator`)."""
+    import torch
+
+    if accelerator == "auto" and torch.cuda.is_available():
+        return resolve_accelerator(accelerator, typical_step_macs(space, task))
+    return resolve_accelerator(accelerator)
+
+
+def _share_cpu_memory(workers: int, devices: int) -> list[int]:
+    """The bytes each worker's trial may plan for on the CPU: the memory available now,
+    shared among the trial processes (ranks) that may train at once; none when the
+    machine does not say."""
+    available = available_memory()
+    if available is None:
+        return []
+    return [trial_budget(available, workers * devices)] * workers
 
 
 def _share_gpus(workers: int, devices: int) -> tuple[list[str], list[int]]:

@@ -46,7 +46,7 @@ class Run:
     runners: list[TrialProcess] = field(default_factory=list)
     #: each worker's CUDA_VISIBLE_DEVICES (GPU studies only)
     gpus: list[str] = field(default_factory=list)
-    #: bytes each worker's trial may plan for on its GPU (GPU studies only)
+    #: bytes each worker's trial may plan for on its GPU or on the CPU (none: unknown)
     memory_budgets: list[int] = field(default_factory=list)
     error: BaseException | None = None
     #: lines to print under the study's header (a changed space)

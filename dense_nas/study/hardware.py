@@ -18,15 +18,38 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dense_nas.errors import UserInputError
+
+if TYPE_CHECKING:
+    from dense_nas.space import SearchSpace, Task
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 
 
-def resolve_accelerator(accelerator: str) -> str:
-    """``cpu`` or ``gpu``: ``auto`` picks the GPU when one is visible."""
+#: Training multiply-accumulates per step (forward and backward: three times the forward
+#: pass's MACs, times the batch) below which ``--accelerator auto`` trains on the CPU.
+#: Between two measured points: the digits space (median 0.22 G a step) ran its default
+#: search 3x slower on an H200 than on that machine's CPUs (kernel launches and a CUDA
+#: start per trial process dominate), while DenseNet-BC-100 at 32x32, batch 64 (55 G a
+#: step) trains about 40x faster on a GPU than on the CPU (benchmarks/RESULTS.md).
+GPU_WORTHWHILE_STEP_MACS = 5e9
+
+
+def resolve_accelerator(accelerator: str, step_macs: float | None = None) -> str:
+    """``cpu`` or ``gpu``.
+
+    ``auto`` picks the GPU when one is visible and a training step is big enough to pay
+    for it: ``step_macs`` (see :func:`typical_step_macs`) of at least
+    :data:`GPU_WORTHWHILE_STEP_MACS`; ``None`` (unknown) counts as big enough.
+
+    Example:
+        >>> resolve_accelerator("cpu")
+        'cpu'
+        >>> resolve_accelerator("auto", step_macs=2e8)  # digits-sized: the CPU, GPU or not
+        'cpu'
+    """
     import torch
 
     if accelerator not in ACCELERATORS:
@@ -34,6 +57,8 @@ def resolve_accelerator(accelerator: str) -> str:
             f"must be one of cpu, gpu, auto; got {accelerator!r}", param="accelerator"
         )
     if accelerator == "auto":
+        if step_macs is not None and step_macs < GPU_WORTHWHILE_STEP_MACS:
+            return "cpu"
         return "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator in ("gpu", "cuda"):
         if not torch.cuda.is_available():
@@ -42,6 +67,53 @@ def resolve_accelerator(accelerator: str) -> str:
             )
         return "gpu"
     return "cpu"
+
+
+def step_macs(forward_macs: int, batch_size: int) -> float:
+    """Multiply-accumulates of one training step: forward plus a backward pass of about
+    twice its cost, over the batch.
+
+    Example:
+        >>> step_macs(1_000_000, 64)
+        192000000.0
+    """
+    return 3.0 * forward_macs * batch_size
+
+
+def typical_step_macs(space: SearchSpace, task: Task, draws: int = 16) -> float | None:
+    """The median :func:`step_macs` of ``draws`` candidates the space draws at random
+    (constraint-breaking ones skipped), or ``None`` when it draws none that fit.
+
+    Example:
+        >>> from dense_nas.space import Task, load_space
+        >>> typical_step_macs(load_space("digits-tiny"), Task(10, 1, (8, 8))) < 1e9
+        True
+    """
+    import statistics
+
+    import optuna
+
+    from dense_nas.model.cost import macs
+    from dense_nas.space import sample
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    found: list[float] = []
+    for _ in range(4 * draws):  # a tight constraint rejects many draws
+        try:
+            candidate = sample(space, study.ask(), task)
+        except optuna.TrialPruned:
+            continue
+        found.append(
+            step_macs(macs(candidate.arch, task.image_size), candidate.training.batch_size)
+        )
+        if len(found) == draws:
+            break
+    return statistics.median(found) if found else None
 
 
 def gpu_assignment(workers: int, devices: int, count: int, visible: str | None) -> list[str]:

@@ -1,10 +1,14 @@
-"""Will a candidate's training step fit in the GPU memory its trial may use?
+"""Will a candidate's training step fit in the memory its trial may use?
 
-Before a GPU trial trains, its step's memory is estimated from the cost model: the
+Before a trial trains, on a GPU or on the CPU, its step's memory is estimated from the
+cost model: the
 activations autograd keeps (:func:`~dense_nas.model.cost.activation_memory`) plus the
 weights, their gradients and the optimizer's state (SGD with momentum: one more copy),
 all in fp32 but the activations, which take the precision's bytes. The estimate is
-compared with the trial's share of the device (:func:`trial_budget`):
+compared with the trial's share of the device (:func:`trial_budget`): of its GPU, or on
+the CPU of the memory the machine has available when the search starts
+(:func:`available_memory`), so that a candidate the machine cannot hold is pruned with
+its figures instead of being killed by the kernel's OOM killer:
 
 * it fits: the candidate trains as drawn;
 * only memory-efficient mode fits (recomputing each layer's concatenation in the backward
@@ -135,14 +139,44 @@ def trial_budget(device_bytes: int, trials_on_device: int) -> int:
     return max(0, int(device_bytes * USABLE_SHARE) // trials_on_device - RESERVED_BYTES)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this process's machine (or its container's cgroup limit) can still
+    give, or ``None`` where it does not say (not Linux).
+
+    Example:
+        >>> found = available_memory()
+        >>> found is None or found > 0
+        True
+    """
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    try:  # a container's limit may be far below the machine's memory
+        with (
+            open("/sys/fs/cgroup/memory.max") as limit,
+            open("/sys/fs/cgroup/memory.current") as current,
+        ):
+            cap = limit.read().strip()
+            if cap != "max":
+                available = min(available, int(cap) - int(current.read()))
+    except (OSError, ValueError):
+        pass
+    return max(0, available)
+
+
 def fit_to_memory(
     trial: optuna.Trial,
     candidate: Candidate,
     image_size: tuple[int, int],
     budget_bytes: int,
     precision: str,
+    device: str = "GPU",
 ) -> Candidate:
-    """The candidate as it trains within ``budget_bytes``; records the decision on the trial.
+    """The candidate as it trains within ``budget_bytes`` of the ``device`` (``GPU`` or
+    ``CPU``, as the reason names it); records the decision on the trial.
 
     Raises:
         optuna.TrialPruned: not even memory-efficient mode fits; ``pruned_reason`` says
@@ -169,7 +203,8 @@ def fit_to_memory(
         return candidate
     assert plan.reason is not None
     if plan.decision == "too big":
-        record_trial(trial, pruned_reason=f"out of GPU memory before training: {plan.reason}")
+        reason = f"out of {device} memory before training: {plan.reason}"
+        record_trial(trial, pruned_reason=reason)
         raise optuna.TrialPruned(plan.reason)
     record_trial(trial, memory_mode="memory-efficient", memory_reason=plan.reason)
     return dataclasses.replace(candidate, arch=candidate.arch.replace(memory_efficient=True))

@@ -342,7 +342,10 @@ class SearchSettings:
         metavar="N",
     )
     accelerator: str = _option(
-        "auto", doc="what training runs on; auto: a GPU when one is visible", choices=ACCELERATORS
+        "auto",
+        doc="what training runs on; auto: a GPU when one is visible and the space's median "
+        "training step is at least 5 G multiply-accumulates, else the CPU",
+        choices=ACCELERATORS,
     )
     precision: str = _option(
         "auto",
