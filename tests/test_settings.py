@@ -17,9 +17,9 @@ from typing_extensions import Unpack
 from dense_nas.cli import build_parser
 from dense_nas.cli.search import settings
 from dense_nas.errors import UserInputError, flag
+from dense_nas.model.metrics import METRICS
 from dense_nas.space import SearchSpace
 from dense_nas.study import search
-from dense_nas.model.metrics import METRICS
 from dense_nas.study.settings import (
     MAX_SEED,
     METRIC_CHOICES,
@@ -89,7 +89,7 @@ def test_help_shows_each_flags_default_and_choices(
 
 
 def test_the_objectives_metrics_are_the_metrics() -> None:
-    assert METRIC_CHOICES == tuple(METRICS)
+    assert tuple(METRICS) == METRIC_CHOICES
 
 
 @pytest.mark.parametrize("name", [o.name for o in OPTIONS.values() if o.choices])
