@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dense_nas import _moved
 from dense_nas._lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -41,8 +40,6 @@ __all__ = [
     "search",
 ]
 __version__ = "0.1.0"
-
-_moved.install()  # plugins written against the flat layout keep importing
 
 
 __getattr__ = lazy_exports(

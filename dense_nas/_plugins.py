@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, TypeVar
 
 from dense_nas.errors import UserInputError
+
+T = TypeVar("T")
 
 
 def import_object(spec: str, origin: str, *, param: str | None = None) -> Any:
@@ -92,6 +94,43 @@ def entry_points_in(group: str) -> list[EntryPoint]:
 def owner(ep: EntryPoint) -> str:
     """``"plugin <distribution>"``: where an entry point comes from, as listings show it."""
     return f"plugin {ep.dist.name}" if ep.dist is not None else "plugin (unknown distribution)"
+
+
+def list_plugins(
+    group: str,
+    builtin: Mapping[str, str],
+    kind: str,
+    describe: Callable[[EntryPoint], str],
+    make: Callable[[str, str, str], T],
+) -> list[T]:
+    """The built-in entries, then the installed plugins of ``group``, for a listing.
+
+    Each entry is ``make(name, description, source)``. A plugin that fails to load is
+    listed with the reason as its description, so that one broken plugin does not hide the
+    others; one with a built-in's name is listed as hidden (the built-in wins).
+
+    Args:
+        group: the entry-point group.
+        builtin: the built-in names and their descriptions, in listing order.
+        kind: what the entries are, for the hidden line (``"space"``).
+        describe: a plugin's description; raises :class:`UserInputError` when it is broken.
+        make: the listing's record.
+
+    Example:
+        >>> list_plugins("dense_nas.none", {"a": "the first"}, "thing", str, lambda *f: f)
+        [('a', 'the first', 'built-in')]
+    """
+    infos = [make(name, description, "built-in") for name, description in builtin.items()]
+    for ep in entry_points_in(group):
+        if ep.name in builtin:
+            description = f"(hidden: a built-in {kind} has this name)"
+        else:
+            try:
+                description = describe(ep)
+            except UserInputError as err:
+                description = f"(broken: {err})"
+        infos.append(make(ep.name, description, owner(ep)))
+    return infos
 
 
 def load_entry_point(ep: EntryPoint, origin: str, *, param: str | None = None) -> Any:

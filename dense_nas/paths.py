@@ -23,10 +23,12 @@ Example:
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
-from dense_nas.errors import UserInputError
+from dense_nas.errors import StorageError, UserInputError
 
 
 def check_output_dir(path: Path, param: str) -> Path:
@@ -67,3 +69,37 @@ def check_output_file(path: Path, param: str) -> Path:
         )
     check_output_dir(path.parent, param)
     return path
+
+
+def copy_whole(source: Path, target: Path) -> Path:
+    """Copy the file ``source`` to ``target``, whole or not at all.
+
+    The copy is written beside ``target`` and renamed over it once complete, so a write
+    cut short (a full disk) leaves no partial file and keeps what ``target`` held. A
+    target that is not a regular file (``/dev/stdout``) is written in place.
+
+    Raises:
+        StorageError: the write failed; one line naming ``target`` and why.
+
+    Example:
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "a").write_bytes(b"weights")
+        >>> copy_whole(folder / "a", folder / "b").read_bytes()
+        b'weights'
+        >>> copy_whole(folder / "a", Path("/dev/full"))  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.StorageError: cannot write /dev/full: No space left on device
+    """
+    in_place = target.exists() and not target.is_file()
+    written = target if in_place else target.with_name(f".{target.name}.partial")
+    try:
+        with source.open("rb") as reader, written.open("wb") as writer:
+            shutil.copyfileobj(reader, writer)
+        if not in_place:
+            os.replace(written, target)
+    except OSError as err:
+        if not in_place:
+            written.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {target}: {err.strerror or err}") from None
+    return target

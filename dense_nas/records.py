@@ -55,14 +55,61 @@ class SpaceVersionRecord(TypedDict):
     """sha256 (hex) of the space's canonical form."""
     first_trial: int
     """The first trial number drawn from this version (earlier ones: the versions before)."""
+    parameters: NotRequired[dict[str, str]]
+    """Each parameter the space can draw, with its Optuna distribution as JSON
+    (``optuna.distributions.distribution_to_json``): what a later version is compared with."""
+
+
+class TrialRef(TypedDict):
+    """A trial named by its study and its number there."""
+
+    study: str
+    number: int
+
+
+class VersionRecord(TypedDict):
+    """One version of a study that grew (see :mod:`dense_nas.study.lineage`).
+
+    A space change that one Optuna study cannot hold (other categorical choices, another
+    kind or log scale, a parameter added or removed) goes on in a new plain Optuna study;
+    the user's study (version 1) lists every version in ``versions``."""
+
+    study: str
+    """The Optuna study that holds the version's trials (``<name>@v<N>`` from version 2)."""
+    space: str
+    """The space's name."""
+    fingerprint: str
+    """sha256 (hex) of the space's canonical form."""
+    changes: list[str]
+    """What changed from the version before, e.g. ``batch_size gained 32``."""
+    carried: int
+    """Finished trials of earlier versions added to this one (they lie inside its space)."""
+    earlier: int
+    """Finished trials the earlier versions held (each trained network once)."""
+
+
+class WarmStartRecord(TypedDict):
+    """Where a study started from (``search --warm-start``)."""
+
+    study: str
+    """The other study's name."""
+    storage: str | None
+    """Its storage (``None``: this study's own)."""
+    enqueued: list[int]
+    """Numbers of its best trials that were enqueued first (they lie inside this space)."""
+    skipped: list[int]
+    """Numbers of its best trials that lie outside this space."""
+    history: int
+    """Its finished trials added as history (the same data; ``0`` on other data)."""
 
 
 class RetrainRecord(TypedDict):
     """One ``dense-nas retrain`` run: a trial's architecture and recipe trained from
     scratch on train + validation with one seed, then measured on the test set."""
 
-    trial: int
-    """The trial whose architecture and recipe were retrained."""
+    trial: int | str
+    """The trial whose architecture and recipe were retrained, as ``--trial`` names it
+    (``vK:N`` for a trial of a study's later version)."""
     arch_key: str
     """That trial's ``arch_key``: runs of duplicate trials train the same network."""
     seed: int
@@ -81,8 +128,8 @@ class RetrainRecord(TypedDict):
     """The run's ``last.ckpt``."""
     precision: str
     """The Lightning precision it trained in."""
-    logs: TrialLogs | None
-    """Where the run logged (the study's logger), ``None`` without one."""
+    logs: list[TrialLogs]
+    """Where the run logged, one entry per logger the study's trials logged with."""
 
 
 class StudyAttrs(TypedDict, total=False):
@@ -92,6 +139,12 @@ class StudyAttrs(TypedDict, total=False):
     """Name of the search space (of its latest version)."""
     space_versions: list[SpaceVersionRecord]
     """Every version of the space the study searched, oldest first."""
+    versions: list[VersionRecord]
+    """On the user's study once it grew: every version of it, oldest (itself) first."""
+    version_of: str
+    """On a version from the second on: the user's study it is a version of."""
+    warm_start: WarmStartRecord
+    """Where the study started from (``search --warm-start``)."""
     data: str
     """Dataset name (see :data:`dense_nas.data.DATASETS`), a plugin datamodule's name
     (entry-point group ``dense_nas.datamodules``) or a user datamodule's ``module:Name``."""
@@ -227,18 +280,25 @@ class EpochProgress(TypedDict):
 
 
 class TrialLogs(TypedDict):
-    """Where a trial's Lightning logger wrote (see :mod:`dense_nas.study.loggers`)."""
+    """Where one of a trial's Lightning loggers wrote (see :mod:`dense_nas.study.loggers`)."""
 
     logger: str
-    """``csv``, ``tensorboard`` or ``mlflow``."""
+    """``csv``, ``tensorboard``, ``mlflow`` or ``wandb``."""
     location: str
-    """The trial's log directory (csv, tensorboard) or the MLflow tracking URI."""
+    """The trial's log directory (csv, tensorboard), the MLflow tracking URI, or the
+    directory W&B keeps its run files under (in ``wandb/``)."""
     experiment: NotRequired[str]
-    """MLflow: the experiment, named after the study."""
+    """MLflow: the experiment; W&B: the project; both named after the study."""
     run_name: NotRequired[str]
-    """MLflow: the run's name, ``trial-<N>``."""
+    """MLflow, W&B: the run's name, ``trial-<N>``."""
     run_id: NotRequired[str]
-    """MLflow: the run's id, once the trial process has made the run."""
+    """MLflow: the run's id, once the trial process has made the run; W&B: the run's id."""
+    parent_run_id: NotRequired[str]
+    """MLflow: the study's parent run, which the trial's run is nested under."""
+    group: NotRequired[str]
+    """W&B: the run group, the study's name."""
+    mode: NotRequired[str]
+    """W&B: ``online`` or ``offline`` (``WANDB_MODE``, or offline without an API key)."""
 
 
 class TrialAttrs(TypedDict, total=False):
@@ -306,10 +366,17 @@ class TrialAttrs(TypedDict, total=False):
     accuracy: float
     """Validation accuracy after the last epoch, shown beside the study's metric (absent
     on trials from before there were others: then the first value is the accuracy)."""
-    logs: TrialLogs
-    """Where the trial's training log is (``--logger``); absent with ``--logger none``."""
+    logs: list[TrialLogs] | TrialLogs
+    """Where the trial's training logs are, one entry per ``--logger`` (absent with
+    ``--logger none``); a study made before ``--logger`` took a list recorded one entry
+    (:func:`dense_nas.study.loggers.recorded_logs` reads both)."""
     checkpoint: str
     """Artifact id of the trial's Lightning checkpoint in the study's artifact store."""
+    copied_from: TrialRef
+    """On a trial added as history (a study that grew, or a warm start): the trial it is
+    a copy of, where it was trained (always the first, never a copy itself)."""
+    warm_start_of: TrialRef
+    """On a trial enqueued by ``--warm-start``: the other study's trial it tries again."""
     failure: str
     """Why the trial FAILED."""
     retried: str
@@ -362,7 +429,7 @@ def retrain_records(study: optuna.Study) -> list[RetrainRecord]:
             resumed_from_epoch=int(old.get("resumed_from_epoch", 0)),
             checkpoint=str(old.get("checkpoint", "")),
             precision=str(old.get("precision", "")),
-            logs=None,
+            logs=[],
         )
         records.insert(0, migrated)
     return records

@@ -34,7 +34,7 @@ from dense_nas.model.module import DenseNetModule
 from dense_nas.model.recipe import TrainingConfig
 from dense_nas.records import TrialLogs, record_study, record_trial, study_attrs, trial_attrs
 from dense_nas.space import Candidate
-from dense_nas.study.loggers import make_logger, trial_logs
+from dense_nas.study.loggers import make_logger, prepare_loggers
 from dense_nas.study.objectives import parse_objective
 from dense_nas.study.storage import artifact_store, set_artifact_root
 
@@ -131,7 +131,7 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _train(spec: Spec, ckpt: Path, logs: TrialLogs | None) -> dict[int, float]:
+def _train(spec: Spec, ckpt: Path, logs: list[TrialLogs]) -> dict[int, float]:
     L.seed_everything(0, verbose=False)
     module = DenseNetModule.from_candidate(spec.arch(), spec.training())
     curve = _Curve()
@@ -139,7 +139,7 @@ def _train(spec: Spec, ckpt: Path, logs: TrialLogs | None) -> dict[int, float]:
         accelerator="cpu",
         max_epochs=spec.epochs,
         callbacks=[curve],
-        logger=make_logger(logs),
+        logger=make_logger(logs, {}),
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -176,7 +176,7 @@ def _values(study: optuna.Study, trial: optuna.Trial, accuracy: float) -> list[f
     return objective.values(accuracy, trial_attrs(trial))
 
 
-def _add_trial(study: optuna.Study, spec: Spec, tmp: Path, logs: TrialLogs | None) -> None:
+def _add_trial(study: optuna.Study, spec: Spec, tmp: Path, logs: list[TrialLogs]) -> None:
     study.enqueue_trial({"growth_rate": spec.growth_rate, "layers": spec.layers, "lr": spec.lr})
     trial = study.ask(DISTRIBUTIONS)
     _describe(study, spec, trial)
@@ -191,7 +191,7 @@ def _add_trial(study: optuna.Study, spec: Spec, tmp: Path, logs: TrialLogs | Non
     started = time.perf_counter()
     ckpt = tmp / f"trial-{trial.number}.ckpt"
     curve = _train(spec, ckpt, logs)
-    if logs is not None:
+    if logs:
         record_trial(trial, logs=logs)
     _report(study, trial, curve)
     record_trial(trial, seconds=round(time.perf_counter() - started, 3))
@@ -248,9 +248,9 @@ def build_study(
         image_size=list(IMAGE_SIZE),
     )
     with tempfile.TemporaryDirectory() as tmp, one_thread():
+        loggers = prepare_loggers(logger, root, name)
         for spec in specs:
-            logs = trial_logs(logger, root, name, len(study.trials))
-            _add_trial(study, spec, Path(tmp), logs)
+            _add_trial(study, spec, Path(tmp), loggers.trial_logs(len(study.trials)))
     study.set_user_attr(BUILT_ATTR, True)
     return built
 

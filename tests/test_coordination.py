@@ -152,9 +152,15 @@ def test_the_study_records_its_space_and_each_version_it_resumes_with(
     assert first.returncode == 0, first.stderr
     study = optuna.load_study(study_name="v", storage=make_storage(None, tmp_path))
     fingerprint = space_version(load_space(TINY_SPACE), DIGITS).fingerprint
-    assert study.user_attrs["space_versions"] == [
-        {"name": "test-tiny", "fingerprint": fingerprint, "first_trial": 0}
-    ]
+    (recorded,) = study.user_attrs["space_versions"]
+    assert (recorded["name"], recorded["fingerprint"], recorded["first_trial"]) == (
+        "test-tiny",
+        fingerprint,
+        0,
+    )
+    assert sorted(recorded["parameters"]) == sorted(
+        space_version(load_space(TINY_SPACE), DIGITS).distributions
+    )
     _add_finished_trial(study)
     again = _setup(capsys, tmp_path, TINY_SPACE)  # the same file: the same version
     assert again.returncode == 0 and "space changed" not in again.stdout
@@ -179,23 +185,23 @@ def test_the_study_records_its_space_and_each_version_it_resumes_with(
     )
 
 
-def test_a_space_optuna_cannot_mix_with_the_study_is_refused_before_any_trial(
+def test_a_space_optuna_cannot_mix_with_the_study_goes_on_as_its_next_version(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _setup(capsys, tmp_path, TINY_SPACE).returncode == 0
     storage = make_storage(None, tmp_path)
     _add_finished_trial(optuna.load_study(study_name="v", storage=storage))
     linear = _space_file(tmp_path, "linear.yaml", "high: 0.2, log: true", "high: 0.2")
-    refused = _setup(capsys, tmp_path, linear)
-    assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines() == [
-        "dense-nas: error: --space: study 'v' cannot go on with this space: parameter "
-        "lr takes numbers 0.05..0.2 on a log scale in the study but numbers 0.05..0.2 in this "
-        "space; "
-        "keep that parameter as the study had it, or use a new --study"
-    ]
-    study = optuna.load_study(study_name="v", storage=storage)
+    grown = _setup(capsys, tmp_path, linear)
+    assert grown.returncode == 0, grown.stderr
+    assert (
+        "space changed: lr is no longer on a log scale; study 'v' goes on as version 2 (v@v2) "
+        "with 1 of 1 earlier trials"
+    ) in grown.stdout.splitlines()
+    study = optuna.load_study(study_name="v", storage=storage)  # as it was, and readable
     assert len(study.trials) == 1 and len(study.user_attrs["space_versions"]) == 1
+    (carried,) = optuna.load_study(study_name="v@v2", storage=storage).trials
+    assert carried.distributions["lr"] == optuna.distributions.FloatDistribution(0.05, 0.2)
 
 
 def test_each_command_on_a_study_claims_its_own_sampler_slot(tmp_path: Path) -> None:

@@ -14,13 +14,12 @@ import pytest
 import torch
 
 from dense_nas.cli import main
-from dense_nas.cli._args import FORMAT_CHOICES, PICK_CHOICES
+from dense_nas.cli._args import FORMAT_CHOICES
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.network import DenseNet
 from dense_nas.results.export import FORMATS, ExportMismatch, check_export, export_network
 from dense_nas.results.loading import load_best
-from dense_nas.results.selection import PICKS
 from tests._study_fixtures import BuiltStudy, digits_batch, empty_study, shared_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -168,6 +167,42 @@ def test_unknown_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     assert "invalid choice: 'pickle'" in capsys.readouterr().err
 
 
-def test_cli_choices_match_the_implementation() -> None:
-    assert FORMAT_CHOICES == FORMATS
-    assert PICK_CHOICES == PICKS
+# Every format the command offers reaches an exporter here (a choice it knows nothing of
+# would be exit 2), and every exporter is offered: the test above runs each via the CLI.
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("fmt", FORMAT_CHOICES)
+def test_a_full_disk_is_one_line_and_exit_1(
+    single: BuiltStudy, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript")
+    code = main(_export_args(single, fmt, Path("/dev/full")))
+    err = capsys.readouterr().err
+    assert (code, err.count("\n")) == (1, 1), err
+    assert err.startswith("dense-nas: error: cannot write /dev/full: No space left on device")
+
+
+def test_a_write_cut_short_leaves_no_partial_file_and_keeps_the_old_one(tmp_path: Path) -> None:
+    import resource
+    import signal
+
+    from dense_nas.errors import StorageError
+    from dense_nas.paths import copy_whole
+
+    source, target = tmp_path / "made.bin", tmp_path / "out" / "model.bin"
+    source.write_bytes(os.urandom(1 << 16))
+    target.parent.mkdir()
+    target.write_bytes(b"the last export")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 12, limits[1]))  # a disk full at 4 KiB
+    try:
+        with pytest.raises(StorageError, match=f"cannot write {target}: File too large"):
+            copy_whole(source, target)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert [p.name for p in target.parent.iterdir()] == ["model.bin"]
+    assert target.read_bytes() == b"the last export"
+    copy_whole(source, target)
+    assert target.read_bytes() == source.read_bytes()

@@ -130,6 +130,23 @@ def test_a_garbage_line_inside_is_exit_2_naming_the_line_and_nothing_changes(
     assert journal.read_bytes() == damaged and _torn_files(journal) == []
 
 
+def test_an_unknown_op_code_is_exit_2_naming_the_line(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal, name = _journal_copy(tmp_path_factory.getbasetemp(), tmp_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[4] = b'{"op_code": 99, "worker_id": "w"}\n'  # from an Optuna newer than this one
+    journal.write_bytes(b"".join(lines))
+    damaged = journal.read_bytes()
+
+    assert main(["best", "--storage", str(journal), "--study", name]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"dense-nas: error: --storage: {journal} line 5 is not")
+    assert "op_code 99" in err
+    assert journal.read_bytes() == damaged
+
+
 def test_a_record_torn_while_the_study_is_open_is_moved_aside_before_the_next_append(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import subprocess
 import sys
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -124,22 +124,8 @@ def test_the_wheel_ships_the_spaces_inside_dense_nas_and_they_list(tmp_path: Pat
         assert f"{name.removesuffix('.yaml'):24s} built-in" in listed.stdout
 
 
-def test_the_old_flat_module_paths_still_import_with_a_warning() -> None:
-    from dense_nas.model.arch import DenseNetConfig
-
-    old_paths = ("dense_nas.arch", "dense_nas.recipe")
-    for name in old_paths:
-        sys.modules.pop(name, None)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            from dense_nas.arch import DenseNetConfig as old  # type: ignore[import-not-found]
-            from dense_nas.recipe import TrainingConfig  # type: ignore[import-not-found]
-    finally:  # else a later first import (dense_nas._moved's doctest) would not warn
-        for name in old_paths:
-            sys.modules.pop(name, None)
-    assert old is DenseNetConfig and TrainingConfig.__module__ == "dense_nas.model.recipe"
-    assert [str(w.message).split(" moved")[0] for w in caught] == [
-        "dense_nas.arch",
-        "dense_nas.recipe",
-    ]
+@pytest.mark.parametrize("old", ["dense_nas.arch", "dense_nas.recipe", "dense_nas.storage"])
+def test_the_never_released_flat_module_paths_do_not_import(old: str) -> None:
+    sys.modules.pop(old, None)
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)

@@ -1,9 +1,9 @@
-"""A Lightning user's own pieces in a study: loggers, callbacks and Trainer options, and
-LightningCLI configs of a trial (``dense-nas best --config``).
+"""A Lightning user's own pieces in a study: callbacks, Trainer options and the default
+loggers, and LightningCLI configs of a trial (``dense-nas best --config``).
 
-Every log is read back by its own real reader (the CSV file, tensorboard's event reader,
-MLflow's client), and a callback from a module outside the package proves it ran in
-every trained trial by the marker file it writes.
+Every log is read back by its own real reader (the CSV file, tensorboard's event reader),
+and a callback from a module outside the package proves it ran in every trained trial by
+the marker file it writes. tests/test_loggers.py tests the other loggers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import optuna
 import pytest
 import yaml
 
-from dense_nas.records import trial_attrs
+from dense_nas.records import retrain_records, trial_attrs
+from dense_nas.study.loggers import recorded_logs
 from tests.helpers import ROOT, main_in_process, search_args
 
 PARTS = ROOT / "tests" / "plugins" / "lightning_parts"
@@ -77,8 +78,8 @@ def _write_config(path: Path, config: dict[str, Any]) -> Path:
         ),
         (
             {"model": {"lr": 0.1}},
-            "--trainer-config: section 'model' is not read; only trainer: and callbacks: "
-            "are (the model and data come from the study)",
+            "--trainer-config: section 'model' is not read; only trainer:, callbacks: and "
+            "logger: are (the model and data come from the study)",
         ),
         (
             {"trainer": ["gradient_clip_val", 1.0]},
@@ -122,48 +123,6 @@ def test_a_refused_trainer_config_is_one_line_and_stores_nothing(
     assert not (out / "dense-nas.db").exists()
 
 
-@pytest.mark.parametrize(
-    ("flags", "expected"),
-    [
-        (
-            ["--logger", "wandb"],
-            "--logger: unknown logger 'wandb'; choose one of csv, tensorboard, mlflow, none",
-        ),
-        (
-            ["--mlflow-uri", "file:/tmp/x"],
-            "--mlflow-uri: only --logger mlflow uses it, not csv",
-        ),
-    ],
-)
-def test_a_bad_logger_flag_is_one_line_and_stores_nothing(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: list[str], expected: str
-) -> None:
-    ran = main_in_process(capsys, *_search(*flags, out=tmp_path))
-    assert (ran.returncode, ran.stderr.strip()) == (2, f"dense-nas: error: {expected}")
-    assert not (tmp_path / "dense-nas.db").exists()
-
-
-@pytest.mark.parametrize(
-    ("logger", "module"), [("tensorboard", "tensorboard"), ("mlflow", "mlflow")]
-)
-def test_a_logger_whose_package_is_missing_names_the_extra(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    logger: str,
-    module: str,
-) -> None:
-    # None in sys.modules is Python's own "this module cannot be imported".
-    for name in (module, "tensorboardX"):
-        monkeypatch.setitem(sys.modules, name, None)
-    ran = main_in_process(capsys, *_search("--logger", logger, out=tmp_path))
-    assert ran.returncode == 2
-    assert ran.stderr.strip() == (
-        f"dense-nas: error: --logger: {logger} needs its package: pip install 'dense-nas[{logger}]'"
-    )
-    assert not (tmp_path / "dense-nas.db").exists()
-
-
 @pytest.mark.slow  # a study, then LightningCLI in a fresh interpreter: about 20 s
 def test_csv_is_the_default_log_and_best_config_trains_under_lightning_cli(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
@@ -173,7 +132,7 @@ def test_csv_is_the_default_log_and_best_config_trains_under_lightning_cli(
     trained = _trained(out)
     assert trained
     for trial in trained:
-        logs = trial_attrs(trial)["logs"]
+        (logs,) = recorded_logs(trial_attrs(trial)["logs"])
         assert logs["logger"] == "csv"
         assert Path(logs["location"]) == (out / "logs" / "test-tiny-digits").resolve() / (
             f"trial-{trial.number}"
@@ -221,7 +180,7 @@ def test_csv_is_the_default_log_and_best_config_trains_under_lightning_cli(
 
 
 @pytest.mark.slow  # a study with a callback, then a retrain: about 25 s
-def test_trainer_config_callbacks_run_in_every_trial_and_retrain_with_tensorboard_logs(
+def test_trainer_config_callbacks_run_in_every_trial_and_retrain_with_csv_and_tensorboard(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -240,19 +199,26 @@ def test_trainer_config_callbacks_run_in_every_trial_and_retrain_with_tensorboar
         },
     )
     out = tmp_path / "out"
-    args = _search("--logger", "tensorboard", "--trainer-config", str(config), out=out, trials=3)
+    args = _search(
+        "--logger", "csv,tensorboard", "--trainer-config", str(config), out=out, trials=3
+    )
     assert main_in_process(capsys, *args).returncode == 0
     trained = _trained(out)
     assert trained
     found = sorted(marker.read_text() for marker in markers.iterdir())
     assert found == ["a 0.5\n"] * len(trained)  # one per trained trial, with the option set
     for trial in trained:
-        logs = trial_attrs(trial)["logs"]
-        assert logs["logger"] == "tensorboard"
-        events = EventAccumulator(logs["location"])
+        csv_logs, tensorboard = recorded_logs(trial_attrs(trial)["logs"])
+        assert (csv_logs["logger"], tensorboard["logger"]) == ("csv", "tensorboard")
+        events = EventAccumulator(tensorboard["location"])
         events.Reload()
+        accuracies = [trial.intermediate_values[e] for e in sorted(trial.intermediate_values)]
         for name in ("train/loss", "val/loss", "val/acc"):
             assert len(events.Scalars(name)) == trial_attrs(trial)["epochs"], name
+        assert [event.value for event in events.Scalars("val/acc")] == pytest.approx(accuracies)
+        with open(Path(csv_logs["location"]) / "metrics.csv", newline="") as file:
+            logged = [float(row["val/acc"]) for row in csv.DictReader(file) if row["val/acc"]]
+        assert logged == pytest.approx(accuracies)
 
     # A second command on the study applies the recorded config; another one is refused.
     other = _write_config(tmp_path / "other.yaml", {"trainer": {"gradient_clip_val": 2.0}})
@@ -266,40 +232,17 @@ def test_trainer_config_callbacks_run_in_every_trial_and_retrain_with_tensorboar
     retrained = main_in_process(capsys, "retrain", "--out", str(out), "--epochs", "1")
     assert retrained.returncode == 0, retrained.stderr
     assert len(list(markers.iterdir())) == len(trained) + 1
-
-
-@pytest.mark.slow  # a study logging to MLflow: about 20 s
-def test_mlflow_gets_one_run_per_trial_with_its_architecture_and_curves(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from mlflow.tracking import MlflowClient
-
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3's local file store
-    out = tmp_path / "out"
-    # two workers: their first trials start together and must not race for the experiment
-    ran = main_in_process(
-        capsys, *_search("--logger", "mlflow", "--workers", "2", out=out, trials=3)
+    (retrain,) = retrain_records(
+        optuna.load_study(study_name=None, storage=f"sqlite:///{out / 'dense-nas.db'}")
     )
-    assert ran.returncode == 0, ran.stderr
-    trained = _trained(out)
-    assert trained
-    uri = trial_attrs(trained[0])["logs"]["location"]
-    assert uri == (out / "mlruns").resolve().as_uri()
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("test-tiny-digits")
-    assert experiment is not None
-    runs = {run.info.run_id: run for run in client.search_runs([experiment.experiment_id])}
-    assert len(runs) == len(trained)
-    for trial in trained:
-        logs = trial_attrs(trial)["logs"]
-        run = runs[logs["run_id"]]
-        assert run.info.run_name == f"trial-{trial.number}"
-        arch = trial_attrs(trial)["arch"]
-        assert run.data.params["config/growth_rate"] == str(arch["growth_rate"])
-        assert float(run.data.params["lr"]) == trial_attrs(trial)["training"]["lr"]
-        for name in ("train/loss", "val/loss", "val/acc"):
-            history = client.get_metric_history(run.info.run_id, name)
-            assert len(history) == trial_attrs(trial)["epochs"], name
+    csv_logs, tensorboard = retrain["logs"]  # the trials' loggers
+    events = EventAccumulator(tensorboard["location"])
+    events.Reload()
+    assert len(events.Scalars("train/loss")) == 1  # one epoch, logged with the trials' loggers
+    assert [event.value for event in events.Scalars("test/acc")] == pytest.approx(
+        [retrain["test_accuracy"]]
+    )
+    assert "test/acc" in (Path(csv_logs["location"]) / "metrics.csv").read_text()
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,13 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import yaml
 from optuna.artifacts import download_artifact
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from dense_nas.cli import main
+from dense_nas.cli._args import PICK_CHOICES
 from dense_nas.errors import UserInputError
 from dense_nas.model.module import DenseNetModule
 from dense_nas.results.loading import load_best, read_checkpoint
@@ -164,8 +166,17 @@ def test_unfinished_trial_and_empty_study_are_refused() -> None:
         select_trial(study, trial=0)
 
 
-def test_picks_constant_covers_every_rule() -> None:
-    assert PICKS == ("accuracy", "smallest", "knee")
+def test_every_pick_rule_is_offered_by_the_command_and_every_offer_is_a_rule(
+    multi: BuiltStudy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = multi.load()
+    front = {t.number for t in pareto_front(study.get_trials(states=(TrialState.COMPLETE,)))}
+    for pick in PICKS:  # each rule the selection knows, as a user would ask for it
+        args = ["best", "--storage", multi.storage, "--study", multi.name, "--json"]
+        assert main([*args, "--pick", pick]) == 0, capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out)["chosen"] in front
+    for offered in PICK_CHOICES:  # each choice the command offers picks a front trial
+        assert select_trial(study, pick=offered).number in front
 
 
 # ----------------------------------------------------------------------------- loading
@@ -302,3 +313,24 @@ def test_tiny_real_search_then_load_best_in_a_fresh_process(tmp_path: Path) -> N
         rtol=0,
         atol=0,
     )
+
+
+@pytest.mark.parametrize(
+    "choose",
+    [["--pick", "knee"], ["--pick", "smallest"], ["--trial", "1"], ["--max-params", "600"]],
+)
+def test_best_config_writes_the_chosen_trials_lightning_config(
+    multi: BuiltStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str], choose: list[str]
+) -> None:
+    study = multi.load()
+    flag, value = choose[0].removeprefix("--").replace("-", "_"), choose[1]
+    chosen = select_trial(study, **{flag: value if flag == "pick" else int(value)})  # type: ignore[arg-type]
+    assert chosen.number != select_trial(study).number  # the flag changes the choice
+    config = tmp_path / "chosen.yaml"
+    where = ["--storage", multi.storage, "--study", multi.name]
+    assert main(["best", *where, "--config", str(config), *choose]) == 0
+    written = yaml.safe_load(config.read_text())
+    assert written["model"]["config"] == chosen.user_attrs["arch"]
+    assert f"trial {chosen.number} " in capsys.readouterr().out
+    assert main(["best", *where, "--json", *choose]) == 0
+    assert json.loads(capsys.readouterr().out)["chosen"] == chosen.number

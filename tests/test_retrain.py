@@ -113,7 +113,7 @@ def test_retrain_trains_from_scratch_and_prints_test_accuracy(
     assert (run_dir(built.out, built.name, RetrainRun(0, 0, 1)) / LAST).is_file()
     (recorded,) = retrain_records(built.load())
     assert recorded["epochs"] == 1 and recorded["precision"] == "bf16-mixed"
-    assert recorded["logs"] is None  # the study's trials logged nowhere
+    assert recorded["logs"] == []  # the study's trials logged nowhere
 
 
 @pytest.mark.parametrize(
@@ -195,14 +195,14 @@ OLD_RESULT = {
 }
 
 
-def _top_two(built: BuiltStudy) -> list[int]:
+def _top_two(built: BuiltStudy) -> list[int | str]:
     """The trials ``--top 2`` takes: the two best architectures (the duplicate left out)."""
     from dense_nas.results.selection import best_architectures
 
-    return [t.number for t in best_architectures(built.load())[:2]]
+    return [t.name for t in best_architectures(built.load())[:2]]
 
 
-def _runs(built: BuiltStudy) -> list[tuple[int, int, int, float]]:
+def _runs(built: BuiltStudy) -> list[tuple[int | str, int, int, float]]:
     return sorted(
         (r["trial"], r["seed"], r["epochs"], r["test_accuracy"])
         for r in retrain_records(built.load())
@@ -228,8 +228,8 @@ def test_top_2_with_2_seeds_keeps_4_runs_and_shows_mean_and_std_per_architecture
     ]
     for record in new:
         assert record["epochs"] == 1 and record["seconds"] and record["finished"]
-        logs = record["logs"]
-        assert logs is not None and logs["logger"] == "csv"  # as the study's trials logged
+        (logs,) = record["logs"]
+        assert logs["logger"] == "csv"  # as the study's trials logged
         name = f"retrain-trial-{record['trial']}-seed-{record['seed']}-epochs-1"
         assert Path(logs["location"]) == (built.out / "logs" / built.name / name).resolve()
         assert "test/acc" in (Path(logs["location"]) / "metrics.csv").read_text()

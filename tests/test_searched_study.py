@@ -86,7 +86,7 @@ def test_export_and_retrain_work_on_the_searched_study(
     assert main(["retrain", *_where(copy), "--epochs", "1"]) == 0
     (recorded,) = study_attrs(copy.load())["retrains"]
     assert recorded["trial"] == chosen.number and recorded["epochs"] == 1
-    logs = recorded["logs"]  # the search logged to csv: so does the retrain, in its --out
-    assert logs is not None and logs["logger"] == "csv"
+    (logs,) = recorded["logs"]  # the search logged to csv: so does the retrain, in its --out
+    assert logs["logger"] == "csv"
     assert Path(logs["location"]).is_relative_to(tmp_path.resolve())
     assert "retrains" not in study_attrs(searched.load())

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from dense_nas.study import storage as storage_module
 from dense_nas.study.storage import make_storage
-from tests.helpers import TINY_SPACE, cli
+from tests.helpers import TINY_SPACE, cli, main_in_process
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -81,3 +81,33 @@ def test_after_the_command_the_database_file_alone_holds_the_whole_study(tmp_pat
     assert summary.n_trials == 2
     study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{copied}")
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["best"],
+        ["best", "--json"],
+        ["status"],
+        ["export", "--format", "onnx", "--output", "model.onnx"],
+        ["report", "--output", "report"],
+        ["retrain", "--epochs", "1", "--accelerator", "cpu"],
+    ],
+)
+@pytest.mark.parametrize(
+    "storage",
+    [[], ["--storage", "sqlite:///s.db"], ["--storage", "s.journal"]],
+    ids=["default", "sqlite", "journal"],
+)
+def test_a_read_command_where_no_study_is_makes_no_storage(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    storage: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ran = main_in_process(capsys, *command, *storage)
+    assert ran.returncode == 2 and ran.stderr.count("\n") == 1, ran.stderr
+    assert "dense-nas search" in ran.stderr  # what makes one
+    assert list(tmp_path.iterdir()) == []

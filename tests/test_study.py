@@ -379,8 +379,8 @@ def test_best_prints_a_table_and_json(
         (["search", "--storage", "mongodb://localhost/x"], "--storage"),
         (["search", "--data", "imagenet22k"], "data"),
         (["search", "--space", "no-such-space"], "no-such-space"),
-        (["best", "--study", "missing"], "--study"),
-        (["best"], "--study"),
+        (["best", "--study", "missing"], "--storage: no study storage"),  # none in --out
+        (["best"], "--storage: no study storage"),
         (["search", "--val-size", "5000"], "--val-size:"),
         (["search", "--val-size", "1.5"], "--val-size:"),
         (["search", "--precision", "64-true"], "--precision"),

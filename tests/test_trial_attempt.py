@@ -20,6 +20,7 @@ from dense_nas.study import SearchObserver, SearchSettings
 from dense_nas.study._attempt import TrialAttempt
 from dense_nas.study._run import Run
 from dense_nas.study.coordination.heartbeats import retry_silent_trials
+from dense_nas.study.loggers import prepare_loggers
 from dense_nas.study.objectives import parse_objective
 from dense_nas.study.process.messages import EpochMessage, ErrorKind, ResultMessage
 from dense_nas.study.storage import set_artifact_root
@@ -49,8 +50,9 @@ class Heard(SearchObserver):
 def _run(tmp_path: Path, pruner: optuna.pruners.BasePruner | None = None) -> Run:
     study = optuna.create_study(direction="maximize", pruner=pruner)
     set_artifact_root(study, tmp_path / "artifacts")
+    settings = SearchSettings(space=TINY_SPACE, epochs=3, out=tmp_path, retries=2)
     return Run(
-        settings=SearchSettings(space=TINY_SPACE, epochs=3, out=tmp_path, retries=2),
+        settings=settings,
         study=study,
         space=load_space(TINY_SPACE),
         task=DIGITS,
@@ -63,6 +65,7 @@ def _run(tmp_path: Path, pruner: optuna.pruners.BasePruner | None = None) -> Run
         accelerator="cpu",
         precision="32-true",
         observer=Heard(),
+        loggers=prepare_loggers(settings.logger, tmp_path, study.study_name),
     )
 
 

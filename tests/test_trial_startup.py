@@ -8,14 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from dense_nas.study.process import cpu_wait, prestart
 from tests.helpers import main_in_process, search_args
-
-_BUSY = "while True: pass"
 
 
 def _search(out: Path, *extra: str) -> list[str]:
@@ -61,9 +60,10 @@ def test_search_trains_in_the_process_it_started_first_and_logs_to_the_worker_lo
 def test_bad_input_stops_the_early_process_and_stores_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], spawned: list[int]
 ) -> None:
-    ran = main_in_process(capsys, *_search(tmp_path / "out", "--sampler", "nope"))
+    # refused once the command has started its trial process: the data is read then
+    ran = main_in_process(capsys, *_search(tmp_path / "out", "--data", "no-such-data"))
     assert ran.returncode == 2
-    assert ran.stderr.count("\n") == 1 and "sampler" in ran.stderr
+    assert ran.stderr.count("\n") == 1 and "--data" in ran.stderr
     assert len(spawned) == 1 and not _alive(spawned[0])
     assert not (tmp_path / "out").exists()
 
@@ -85,23 +85,47 @@ def test_the_wait_rule_spins_only_on_cores_free_of_other_load() -> None:
     assert cpu_wait.wait_policy(cpu_count=2, busy_elsewhere=0.0, cores=3) == "passive"
 
 
-def test_cpu_time_of_our_own_process_tree_is_not_load_but_others_is() -> None:
-    busy = subprocess.Popen([sys.executable, "-c", _BUSY])  # a child: part of our tree
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+def _write_proc(root: Path, busy_seconds: float, ticks: dict[int, tuple[int, float]]) -> Path:
+    """A ``/proc`` snapshot in the kernel's format: all cores' busy time, and per process
+    ``pid -> (parent pid, user seconds)``."""
+    hertz = os.sysconf("SC_CLK_TCK")
+    root.mkdir()
+    (root / "stat").write_text(f"cpu  {round(busy_seconds * hertz)} 0 0 100000 0 0 0 0 0 0\n")
+    for pid, (parent, seconds) in ticks.items():
+        (root / str(pid)).mkdir()
+        fields = f"S {parent} " + "0 " * 9 + f"{round(seconds * hertz)} 0 0 0 20 0 1 0"
+        (root / str(pid) / "stat").write_text(f"{pid} (python3) {fields}\n")
+    return root
+
+
+def test_cpu_time_of_a_process_tree_is_not_load_to_it_but_to_others(tmp_path: Path) -> None:
+    # One second: the command (10) has a trial process (11) that burned 1.0 s; a program
+    # outside its tree (20) burned 0.8 s.
+    before = {10: (1, 2.0), 11: (10, 5.0), 20: (1, 3.0)}
+    after = {10: (1, 2.0), 11: (10, 6.0), 20: (1, 3.8)}
+    first = _write_proc(tmp_path / "before", 50.0, before)
+    second = _write_proc(tmp_path / "after", 51.8, after)
+
+    def load_seen_by(root: int) -> float:
+        start, end = cpu_wait.sample(root, first), cpu_wait.sample(root, second)
+        return cpu_wait.busy_elsewhere(start, replace(end, at=start.at + 1.0))
+
+    assert load_seen_by(10) == pytest.approx(0.8)  # its own trial is not load
+    assert load_seen_by(20) == pytest.approx(1.0)  # the command's trial is load to others
+
+
+def test_a_childs_cpu_time_counts_as_its_parents_tree() -> None:
+    burn = "import time\nwhile time.process_time() < 0.6: pass\nprint(flush=True)\ntime.sleep(60)"
+    before = cpu_wait.sample(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE)
     try:
-        time.sleep(0.3)
-        ours_before, theirs_before = cpu_wait.sample(os.getpid()), cpu_wait.sample(stranger.pid)
-        time.sleep(1.0)
-        ours_after, theirs_after = cpu_wait.sample(os.getpid()), cpu_wait.sample(stranger.pid)
+        assert child.stdout is not None
+        child.stdout.readline()  # it has burned 0.6 s of CPU, however loaded the machine
+        after = cpu_wait.sample(os.getpid())
     finally:
-        busy.kill()
-        stranger.kill()
-        busy.wait()
-        stranger.wait()
-    seen_from_us = cpu_wait.busy_elsewhere(ours_before, ours_after)
-    seen_from_stranger = cpu_wait.busy_elsewhere(theirs_before, theirs_after)
-    # The busy loop is about one core: load to the stranger's tree, not to ours.
-    assert seen_from_stranger - seen_from_us > 0.6
+        child.kill()
+        child.wait()
+    assert after.ours - before.ours >= 0.5
 
 
 def test_the_choice_is_kept_for_ranks_and_the_users_setting_wins() -> None:
@@ -114,28 +138,19 @@ def test_the_choice_is_kept_for_ranks_and_the_users_setting_wins() -> None:
     assert cpu_wait.choose(users) == "spin" and users["OMP_WAIT_POLICY"] == "active"
 
 
-def test_a_trial_process_on_a_loaded_machine_waits_passively(tmp_path: Path) -> None:
-    """A real trial process, its command's cores taken by a program outside its tree."""
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", _BUSY], start_new_session=True)
-        for _ in range(os.cpu_count() or 1)
-    ]
+def test_a_trial_process_wanting_more_cores_than_the_machine_has_waits_passively() -> None:
+    """A real trial process's own measurement: however loaded the machine, more threads
+    than cores can never spin on free ones."""
     probe = (
         "import os; from dense_nas.study.process import cpu_wait; "
         "print(cpu_wait.choose(root=os.getpid()), os.environ.get('OMP_WAIT_POLICY'))"
     )
-    try:
-        time.sleep(0.3)
-        env = {**os.environ, cpu_wait.CORES_ENV: "1"}
-        env.pop("OMP_WAIT_POLICY", None)
-        env.pop(cpu_wait.CHOICE_ENV, None)
-        printed = subprocess.run(
-            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
-        ).stdout.split()
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
+    env = {**os.environ, cpu_wait.CORES_ENV: str(len(os.sched_getaffinity(0)) + 1)}
+    env.pop("OMP_WAIT_POLICY", None)
+    env.pop(cpu_wait.CHOICE_ENV, None)
+    printed = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert printed == ["passive", "PASSIVE"]
 
 

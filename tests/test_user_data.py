@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, distribution
+from importlib.metadata import EntryPoint, PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,11 @@ BAD_INPUTS = [
     (["--data", "broken_data:returns_a_number"], "--data", "gave int, not a LightningDataModule"),
     (["--data", "broken_data:NoClasses"], "--data", "has no num_classes (got None)"),
     (["--data", "broken_data:NoValidation"], "--data", "has no val_dataloader"),
+    (
+        ["--data", "broken_data:OneBasedLabels"],
+        "--data",
+        "the first training batch has label 2, outside 0..1 for num_classes 2",
+    ),
     (["--data", "mnist"], "--data", "unknown dataset 'mnist'"),
     (["--data", "quadrants:Quadrants", "--data-arg", "size"], "--data-arg", "KEY=VALUE"),
     (["--data", "quadrants:Quadrants", "--data-arg", "a b=1"], "--data-arg", "KEY=VALUE"),
@@ -177,6 +182,26 @@ def test_dense_nas_data_lists_builtin_and_plugin_datasets(
 
     facts = data_facts(build_datamodule("example-stripes"), "example-stripes")
     assert (facts.num_classes, facts.in_channels, facts.image_size) == (2, 1, (8, 8))
+
+
+def test_the_data_listing_marks_a_hidden_and_a_broken_plugin(
+    monkeypatch: pytest.MonkeyPatch, user_path: str
+) -> None:
+    from dense_nas.data._user import ENTRY_POINT_GROUP, list_datasets
+
+    points = [
+        EntryPoint("digits", "quadrants:Quadrants", ENTRY_POINT_GROUP),
+        EntryPoint("gone", "no_such_module_xyz:Data", ENTRY_POINT_GROUP),
+        EntryPoint("quads", "quadrants:Quadrants", ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(
+        "dense_nas._plugins.entry_points",
+        lambda group: points if group == ENTRY_POINT_GROUP else [],
+    )
+    plugins = {info.name: info.description for info in list_datasets() if info.source != "built-in"}
+    assert plugins["digits"] == "(hidden: a built-in dataset has this name)"
+    assert plugins["gone"].startswith("(broken: ") and "ModuleNotFoundError" in plugins["gone"]
+    assert not plugins["quads"].startswith("(")  # its docstring's first paragraph
 
 
 # --- whole studies -----------------------------------------------------------------------------

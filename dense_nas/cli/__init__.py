@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from typing import NoReturn
 
 from dense_nas.cli import best, data, export, report, retrain, search, spaces, status
@@ -28,10 +29,26 @@ Handler = Callable[[argparse.Namespace], int]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (also what ``--help`` shows)."""
     parser = Parser(prog="dense-nas", description="Neural architecture search over DenseNet.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in (search, status, best, export, retrain, report, spaces, data):
         command.add_parser(sub)
     return parser
+
+
+def installed_version() -> str:
+    """The version of the installed ``dense-nas`` distribution (its metadata).
+
+    Example:
+        >>> installed_version() == metadata.version("dense-nas")
+        True
+    """
+    try:
+        return metadata.version("dense-nas")
+    except metadata.PackageNotFoundError:  # imported from a source tree never installed
+        from dense_nas import __version__
+
+        return __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,11 +49,30 @@ def positive_float(text: str) -> float:
     return value
 
 
+def trial_name(text: str) -> int | str:
+    """A ``--trial`` value: a trial number, or ``vK:N`` for trial N of the study's version K.
+
+    Example:
+        >>> trial_name("3"), trial_name("v2:3")
+        (3, 'v2:3')
+    """
+    from dense_nas.study.lineage import parse_trial_name
+
+    try:
+        version, number = parse_trial_name(text)
+    except UserInputError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("trial: ")) from None
+    return number if version == 1 and ":" not in text else text
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but bad arguments are one line and exit code 2 (as argparse already uses)."""
 
     def error(self, message: str) -> Any:
-        raise UserInputError(f"{self.prog}: {message}; see --help")
+        # ``main`` prints the "dense-nas: error: " prefix; a subcommand adds its own name.
+        command = self.prog.partition(" ")[2]
+        where = f"{command}: " if command else ""
+        raise UserInputError(f"{where}{message}; see {self.prog} --help")
 
 
 def study_args(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +109,10 @@ def device_args(parser: argparse.ArgumentParser) -> None:
 # check they equal dense_nas.results.export.FORMATS and dense_nas.results.loading.PICKS.
 FORMAT_CHOICES = ("onnx", "torchscript", "state-dict", "exported-program")
 PICK_CHOICES = ("accuracy", "smallest", "knee")
+TRIAL_HELP = (
+    "its number N, or vK:N for trial N of version K of a study whose space grew (the "
+    "number optuna shows for <study>@vK)"
+)
 
 
 def choice_args(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
@@ -97,11 +120,14 @@ def choice_args(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
     ``--trial`` may be given more than once (a list in ``args.trial``)."""
     if many:
         parser.add_argument(
-            "--trial", type=int, action="append", help="use this trial (repeat for more)"
+            "--trial",
+            type=trial_name,
+            action="append",
+            help=f"use this trial (repeat for more): {TRIAL_HELP}",
         )
     else:
         parser.add_argument(
-            "--trial", type=int, help="use this trial number instead of picking one"
+            "--trial", type=trial_name, help=f"use this trial instead of picking one: {TRIAL_HELP}"
         )
     parser.add_argument(
         "--pick",

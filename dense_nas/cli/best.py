@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dense_nas.cli._args import study_args
+from dense_nas.cli._args import choice_args, study_args
 
 
 def add_parser(sub: Any) -> None:
@@ -17,29 +17,42 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--config",
         type=Path,
-        help="also write a LightningCLI config of the trial load_best takes (model, data, "
-        "trainer) to PATH; train it with: python -m dense_nas.lightning fit --config PATH",
+        help="also write a LightningCLI config of the chosen trial (model, data, trainer) to "
+        "PATH; train it with: python -m dense_nas.lightning fit --config PATH",
     )
+    choice_args(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dense_nas.results.selection import completed_trials
+    from dense_nas.results.selection import check_pick, select_entry
     from dense_nas.results.summary import best_json, best_table
     from dense_nas.study.storage import open_study
 
+    check_pick(args.pick)  # bad input stops before the storage is opened
     study = open_study(args.storage, args.study_name, args.out)
-    completed_trials(study)  # none yet: one line and exit 2, as for export and retrain
+    # No completed trial yet: one line and exit 2, as for export and retrain.
+    chosen = select_entry(study, trial=args.trial, pick=args.pick, max_params=args.max_params)
     if args.config is not None:
         from dense_nas.results.lightning_config import write_lightning_config
-        from dense_nas.results.selection import select_trial
 
-        chosen = select_trial(study)
-        write_lightning_config(args.config, study, chosen)
-    print(best_json(study) if args.json else best_table(study))
-    if args.config is not None and not args.json:
+        write_lightning_config(args.config, chosen.study, chosen.trial)
+    if args.json:
+        print(best_json(study, chosen.name))
+        return 0
+    print(best_table(study))
+    if (args.trial, args.pick, args.max_params) != (None, "accuracy", None):
+        print(f"chosen: trial {chosen.name} (by {_how_chosen(args)})")
+    if args.config is not None:
         print(
-            f"wrote the LightningCLI config of trial {chosen.number} to {args.config}; "
+            f"wrote the LightningCLI config of trial {chosen.name} to {args.config}; "
             f"train it with: python -m dense_nas.lightning fit --config {args.config}"
         )
     return 0
+
+
+def _how_chosen(args: argparse.Namespace) -> str:
+    if args.trial is not None:
+        return f"--trial {args.trial}"
+    limit = f" --max-params {args.max_params}" if args.max_params is not None else ""
+    return f"--pick {args.pick}{limit}"

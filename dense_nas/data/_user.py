@@ -25,7 +25,13 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from dense_nas._plugins import entry_points_in, import_object, load_entry_point, owner
+from dense_nas._plugins import (
+    entry_points_in,
+    import_object,
+    list_plugins,
+    load_entry_point,
+    owner,
+)
 from dense_nas.data._factory import DATASETS, DESCRIPTIONS
 from dense_nas.errors import UserInputError
 
@@ -60,17 +66,10 @@ def list_datasets() -> list[DataInfo]:
         digits     built-in
         cifar10    built-in
     """
-    infos = [DataInfo(name, DESCRIPTIONS[name], "built-in") for name in DATASETS]
-    for ep in entry_points_in(ENTRY_POINT_GROUP):
-        if ep.name in DATASETS:
-            description = "(hidden: a built-in dataset has this name)"
-        else:
-            try:
-                description = _describe(_load(ep))
-            except UserInputError as err:
-                description = f"(broken: {err})"
-        infos.append(DataInfo(ep.name, description, owner(ep)))
-    return infos
+    builtin = {name: DESCRIPTIONS[name] for name in DATASETS}
+    return list_plugins(
+        ENTRY_POINT_GROUP, builtin, "dataset", lambda ep: _describe(_load(ep)), DataInfo
+    )
 
 
 def is_builtin(data: str) -> bool:

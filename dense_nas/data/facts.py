@@ -41,7 +41,8 @@ def data_facts(datamodule: L.LightningDataModule, data: str) -> DataFacts:
 
     Raises:
         UserInputError: no integer ``num_classes``, a setup or loader that fails, a batch
-            that is not ``(images, labels)`` with images ``N x C x H x W``.
+            that is not ``(images, labels)`` with images ``N x C x H x W``, a label in
+            that batch outside ``[0, num_classes)``.
     """
     if isinstance(datamodule, DenseNetDataModule):
         return DataFacts(
@@ -51,7 +52,7 @@ def data_facts(datamodule: L.LightningDataModule, data: str) -> DataFacts:
             datamodule.augment,
         )
     origin = f"{data!r}"
-    images = _first_images(datamodule, origin)
+    images, labels = _first_batch(datamodule, origin)
     num_classes = getattr(datamodule, "num_classes", None)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise UserInputError(
@@ -59,6 +60,7 @@ def data_facts(datamodule: L.LightningDataModule, data: str) -> DataFacts:
             "number of classes (at least 2) in __init__ or setup()",
             param="data",
         )
+    _check_labels(labels, num_classes, origin)
     augment = getattr(datamodule, "augment", False)
     return DataFacts(
         num_classes,
@@ -68,7 +70,22 @@ def data_facts(datamodule: L.LightningDataModule, data: str) -> DataFacts:
     )
 
 
-def _first_images(datamodule: L.LightningDataModule, origin: str) -> Tensor:
+def _check_labels(labels: Any, num_classes: int, origin: str) -> None:
+    """Refuse class indices outside ``[0, num_classes)`` now: later, every trial would fail
+    in its loss, one candidate after another."""
+    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex():
+        return  # soft or one-hot targets: the loss checks their shape
+    outside = labels[(labels < 0) | (labels >= num_classes)]
+    if outside.numel():
+        raise UserInputError(
+            f"{origin}: the first training batch has label {int(outside[0])}, outside "
+            f"0..{num_classes - 1} for num_classes {num_classes}; number the classes from 0 "
+            "or set num_classes to how many there are",
+            param="data",
+        )
+
+
+def _first_batch(datamodule: L.LightningDataModule, origin: str) -> tuple[Tensor, Any]:
     try:
         datamodule.prepare_data()
         datamodule.setup("fit")
@@ -87,4 +104,4 @@ def _first_images(datamodule: L.LightningDataModule, origin: str) -> Tensor:
             "N x C x H x W; make train_dataloader() yield such pairs",
             param="data",
         )
-    return images
+    return images, batch[1]

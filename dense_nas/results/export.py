@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from dense_nas.errors import UserInputError, check_choice
 from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.network import DenseNet
-from dense_nas.paths import check_output_file
+from dense_nas.paths import check_output_file, copy_whole
 
 #: Outputs may differ from the module's by ``ATOL + RTOL * |module output|`` (float32
 #: kernels differ between runtimes; a wrong weight differs by orders of magnitude more).
@@ -199,8 +200,13 @@ def export_network(module: DenseNetModule, path: Path, fmt: str, example: Tensor
     writer = _format(fmt).write
     check_output_file(path, "path")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet(), torch.no_grad():
-        writer(plain_network(module), path, example)
+    # The exporters fail on a full disk with their own errors (torch's are RuntimeErrors)
+    # and leave what they wrote: they write to scratch space, the copy is whole or absent.
+    with tempfile.TemporaryDirectory(prefix="dense-nas-export-") as scratch:
+        made = Path(scratch) / path.name
+        with _quiet(), torch.no_grad():
+            writer(plain_network(module), made, example)
+        copy_whole(made, path)
 
 
 def check_export(module: DenseNetModule, path: Path, fmt: str, images: Tensor) -> float:

@@ -30,7 +30,7 @@ from dense_nas.model.arch import DenseNetConfig
 from dense_nas.model.module import DenseNetModule
 from dense_nas.model.recipe import TrainingConfig
 from dense_nas.records import ARTIFACT_ROOT_ATTR, study_attrs, trial_attrs
-from dense_nas.results.selection import check_pick, select_trial, trial_by_number
+from dense_nas.results.selection import check_pick, select_entry, trial_by_number
 from dense_nas.study.storage import artifact_store, open_study
 
 DEFAULT_OUT = Path("dense-nas-runs")
@@ -238,13 +238,17 @@ def study_image_size(study: optuna.Study) -> tuple[int, int]:
 def find_trial(
     storage: str | None,
     study_name: str | None,
-    trial: int | None = None,
+    trial: int | str | None = None,
     *,
     pick: str = "accuracy",
     max_params: int | None = None,
     out: Path = DEFAULT_OUT,
 ) -> tuple[optuna.Study, FrozenTrial]:
     """Open a study and choose a trial (:func:`select_trial`): what every command starts with.
+
+    Returns:
+        The Optuna study that holds the trial (for a study that grew, the version that
+        trained it: its checkpoint is in that study's artifact store) and the trial.
 
     Example:
         >>> study, trial = find_trial("sqlite:///runs/dense-nas.db", "demo")  # doctest: +SKIP
@@ -253,13 +257,14 @@ def find_trial(
     """
     check_pick(pick)  # bad input stops before the storage is opened (or created)
     study = open_study(storage, study_name, out)
-    return study, select_trial(study, trial=trial, pick=pick, max_params=max_params)
+    chosen = select_entry(study, trial=trial, pick=pick, max_params=max_params)
+    return chosen.study, chosen.trial
 
 
 def load_best(
     storage: str | None,
     study_name: str | None,
-    trial: int | None = None,
+    trial: int | str | None = None,
     *,
     pick: str = "accuracy",
     max_params: int | None = None,
@@ -272,7 +277,8 @@ def load_best(
     Args:
         storage: the study's storage URL or journal path (``None``: SQLite in ``out``).
         study_name: the study; ``None``: the storage's only study.
-        trial: load this trial number instead of picking one.
+        trial: load this trial instead of picking one: its number, or ``vK:N`` for
+            trial N of the study's version K (a study that grew).
         pick: ``"accuracy"`` (default: the best metric), ``"smallest"`` or ``"knee"``:
             which trial of the Pareto front of the study's metric against size (see
             :mod:`~dense_nas.results.selection`).

@@ -59,15 +59,17 @@ from dense_nas.results.loading import DEFAULT_OUT
 from dense_nas.results.selection import (
     Goal,
     SizeMetric,
-    completed_trials,
+    completed_entries,
     pareto_front,
     ranked,
-    select_trial,
+    select_entry,
     size_metric,
     study_goal,
     trial_size,
 )
 from dense_nas.results.summary import describe_arch, retrained_table, table, trial_table
+from dense_nas.study.lineage import lineage_trials, version_studies
+from dense_nas.study.loggers import recorded_logs
 from dense_nas.study.samplers import Kind, describe_choice
 from dense_nas.study.storage import open_study
 
@@ -448,7 +450,7 @@ def _overview(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
         ("pruner", _choice("pruner", attrs.get("pruner"))),
         ("seed", attrs.get("seed")),
         ("trials", f"{len(trials)} ({counted})"),
-        ("chosen", f"trial {select_trial(study).number} (what load_best, export and retrain take)"),
+        ("chosen", f"trial {select_entry(study).name} (what load_best, export and retrain take)"),
     ]
     return f"# dense-nas study `{study.study_name}`\n\n" + table(("", ""), rows, markdown=True)
 
@@ -473,7 +475,7 @@ def _retrained(study: optuna.Study) -> str:
             run["epochs"],
             f"{run['test_accuracy']:.4f}",
             None if run["seconds"] is None else f"{run['seconds']:.1f}",
-            None if run["logs"] is None else run["logs"]["location"],
+            ", ".join(logs["location"] for logs in recorded_logs(run["logs"])) or None,
             run["checkpoint"],
         )
         for run in retrain_records(study)
@@ -496,15 +498,20 @@ def _summary_markdown(
     top: int = 10,
 ) -> str:
     """The text of ``summary.md``."""
-    complete = completed_trials(study)
+    entries = completed_entries(study)
+    names = {id(entry.trial): entry.name for entry in entries}
+    complete = [entry.trial for entry in entries]
     metric, goal = size_metric(study), study_goal(study)
     best = ranked(complete, metric, goal)[:top]
+    front = pareto_front(complete, metric, goal)
+
+    def named(trials: Sequence[FrozenTrial]) -> str:
+        return trial_table(trials, markdown=True, names=[names[id(t)] for t in trials], goal=goal)
+
     parts = [
-        _overview(study, study.get_trials(deepcopy=False)),
-        f"## Top {len(best)} trials by {_axis(goal)}\n\n"
-        + trial_table(best, markdown=True, goal=goal),
-        f"## Pareto front: {goal.metric} vs {SIZE_TITLES[metric]}\n\n"
-        + trial_table(pareto_front(complete, metric, goal), markdown=True, goal=goal),
+        _overview(study, [entry.trial for entry in lineage_trials(study)]),
+        f"## Top {len(best)} trials by {_axis(goal)}\n\n" + named(best),
+        f"## Pareto front: {goal.metric} vs {SIZE_TITLES[metric]}\n\n" + named(front),
         f"## Parameter importances for {goal.metric}\n\n"
         + (
             table(
@@ -554,13 +561,18 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
         >>> [p.name for p in files if p.suffix != ".html"]
         ['history.png', 'intermediate.png', 'importances.png', 'pareto.png', 'scatter.png', 'summary.md']
     """
-    complete = completed_trials(study)
+    complete = [entry.trial for entry in completed_entries(study)]
     _check_plot_libraries()
-    trials = study.get_trials(deepcopy=False)
+    trials = [entry.trial for entry in lineage_trials(study)]  # every version's, each once
     check_output_dir(output, "output")
     output.mkdir(parents=True, exist_ok=True)
     goal = study_goal(study)
-    found, why_not = importances(study, complete)
+    # Importances need one study's distributions: the latest version holds the trials
+    # of the earlier ones that fit its space.
+    latest = version_studies(study)[-1]
+    found, why_not = importances(
+        latest, latest.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    )
     notes = [f"Parameter importances skipped: {why_not}."] if why_not else []
     curves = _intermediate_chart(trials, goal)
     if curves is None:

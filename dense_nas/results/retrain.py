@@ -8,8 +8,8 @@ so :func:`retrain` trains each chosen trial (``trials``, or the ``top`` best
 architectures) once per seed, ``workers`` runs at once, each in its own process
 (:mod:`~dense_nas.results.retrain_workers`).
 
-Every run applies the study's ``--trainer-config`` (its Trainer options and callbacks),
-as every trial did, and logs with the logger the study's trials logged with
+Every run applies the study's ``--trainer-config`` (its Trainer options, callbacks and
+loggers), as every trial did, and logs with the loggers the study's trials logged with
 (:func:`run_logs`). A run keeps its ``last.ckpt`` (written after every epoch)
 in ``<out>/retrain/<study>/trial-<N>-seed-<S>-epochs-<E>/``; running it again resumes
 from there. Every result is added to the study's ``retrains`` record
@@ -36,7 +36,6 @@ import lightning as L
 import optuna
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from optuna.trial import FrozenTrial
 
 from dense_nas.data import build_datamodule
 from dense_nas.errors import UserInputError
@@ -61,10 +60,11 @@ from dense_nas.results.selection import (
     best_architectures,
     check_pick,
     completed_trials,
-    select_trial,
+    select_entry,
 )
 from dense_nas.study.hardware import resolve_accelerator, resolve_precision, speed_defaults
-from dense_nas.study.loggers import check_logger, finished_logs, make_logger, prepare_experiment
+from dense_nas.study.lineage import LineageTrial, find_lineage_trial
+from dense_nas.study.loggers import finished_logs, make_logger, prepare_reruns, rerun_logs
 from dense_nas.study.quiet import quiet_lightning
 from dense_nas.study.settings import MAX_SEED
 from dense_nas.study.storage import open_study
@@ -84,14 +84,16 @@ class RetrainRun:
         'trial-3-seed-1-epochs-30'
     """
 
-    trial: int
+    trial: int | str
+    """The trial as ``--trial`` names it (``vK:N`` in a study's later versions)."""
     seed: int
     epochs: int
 
     @property
     def name(self) -> str:
         """The run's folder name (checkpoints) and log run name."""
-        return f"trial-{self.trial}-seed-{self.seed}-epochs-{self.epochs}"
+        trial = str(self.trial).replace(":", "-")  # a file name on every system
+        return f"trial-{trial}-seed-{self.seed}-epochs-{self.epochs}"
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,11 @@ class RetrainResult:
         precision: the Lightning precision it trained in.
         seconds: wall time of the run.
         finished: Unix time the run ended.
-        logs: where it logged (``None``: the study's trials logged nowhere).
+        logs: where it logged, one entry per logger (none: the study's trials logged
+            nowhere).
     """
 
-    trial: int
+    trial: int | str
     arch_key: str
     seed: int
     epochs: int
@@ -143,14 +146,14 @@ class RetrainResult:
     precision: str
     seconds: float
     finished: float
-    logs: TrialLogs | None
+    logs: list[TrialLogs]
 
     def to_record(self) -> RetrainRecord:
         """The run as recorded on the study.
 
         Example:
             >>> done = RetrainResult(3, "k=8", 0, 12, 0, 0.98, Path("last.ckpt"), "32-true",
-            ...                      41.5, 1.7e9, None)
+            ...                      41.5, 1.7e9, [])
             >>> done.to_record()["checkpoint"]
             'last.ckpt'
         """
@@ -179,35 +182,28 @@ def run_dir(out: Path, study_name: str, run: RetrainRun) -> Path:
     return out / "retrain" / study_name / run.name
 
 
-def run_logs(study: optuna.Study, out: Path, run: RetrainRun) -> TrialLogs | None:
-    """Where a run logs: with the logger the study's latest logged trial used.
+def run_logs(study: optuna.Study, out: Path, run: RetrainRun) -> list[TrialLogs]:
+    """Where a run logs: with the loggers the study's latest logged trial used, as a run
+    ``retrain-<run>`` (:func:`~dense_nas.study.loggers.rerun_logs`).
 
     csv and tensorboard runs go to ``<out>/logs/<study>/retrain-<run>/``, beside the
-    trials' folders of a search with the same ``--out``; an MLflow run joins the trials'
-    experiment in their tracking store as ``retrain-<run>``. ``None`` when no trial
-    logged (``--logger none``).
+    trials' folders of a search with the same ``--out``; an MLflow run is nested under the study's parent run, a W&B run
+    joins the study's project and group. None when no trial logged (``--logger none``).
 
     Example:
         >>> import optuna
         >>> study = optuna.create_study(study_name="demo")
         >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={
         ...     "logs": {"logger": "csv", "location": "/runs/logs/demo/trial-0"}}))
-        >>> logs = run_logs(study, Path("/runs"), RetrainRun(0, 1, 2))
+        >>> (logs,) = run_logs(study, Path("/runs"), RetrainRun(0, 1, 2))
         >>> logs["logger"], Path(logs["location"]).as_posix()
         ('csv', '/runs/logs/demo/retrain-trial-0-seed-1-epochs-2')
     """
     logged = [t for t in study.get_trials(deepcopy=False) if "logs" in trial_attrs(t)]
     if not logged:
-        return None
-    logs = trial_attrs(logged[-1])["logs"]
-    name = f"retrain-{run.name}"
-    if logs["logger"] == "mlflow":
-        experiment = logs.get("experiment", study.study_name)
-        return TrialLogs(
-            logger="mlflow", location=logs["location"], experiment=experiment, run_name=name
-        )
-    location = (out / "logs" / study.study_name / name).resolve()
-    return TrialLogs(logger=logs["logger"], location=str(location))
+        return []
+    directory = out / "logs" / study.study_name
+    return rerun_logs(trial_attrs(logged[-1])["logs"], f"retrain-{run.name}", directory)
 
 
 def _resume_point(last: Path, module: DenseNetModule) -> int:
@@ -291,7 +287,7 @@ def train_run(settings: RetrainSettings, run: RetrainRun) -> RetrainResult:
     """
     started = time.perf_counter()
     study = open_study(settings.storage, settings.study_name, settings.out)
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == run.trial)
+    trial = find_lineage_trial(study, run.trial).trial
     arch, training = trial_arch(trial), trial_training(trial).with_epochs(run.epochs)
     datamodule = _datamodule(study, training.batch_size, run.seed)
     device = settings.accelerator
@@ -303,15 +299,10 @@ def train_run(settings: RetrainSettings, run: RetrainRun) -> RetrainResult:
     directory = run_dir(settings.out, settings.study_name, run)
     done = _resume_point(directory / LAST, module)
     logs = run_logs(study, settings.out, run)
+    trainer_config = study_attrs(study).get("trainer_config", {})
     with quiet_lightning(settings.verbose):
-        logger = make_logger(logs)
-        trainer = _trainer(
-            directory,
-            training.epochs,
-            settings,
-            study_attrs(study).get("trainer_config", {}),
-            logger,
-        )
+        logger = make_logger(logs, trainer_config)
+        trainer = _trainer(directory, training.epochs, settings, trainer_config, logger)
         _fit(trainer, module, datamodule, directory / LAST if done else None)
         (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     return RetrainResult(
@@ -331,11 +322,11 @@ def train_run(settings: RetrainSettings, run: RetrainRun) -> RetrainResult:
 
 def _chosen_trials(
     study: optuna.Study,
-    trials: Sequence[int],
+    trials: Sequence[int | str],
     top: int | None,
     pick: str,
     max_params: int | None,
-) -> list[FrozenTrial]:
+) -> list[LineageTrial]:
     """The trials to retrain: the numbered ones, the ``top`` best architectures, or the
     one ``pick`` chooses."""
     if trials and top is not None:
@@ -344,11 +335,11 @@ def _chosen_trials(
         )
     if top is None:
         if not trials:
-            return [select_trial(study, pick=pick, max_params=max_params)]
+            return [select_entry(study, pick=pick, max_params=max_params)]
         twice = sorted({n for n in trials if list(trials).count(n) > 1})
         if twice:
             raise UserInputError(f"trial {twice[0]} is given twice; give it once", param="trial")
-        return [select_trial(study, trial=number) for number in trials]
+        return [select_entry(study, trial=number) for number in trials]
     if top < 1:
         raise UserInputError(f"must be at least 1, got {top}", param="top")
     if pick != "accuracy":
@@ -372,7 +363,7 @@ def plan(
     storage: str | None,
     study_name: str | None,
     *,
-    trials: Sequence[int] = (),
+    trials: Sequence[int | str] = (),
     top: int | None = None,
     seeds: int = 1,
     seed: int | None = None,
@@ -405,20 +396,17 @@ def plan(
         )
     runs = [
         RetrainRun(
-            trial.number,
+            entry.name,
             base + i,
-            trial_training(trial).epochs if epochs is None else epochs,
+            trial_training(entry.trial).epochs if epochs is None else epochs,
         )
-        for trial in chosen
+        for entry in chosen
         for i in range(seeds)
     ]
     for run in runs:
         check_output_dir(run_dir(out, study.study_name, run), "out")
-    _datamodule(study, trial_training(chosen[0]).batch_size, base)  # it has a test set
-    logs = run_logs(study, out, runs[0])
-    if logs is not None:
-        check_logger(logs["logger"])  # its package is installed here too
-        prepare_experiment(logs["logger"], out, study.study_name, logs["location"])
+    _datamodule(study, trial_training(chosen[0].trial).batch_size, base)  # it has a test set
+    prepare_reruns(run_logs(study, out, runs[0]))  # the packages are installed here too
     settings = RetrainSettings(storage, study.study_name, out, device, precision, compile, verbose)
     return study, settings, runs
 
@@ -427,7 +415,7 @@ def retrain(
     storage: str | None,
     study_name: str | None,
     *,
-    trials: Sequence[int] = (),
+    trials: Sequence[int | str] = (),
     top: int | None = None,
     seeds: int = 1,
     seed: int | None = None,

@@ -7,6 +7,10 @@ or lowest for a minimised one such as ``nll``), then size, then number (:func:`r
 the best trials of a study (:func:`best_trials`) are what ``dense-nas best`` shows, and
 the first of them is what :func:`select_trial` picks.
 
+A study that grew (:mod:`dense_nas.study.lineage`) is ranked as one: every trained
+network of every version, each once, named as ``--trial`` takes it (``N`` for the
+user's study, ``vK:N`` for version K's).
+
 A pick rule chooses one trial of the front (the non-dominated set of best metric against
 fewest parameters, or fewest MACs for a ``METRIC,macs`` study; single-objective studies
 have a front too):
@@ -48,6 +52,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError, check_choice
 from dense_nas.records import study_attrs, trial_attrs
+from dense_nas.study.lineage import LineageTrial, find_lineage_trial, lineage_trials
 
 Pick = Literal["accuracy", "smallest", "knee"]
 PICKS: tuple[str, ...] = get_args(Pick)
@@ -163,7 +168,7 @@ def trial_size(trial: FrozenTrial, metric: SizeMetric = "params") -> int:
 
 
 def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The completed trials, or one line saying the study has none yet.
+    """The completed trials of every version, or one line saying the study has none yet.
 
     Example:
         >>> import optuna
@@ -172,14 +177,19 @@ def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
         ...
         dense_nas.errors.UserInputError: study_name: study 'empty' has no completed trials yet; run dense-nas search (or wait for a running one) first
     """
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not trials:
+    return [entry.trial for entry in completed_entries(study)]
+
+
+def completed_entries(study: optuna.Study) -> list[LineageTrial]:
+    """:func:`completed_trials` with the version that holds each."""
+    entries = lineage_trials(study, states=(TrialState.COMPLETE,))
+    if not entries:
         raise UserInputError(
             f"study {study.study_name!r} has no completed trials yet; "
             "run dense-nas search (or wait for a running one) first",
             param="study_name",
         )
-    return trials
+    return entries
 
 
 def pareto_front(
@@ -233,16 +243,16 @@ def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
 def select_trial(
     study: optuna.Study,
     *,
-    trial: int | None = None,
+    trial: int | str | None = None,
     pick: str = "accuracy",
     max_params: int | None = None,
 ) -> FrozenTrial:
-    """The completed trial to load: the one numbered ``trial``, or the front's by ``pick``.
+    """The completed trial to load: the one ``trial`` names, or the front's by ``pick``.
 
     Args:
         study: a dense-nas study.
-        trial: a trial number; it must be COMPLETE. ``pick`` and ``max_params`` then
-            do not apply.
+        trial: a trial number, or ``vK:N`` for trial N of the study's version K; it
+            must be COMPLETE. ``pick`` and ``max_params`` then do not apply.
         pick: ``"accuracy"``, ``"smallest"`` or ``"knee"`` (see the module docstring).
         max_params: consider only trials with at most this many parameters.
 
@@ -259,20 +269,33 @@ def select_trial(
         ...
         dense_nas.errors.UserInputError: pick: must be one of accuracy, smallest, knee, got 'largest'
     """
+    return select_entry(study, trial=trial, pick=pick, max_params=max_params).trial
+
+
+def select_entry(
+    study: optuna.Study,
+    *,
+    trial: int | str | None = None,
+    pick: str = "accuracy",
+    max_params: int | None = None,
+) -> LineageTrial:
+    """:func:`select_trial` with the version (and its Optuna study) that holds the trial."""
     check_pick(pick)
     if trial is not None:
-        chosen = trial_by_number(study, trial)
-        if chosen.state != TrialState.COMPLETE:
+        named = find_lineage_trial(study, trial)
+        if named.trial.state != TrialState.COMPLETE:
             raise UserInputError(
-                f"trial {trial} is {chosen.state.name}; only completed trials can be loaded",
+                f"trial {trial} is {named.trial.state.name}; only completed trials can be loaded",
                 param="trial",
             )
-        return chosen
-    candidates = completed_trials(study)
+        return named
+    entries = completed_entries(study)
+    by_trial = {id(entry.trial): entry for entry in entries}
+    candidates = [entry.trial for entry in entries]
     if max_params is not None:
         candidates = [t for t in candidates if trial_size(t) <= max_params]
         if not candidates:
-            smallest = min(trial_size(t) for t in completed_trials(study))
+            smallest = min(trial_size(entry.trial) for entry in entries)
             raise UserInputError(
                 f"no completed trial has at most {max_params} parameters "
                 f"(the smallest has {smallest})",
@@ -281,10 +304,10 @@ def select_trial(
     metric, goal = size_metric(study), study_goal(study)
     front = pareto_front(candidates, metric, goal)
     if pick == "smallest":
-        return front[0]
+        return by_trial[id(front[0])]
     if pick == "knee":
-        return _knee(front, metric, goal)
-    return front[-1]  # the best metric; of equals the smallest: ranked(...)[0]
+        return by_trial[id(_knee(front, metric, goal))]
+    return by_trial[id(front[-1])]  # the best metric; of equals the smallest: ranked(...)[0]
 
 
 def check_pick(pick: str) -> None:
@@ -320,7 +343,8 @@ def ranked(
 
 
 def best_trials(study: optuna.Study, top: int = 5) -> list[FrozenTrial]:
-    """The best completed trials, best first (:func:`ranked`); ``[]`` when none completed.
+    """The best completed trials of every version, best first (:func:`ranked`); ``[]``
+    when none completed.
 
     A single-objective study gives its ``top`` trials, a multi-objective study its whole
     Pareto front of the metric against size. The first trial is what :func:`select_trial`,
@@ -334,17 +358,27 @@ def best_trials(study: optuna.Study, top: int = 5) -> list[FrozenTrial]:
         >>> [t.number for t in best_trials(study)], select_trial(study).number
         ([2, 1, 0], 2)
     """
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [entry.trial for entry in best_entries(study, top)]
+
+
+def best_entries(study: optuna.Study, top: int = 5) -> list[LineageTrial]:
+    """:func:`best_trials` with the version that holds each."""
+    entries = lineage_trials(study, states=(TrialState.COMPLETE,))
+    by_trial = {id(entry.trial): entry for entry in entries}
+    trials = [entry.trial for entry in entries]
     if not trials:
         return []
     metric, goal = size_metric(study), study_goal(study)
     if len(study.directions) > 1:
-        return ranked(pareto_front(trials, metric, goal), metric, goal)
-    return ranked(trials, metric, goal)[:top]
+        best = ranked(pareto_front(trials, metric, goal), metric, goal)
+    else:
+        best = ranked(trials, metric, goal)[:top]
+    return [by_trial[id(t)] for t in best]
 
 
-def best_architectures(study: optuna.Study, max_params: int | None = None) -> list[FrozenTrial]:
-    """Completed trials best first (:func:`ranked`), one per architecture and recipe.
+def best_architectures(study: optuna.Study, max_params: int | None = None) -> list[LineageTrial]:
+    """Completed trials of every version best first (:func:`ranked`), one per
+    architecture and recipe.
 
     A trial with the ``arch_key`` of a better-ranked one (a duplicate, which trained
     nothing of its own) is left out: ``retrain --top K`` retrains K different networks.
@@ -356,17 +390,19 @@ def best_architectures(study: optuna.Study, max_params: int | None = None) -> li
         >>> for acc, key in [(0.9, "a"), (0.95, "b"), (0.95, "b"), (0.93, "c")]:
         ...     study.add_trial(optuna.trial.create_trial(
         ...         value=acc, user_attrs={"params": 100, "arch_key": key}))
-        >>> [t.number for t in best_architectures(study)]
+        >>> [t.name for t in best_architectures(study)]
         [1, 3, 0]
     """
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    entries = lineage_trials(study, states=(TrialState.COMPLETE,))
+    by_trial = {id(entry.trial): entry for entry in entries}
+    trials = [entry.trial for entry in entries]
     if max_params is not None:
         trials = [t for t in trials if trial_size(t) <= max_params]
     seen: set[str] = set()
     distinct = []
     for trial in ranked(trials, size_metric(study), study_goal(study)):
-        key = trial_attrs(trial).get("arch_key", f"trial {trial.number}")
+        key = trial_attrs(trial).get("arch_key", f"trial {by_trial[id(trial)].name}")
         if key not in seen:
             seen.add(key)
-            distinct.append(trial)
+            distinct.append(by_trial[id(trial)])
     return distinct

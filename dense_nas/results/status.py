@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.records import SpaceVersionRecord, study_attrs, trial_attrs
-from dense_nas.results.selection import best_trials, study_goal
+from dense_nas.records import SpaceVersionRecord, VersionRecord, study_attrs, trial_attrs
+from dense_nas.results.selection import best_entries, study_goal
 from dense_nas.results.summary import describe_arch, metric_text
-from dense_nas.study.budget import counted_trials
+from dense_nas.study.lineage import lineage_finished, lineage_trials, version_studies
 
 
 @dataclass(frozen=True)
@@ -71,15 +71,17 @@ class StudyStatus:
     counts: dict[str, int]
     """Trials by state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."""
     running: tuple[RunningTrial, ...]
-    best: tuple[int, float] | None
-    """Number and metric of the trial ``load_best`` would take."""
+    best: tuple[int | str, float] | None
+    """Name (as ``--trial`` takes it) and metric of the trial ``load_best`` would take."""
     n_trials: int | None
     """The budget the last search asked for."""
     finished: int
     """Finished trials that count toward the budget."""
     eta_seconds: float | None
     space_versions: tuple[SpaceVersionRecord, ...] = ()
-    """Every version of the space the study searched, oldest first."""
+    """Every version of the space the study's latest version searched, oldest first."""
+    versions: tuple[VersionRecord, ...] = ()
+    """Every version of a study that grew (:mod:`dense_nas.study.lineage`), oldest first."""
     metric: str = "accuracy"
     """The study's metric (what ``best`` is by)."""
 
@@ -127,25 +129,27 @@ def _eta(trials: list[FrozenTrial], running: tuple[RunningTrial, ...], left: int
 
 
 def study_status(study: optuna.Study, now: float | None = None) -> StudyStatus:
-    """A snapshot of ``study`` from its storage."""
+    """A snapshot of ``study`` (every version of it, once it grew) from its storage."""
     now = time.time() if now is None else now
-    trials = study.get_trials(deepcopy=False)
+    versions = version_studies(study)
+    user, latest = versions[0], versions[-1]
+    trials = [entry.trial for entry in lineage_trials(user)]  # each trained trial once
     running = tuple(_running(t, now) for t in trials if t.state == TrialState.RUNNING)
-    counted = counted_trials(trials)
-    finished = sum(t.state != TrialState.RUNNING for t in counted)
-    n_trials = study_attrs(study).get("n_trials")
+    finished = lineage_finished(user)
+    n_trials = study_attrs(latest).get("n_trials")  # what the last search went for
     left = max(0, n_trials - finished) if n_trials is not None else 0
-    best = best_trials(study, top=1)
+    best = best_entries(user, top=1)
     return StudyStatus(
-        study=study.study_name,
+        study=user.study_name,
         counts=dict(Counter(t.state.name for t in trials)),
         running=running,
-        best=(best[0].number, float(best[0].values[0])) if best else None,
+        best=(best[0].name, float(best[0].trial.values[0])) if best else None,
         n_trials=n_trials,
         finished=finished,
         eta_seconds=_eta(trials, running, left) if left else 0.0 if n_trials else None,
-        space_versions=tuple(study_attrs(study).get("space_versions", [])),
-        metric=study_goal(study).metric,
+        space_versions=tuple(study_attrs(latest).get("space_versions", [])),
+        versions=tuple(study_attrs(user).get("versions", [])),
+        metric=study_goal(user).metric,
     )
 
 
@@ -211,13 +215,33 @@ def versions_line(status: StudyStatus) -> str | None:
     )
 
 
+def lineage_line(status: StudyStatus) -> str | None:
+    """The study's versions, once it grew: each version's study, what changed, and how
+    many earlier trials it carried.
+
+    Example:
+        >>> v = [{"study": "s", "space": "a", "fingerprint": "09a7a7fd", "changes": [],
+        ...       "carried": 0, "earlier": 0},
+        ...      {"study": "s@v2", "space": "a", "fingerprint": "5c1e22b0",
+        ...       "changes": ["batch_size gained 32"], "carried": 14, "earlier": 15}]
+        >>> print(lineage_line(StudyStatus("s", {}, (), None, None, 0, None, (), tuple(v))))
+        versions: 1 s; 2 s@v2 (batch_size gained 32; 14 of 15 earlier trials carried)
+    """
+    if len(status.versions) < 2:
+        return None
+    shown = [f"1 {status.versions[0]['study']}"]
+    for number, v in enumerate(status.versions[1:], start=2):
+        changed = "; ".join(v["changes"])
+        carried = f"{v['carried']} of {v['earlier']} earlier trials carried"
+        shown.append(f"{number} {v['study']} ({changed}; {carried})")
+    return "versions: " + "; ".join(shown)
+
+
 def status_text(status: StudyStatus) -> str:
-    """The snapshot as lines: the study line, the space's versions when it changed, then
-    one line per running trial."""
-    versions = versions_line(status)
-    return "\n".join(
-        [study_line(status), *([versions] if versions else []), *map(running_line, status.running)]
-    )
+    """The snapshot as lines: the study line, its versions once it grew, the space's
+    versions when it changed, then one line per running trial."""
+    extra = [line for line in (lineage_line(status), versions_line(status)) if line]
+    return "\n".join([study_line(status), *extra, *map(running_line, status.running)])
 
 
 def status_json(status: StudyStatus) -> str:

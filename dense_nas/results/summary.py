@@ -31,7 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import failure_reason, retrain_records, trial_attrs
 from dense_nas.results.retrained import retrained_archs
-from dense_nas.results.selection import ACCURACY, Goal, best_trials, study_goal
+from dense_nas.results.selection import ACCURACY, Goal, best_entries, study_goal
+from dense_nas.study.lineage import user_study
 
 
 def describe_arch(arch: dict[str, Any]) -> str:
@@ -123,26 +124,39 @@ def _value_cells(trial: FrozenTrial, goal: Goal) -> tuple[str | None, ...]:
     return (f"{trial.values[0]:.4f}", None if accuracy is None else f"{accuracy:.4f}")
 
 
-def _trial_cells(trial: FrozenTrial, goal: Goal) -> tuple[Any, ...]:
+def _same_version(name: int | str, number: int) -> int | str:
+    """Trial ``number`` of the version that holds the trial named ``name`` (``vK:N``)."""
+    return f"{name.partition(':')[0]}:{number}" if isinstance(name, str) else number
+
+
+def _trial_cells(trial: FrozenTrial, name: int | str, goal: Goal) -> tuple[Any, ...]:
     attrs = trial_attrs(trial)
     seconds = attrs.get("seconds")
+    same = attrs.get("duplicate_of")
     return (
-        trial.number,
+        name,
         *_value_cells(trial, goal),
         _count(attrs.get("params")),
         _count(attrs.get("macs")),
         attrs.get("epochs"),
         None if seconds is None else f"{seconds:.1f}",
         describe_arch(attrs.get("arch") or {}),
-        f"same as trial {attrs['duplicate_of']}" if "duplicate_of" in attrs else "",
+        "" if same is None else f"same as trial {_same_version(name, same)}",
     )
 
 
 def trial_table(
-    trials: Sequence[FrozenTrial], *, markdown: bool = False, goal: Goal = ACCURACY
+    trials: Sequence[FrozenTrial],
+    *,
+    markdown: bool = False,
+    names: Sequence[int | str] | None = None,
+    goal: Goal = ACCURACY,
 ) -> str:
     """Completed trials, one row each in the given order, as text or Markdown (:func:`table`):
     the study's metric (``goal``), and accuracy beside it when the metric is another.
+
+    ``names``: how ``--trial`` names each (``vK:N`` in a study's later versions); by
+    default their numbers.
 
     Example:
         >>> import optuna
@@ -161,7 +175,9 @@ def trial_table(
             2  0.5000        0.8000     100     -       -        -             -
     """
     headers = ("trial", *_value_headers(goal), *_TRIAL_HEADERS)
-    return table(headers, [_trial_cells(t, goal) for t in trials], markdown=markdown)
+    shown = [t.number for t in trials] if names is None else names
+    rows = [_trial_cells(t, name, goal) for t, name in zip(trials, shown, strict=True)]
+    return table(headers, rows, markdown=markdown)
 
 
 _RETRAINED_HEADERS = ("trials", "epochs", "seeds", "test accuracy", "architecture")
@@ -205,10 +221,10 @@ def retrained_table(study: optuna.Study, *, markdown: bool = False) -> str | Non
     return table(_RETRAINED_HEADERS, rows, markdown=markdown)
 
 
-def _row(trial: FrozenTrial, goal: Goal) -> dict[str, Any]:
+def _row(trial: FrozenTrial, name: int | str, goal: Goal) -> dict[str, Any]:
     attrs = trial_attrs(trial)
     return {
-        "trial": trial.number,
+        "trial": name,
         "metric": goal.metric,
         "value": trial.values[0],
         "accuracy": goal.accuracy(trial),
@@ -221,35 +237,42 @@ def _row(trial: FrozenTrial, goal: Goal) -> dict[str, Any]:
     }
 
 
-def best_json(study: optuna.Study) -> str:
+def best_json(study: optuna.Study, chosen: int | str | None = None) -> str:
     """The best trial(s) (the Pareto front for multi-objective studies) as JSON.
 
-    ``chosen`` is the trial that ``load_best``, ``export`` and ``retrain`` use by default:
-    the first of ``best``. Each row holds the study's ``metric``, its ``value`` and the
-    validation ``accuracy`` (the same as ``value`` in an accuracy study). ``retrained`` holds each retrained architecture's test accuracy over its seeds
+    ``chosen`` is the trial a ``--pick``, ``--trial`` or ``--max-params`` chose, named as
+    ``--trial`` takes it; by default the one ``load_best``, ``export`` and ``retrain`` use:
+    the first of ``best``. Each ``trial`` is named the same way: its number, or ``"vK:N"``
+    for a trial of version K of a study that grew; each row holds the study's ``metric``,
+    its ``value`` and the validation ``accuracy`` (the same as ``value`` in an accuracy
+    study). ``retrained`` holds each retrained architecture's test accuracy over its seeds
     (:meth:`~dense_nas.results.retrained.RetrainedArch.to_dict`), best mean first.
     """
-    trials = best_trials(study)
-    chosen = trials[0].number if trials else None
+    entries = best_entries(study)
+    if chosen is None and entries:
+        chosen = entries[0].name
     goal = study_goal(study)
-    rows = [_row(t, goal) for t in trials]
+    rows = [_row(e.trial, e.name, goal) for e in entries]
     retrained = [arch.to_dict() for arch in retrained_archs(retrain_records(study))]
+    name = user_study(study).study_name
     return json.dumps(
-        {"study": study.study_name, "chosen": chosen, "best": rows, "retrained": retrained},
-        indent=2,
+        {"study": name, "chosen": chosen, "best": rows, "retrained": retrained}, indent=2
     )
 
 
 def best_table(study: optuna.Study) -> str:
     """The best trial(s) as an aligned text table (:func:`trial_table`), best first; then
     the retrained architectures' test accuracy (:func:`retrained_table`), once retrained."""
-    trials = best_trials(study)
-    if not trials:
+    entries = best_entries(study)
+    if not entries:
         return "no completed trials yet"
     title = "Pareto front" if len(study.directions) > 1 else "best trials"
     text = (
-        f"{title} of study {study.study_name!r} (load_best, export and retrain take the first):\n"
-        + trial_table(trials, goal=study_goal(study))
+        f"{title} of study {user_study(study).study_name!r} "
+        "(load_best, export and retrain take the first):\n"
+        + trial_table(
+            [e.trial for e in entries], names=[e.name for e in entries], goal=study_goal(study)
+        )
     )
     retrained = retrained_table(study)
     if retrained is not None:
@@ -302,8 +325,8 @@ def trial_line(study: optuna.Study, number: int) -> str:
     )
     if "duplicate_of" in attrs:
         why = f"same as trial {attrs['duplicate_of']}"
-    best = best_trials(study, top=1)
-    best_text = f"best {best[0].values[0]:.4f} (#{best[0].number})" if best else "best -"
+    best = best_entries(study, top=1)
+    best_text = f"best {best[0].trial.values[0]:.4f} (#{best[0].name})" if best else "best -"
     epochs = attrs.get("epochs", 0)
     return (
         f"trial {number:>3}  {trial.state.name:<8}  {shown}  "

@@ -38,7 +38,12 @@ from dense_nas.space._base import (
     sample,
 )
 from dense_nas.space._registry import ENTRY_POINT_GROUP, SpaceInfo, list_spaces, load_space
-from dense_nas.space._version import SpaceVersion, incompatibility, space_version
+from dense_nas.space._version import (
+    SpaceVersion,
+    incompatibility,
+    show_distribution,
+    space_version,
+)
 from dense_nas.space._yaml import YamlSearchSpace
 
 __all__ = [
@@ -56,5 +61,6 @@ __all__ = [
     "list_spaces",
     "load_space",
     "sample",
+    "show_distribution",
     "space_version",
 ]

@@ -307,8 +307,9 @@ def _check_task_fields(space: SearchSpace, arch: DenseNetConfig, task: Task) -> 
 def enqueue_seeds(study: optuna.Study, space: SearchSpace) -> int:
     """Enqueue the space's seeds into a study that has no trials yet.
 
-    A study that already has trials (a resumed or shared study) gets nothing, so seeds
-    run once per study however many times a search starts.
+    A study that already has trials other than enqueued ones (a resumed or shared study)
+    gets nothing, so seeds run once per study however many times a search starts; a seed
+    already enqueued is not enqueued again.
 
     Returns:
         How many trials were enqueued.
@@ -321,8 +322,10 @@ def enqueue_seeds(study: optuna.Study, space: SearchSpace) -> int:
         >>> enqueue_seeds(study, space) == len(space.seeds), enqueue_seeds(study, space)
         (True, 0)
     """
-    if study.get_trials(deepcopy=False):
+    waiting = (optuna.trial.TrialState.WAITING,)  # a warm start's trials, enqueued first
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state not in waiting for t in trials):
         return 0
     for params in space.seeds:
         study.enqueue_trial(dict(params), skip_if_exists=True)
-    return len(space.seeds)
+    return len(study.get_trials(deepcopy=False, states=waiting)) - len(trials)

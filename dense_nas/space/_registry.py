@@ -17,7 +17,13 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from dense_nas._plugins import entry_points_in, import_object, load_entry_point, owner
+from dense_nas._plugins import (
+    entry_points_in,
+    import_object,
+    list_plugins,
+    load_entry_point,
+    owner,
+)
 from dense_nas.errors import UserInputError
 from dense_nas.space._base import Constraints, SearchSpace
 from dense_nas.space._yaml import YamlSearchSpace
@@ -118,17 +124,10 @@ def list_spaces() -> list[SpaceInfo]:
         densenet-bc-cifar    built-in
         densenet-cifar-full  built-in
     """
-    infos = [SpaceInfo(name, load_space(name).description, "built-in") for name in builtin_names()]
-    for ep in _entry_points():
-        if ep.name in builtin_names():
-            description = "(hidden: a built-in space has this name)"
-        else:
-            try:
-                description = _from_entry_point(ep).description
-            except UserInputError as err:
-                description = f"(broken: {err})"
-        infos.append(SpaceInfo(ep.name, description, owner(ep)))
-    return infos
+    builtin = {name: load_space(name).description for name in builtin_names()}
+    return list_plugins(
+        ENTRY_POINT_GROUP, builtin, "space", lambda ep: _from_entry_point(ep).description, SpaceInfo
+    )
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -150,13 +150,17 @@ def incompatibility(
         try:
             check_distribution_compatibility(old, new)
         except ValueError:
-            return (
-                f"parameter {name} takes {_show(old)} in the study but {_show(new)} in this space"
-            )
+            return f"parameter {name} takes {show_distribution(old)} in the study but {show_distribution(new)} in this space"
     return None
 
 
-def _show(dist: BaseDistribution) -> str:
+def show_distribution(dist: BaseDistribution) -> str:
+    """A distribution in words, as the one-line messages about a space say it.
+
+    Example:
+        >>> show_distribution(CategoricalDistribution([32, 64]))
+        'choices [32, 64]'
+    """
     if isinstance(dist, CategoricalDistribution):
         return f"choices [{', '.join(str(c) for c in dist.choices)}]"
     if isinstance(dist, (IntDistribution, FloatDistribution)):

@@ -14,16 +14,19 @@ grace finds its trial FAILED as silent and retried elsewhere: every write to it 
 fails with ``UpdateFinishedTrialError``, and the retry's result is the one that counts.
 
 Example:
+    >>> from pathlib import Path
     >>> import optuna
     >>> from dense_nas.space import Task, load_space
     >>> from dense_nas.study import SearchObserver, SearchSettings
+    >>> from dense_nas.study.loggers import prepare_loggers
     >>> from dense_nas.study.objectives import parse_objective
     >>> run = Run(settings=SearchSettings(epochs=1),
     ...           study=optuna.create_study(direction="maximize"),
     ...           space=load_space("digits-tiny"), task=Task(10, 1, (8, 8)),
     ...           objective=parse_objective("accuracy"), data="digits", data_args={},
     ...           data_dir=None, val_size=None, deadline=float("inf"), accelerator="cpu",
-    ...           precision="32-true", observer=SearchObserver())
+    ...           precision="32-true", observer=SearchObserver(),
+    ...           loggers=prepare_loggers("none", Path("runs"), "demo"))
     >>> attempt = TrialAttempt(run, run.study.ask(), worker=0)
     >>> attempt.candidate().training.epochs
     1
@@ -55,7 +58,6 @@ from dense_nas.study.coordination.heartbeats import (
     retry_silent_trials,
 )
 from dense_nas.study.coordination.twins import find_duplicate, find_running_twin
-from dense_nas.study.loggers import trial_logs
 from dense_nas.study.memory_fit import fit_to_memory
 from dense_nas.study.process.messages import EpochMessage, ErrorMessage, ResultMessage
 from dense_nas.study.process.runner import Answer, ResultOrError, TrialProcess
@@ -273,11 +275,11 @@ class TrialAttempt:
             compile=s.compile,
             checkpoint=str(self.checkpoint),
             verbose=s.verbose,
-            logs=trial_logs(s.logger, s.out_dir, run.study.study_name, trial.number, s.mlflow_uri),
+            logs=run.loggers.trial_logs(trial.number),
             trainer_config=run.trainer_config,
             metric=run.objective.metric,
         )
-        if spec.logs is not None:
+        if spec.logs:
             record_trial(trial, logs=spec.logs)
         self._rule = run.objective.pruning_rule(run.study, trial, candidate.arch)
         self._epochs = candidate.training.epochs

@@ -35,13 +35,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dense_nas.errors import StorageError, UserInputError
 from dense_nas.paths import check_output_dir
-from dense_nas.records import ChoiceRecord, SpaceVersionRecord, record_study, study_attrs
+from dense_nas.records import ChoiceRecord, record_study, study_attrs
 from dense_nas.space import (
     SearchSpace,
-    SpaceVersion,
     Task,
     enqueue_seeds,
-    incompatibility,
     load_space,
     space_version,
 )
@@ -54,7 +52,8 @@ from dense_nas.study.hardware import (
     trials_per_gpu,
     typical_step_macs,
 )
-from dense_nas.study.loggers import prepare_experiment
+from dense_nas.study.lineage import GoingOn, go_on
+from dense_nas.study.loggers import prepare_loggers
 from dense_nas.study.memory_fit import available_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
 from dense_nas.study.samplers import (
@@ -66,8 +65,9 @@ from dense_nas.study.samplers import (
     make_sampler,
 )
 from dense_nas.study.settings import SearchSettings
-from dense_nas.study.storage import make_storage, set_artifact_root
+from dense_nas.study.storage import make_storage, remember_storage, set_artifact_root, storage_url
 from dense_nas.study.trainer_config import load_trainer_config
+from dense_nas.study.warm_start import open_warm_start, start_from
 
 STORAGE_FAILURES = (OSError, StorageInternalError, SQLAlchemyError)
 """What a failed storage write raises: a journal append (OSError, e.g. ENOSPC) or an RDB
@@ -87,6 +87,7 @@ class Checked:
     data_dir: str | None  # resolved
     val_size: int | float | None  # the datamodule's own, as the study records it
     trainer_config: dict[str, Any] | None  # this command's --trainer-config, if any
+    warm_start: optuna.Study | None  # the --warm-start study, if any
 
 
 def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
@@ -128,13 +129,15 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
         budgets = _share_cpu_memory(s.workers, s.devices)
     name = s.study_name or f"{chosen.name}-{default_study_label(data)}"
     with storage_writes(s):
+        warm = _open_warm_start(s)
         checked = Checked(
-            name, chosen, parsed, task, data, data_args, data_path, val_size, given_config
+            name, chosen, parsed, task, data, data_args, data_path, val_size, given_config, warm
         )
-        study, notes, trainer_config = _open_study(s, checked)
+        going, trainer_config = _open_study(s, checked)
+    loggers = prepare_loggers(s.logger, s.out_dir, going.study.study_name, s.mlflow_uri)
     return Run(
         settings=s,
-        study=study,
+        study=going.study,
         space=chosen,
         task=task,
         objective=parsed,
@@ -148,31 +151,33 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
         gpus=gpus,
         memory_budgets=budgets,
         observer=observer,
+        loggers=loggers,
         trainer_config=trainer_config,
-        notes=notes,
+        notes=going.notes + loggers.notes,
+        counted_elsewhere=going.counted_elsewhere,
     )
 
 
-def _open_study(
-    s: SearchSettings, checked: Checked
-) -> tuple[optuna.Study, list[str], dict[str, Any]]:
+def _open_study(s: SearchSettings, checked: Checked) -> tuple[GoingOn, dict[str, Any]]:
     """Create or load the study, check it is the same search, and record this one's settings.
 
     Returns:
-        The study, the lines to print under its header (a changed space), and the
-        trainer config its trials apply.
+        Where the search goes on (the study's latest version, or a new one for a space
+        it cannot hold, with the lines to print), and the trainer config its trials apply.
     """
     sampler = make_sampler(s.sampler, s.seed, checked.objective.multi, s.sampler_args)
     max_epochs = s.epochs or checked.space.max_epochs
     pruner = make_pruner(s.pruner, max_epochs, s.pruner_args)  # both before any file
+    storage = make_storage(s.storage, s.out_dir)
     study = optuna.create_study(
         study_name=checked.name,
-        storage=make_storage(s.storage, s.out_dir),
+        storage=storage,
         sampler=sampler,
         pruner=pruner,
         directions=checked.objective.directions,
         load_if_exists=True,
     )
+    remember_storage(study, storage)  # its versions live there too
     recorded = study_attrs(study).get("objective", checked.objective.name)
     if recorded != checked.objective.name or list(study.directions) != checked.objective.directions:
         raise UserInputError(
@@ -190,7 +195,9 @@ def _open_study(
             f"use --val-size {split} or a new --study",
             param="val_size",
         )
-    notes = _record_space_version(study, space_version(checked.space, checked.task))
+    version = space_version(checked.space, checked.task)
+    going = go_on(study, checked.space, checked.task, version, sampler=sampler, pruner=pruner)
+    study = going.study
     record_study(
         study,
         overwrite=False,
@@ -206,11 +213,30 @@ def _open_study(
     if checked.val_size is not None:  # a user datamodule holds out its own validation data
         record_study(study, overwrite=False, val_size=checked.val_size)
     trainer_config = _study_trainer_config(study, checked.trainer_config)
-    prepare_experiment(s.logger, s.out_dir, study.study_name, s.mlflow_uri)
     record_study(study, n_trials=s.n_trials)  # the budget this command goes for
     set_artifact_root(study, s.out_dir / "artifacts")
+    if checked.warm_start is not None:  # its trials go first: enqueued before the seeds
+        going.notes.extend(
+            start_from(
+                study,
+                checked.warm_start,
+                checked.space,
+                checked.task,
+                top=s.warm_start_top,
+                storage=s.warm_start_storage,
+            )
+        )
     enqueue_seeds(study, checked.space)
-    return study, notes, trainer_config
+    return going, trainer_config
+
+
+def _open_warm_start(s: SearchSettings) -> optuna.Study | None:
+    """The ``--warm-start`` study, opened before anything is stored (a wrong name: exit 2)."""
+    if s.warm_start is None:
+        return None
+    storage = s.warm_start_storage or s.storage
+    where = storage_url(storage, s.out_dir)
+    return open_warm_start(s.warm_start, make_storage(storage, s.out_dir), where)
 
 
 @contextlib.contextmanager
@@ -351,33 +377,3 @@ def _study_trainer_config(study: optuna.Study, given: dict[str, Any] | None) -> 
             param="trainer_config",
         )
     return recorded
-
-
-def _record_space_version(study: optuna.Study, version: SpaceVersion) -> list[str]:
-    """Record the space's version on the study; refuse one Optuna cannot mix with its trials.
-
-    Returns:
-        The line to print when the space changed since the last search (else none).
-    """
-    versions = study_attrs(study).get("space_versions", [])
-    if versions and versions[-1]["fingerprint"] == version.fingerprint:
-        return []
-    reason = incompatibility(study, version.distributions)
-    if reason is not None:
-        raise UserInputError(
-            f"study {study.study_name!r} cannot go on with this space: {reason}; "
-            "keep that parameter as the study had it, or use a new --study",
-            param="space",
-        )
-    first = len(study.get_trials(deepcopy=False))
-    latest = SpaceVersionRecord(
-        name=version.name, fingerprint=version.fingerprint, first_trial=first
-    )
-    record_study(study, space=version.name, space_versions=[*versions, latest])
-    if not versions:
-        return []
-    before = versions[-1]["fingerprint"]
-    return [
-        f"space changed (fingerprint {before[:8]} → {version.fingerprint[:8]}): "
-        f"trials from #{first} on use it"
-    ]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from dense_nas.space import SearchSpace, Task
     from dense_nas.study.events import SearchObserver
+    from dense_nas.study.loggers import StudyLoggers
     from dense_nas.study.objectives import Objective
     from dense_nas.study.process.runner import TrialProcess
     from dense_nas.study.settings import SearchSettings
@@ -39,6 +40,8 @@ class Run:
     accelerator: str
     precision: str
     observer: SearchObserver
+    #: where the trials log (``--logger``)
+    loggers: StudyLoggers
     #: the study's recorded ``--trainer-config`` (plain values)
     trainer_config: dict[str, Any] = field(default_factory=dict)
     budget_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -53,6 +56,9 @@ class Run:
     notes: list[str] = field(default_factory=list)
     #: set by Ctrl-C: the trials then in flight failed because of it
     interrupted: bool = False
+    #: finished trials of the study's earlier versions that ``study`` holds no copy of:
+    #: they count toward ``--trials`` too (:mod:`~dense_nas.study.lineage`)
+    counted_elsewhere: int = 0
 
     def stop_reason(self) -> str:
         """Why a trial stopped by :attr:`stop` failed; the next run of the command trains it."""

@@ -72,6 +72,7 @@ def run_search(settings: SearchSettings, observer: SearchObserver | None = None)
         )
         run.observer.begin(run.study)
         finished, running = finished_and_running(run.study.get_trials(deepcopy=False))
+        finished += run.counted_elsewhere
         where = storage_url(settings.storage, settings.out_dir)
         shared = f"; sampler seed {seed} (slot {slot.number}: another command shares the study)"
         run.observer.line(

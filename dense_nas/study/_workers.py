@@ -101,6 +101,7 @@ def _next_trial(run: Run) -> optuna.Trial | None:
         with run.budget_lock:
             retry_silent_trials(study, s.heartbeat, s.retries)
             finished, running = finished_and_running(study.get_trials(deepcopy=False))
+            finished += run.counted_elsewhere  # the lineage's total (a study that grew)
             if finished + running < s.n_trials:
                 trial = study.ask()
                 if not _surplus(run, trial):
@@ -121,7 +122,7 @@ def _surplus(run: Run, trial: optuna.Trial) -> bool:
     """
     n_trials = run.settings.n_trials
     trials = run.study.get_trials(deepcopy=False)
-    if len(counted_trials(trials, before=trial.number)) < n_trials:
+    if len(counted_trials(trials, before=trial.number)) + run.counted_elsewhere < n_trials:
         return False
     reason = f"surplus: the study reached {n_trials} trials as this one started"
     record_trial(trial, failure=reason, counts=False)

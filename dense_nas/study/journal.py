@@ -33,10 +33,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
@@ -60,7 +61,17 @@ class WholeLineBackend(JournalFileBackend):
     def __init__(self, file_path: str) -> None:
         self.path = file_path
         self.lock = JournalFileSymlinkLock(file_path)
+        # The last record handed to Optuna and its line (one record a line), so that a
+        # record Optuna cannot apply is named by its line.
+        self.line_read = 0
+        self.record_read: dict[str, Any] = {}
         super().__init__(file_path, lock_obj=self.lock)
+
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
+        logs = super().read_logs(log_number_from)
+        for number, record in enumerate(logs, start=log_number_from + 1):
+            self.line_read, self.record_read = number, record
+            yield record
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
@@ -95,10 +106,15 @@ def open_journal(path: Path) -> JournalStorage:
                 f"({err.strerror or err}); make the file and its directory writable",
                 param="storage",
             ) from None
+    backend = WholeLineBackend(str(path))
     try:
-        return JournalStorage(WholeLineBackend(str(path)))
+        return JournalStorage(backend)
     except (KeyError, TypeError, ValueError, AssertionError) as err:  # records Optuna can't apply
-        raise _not_a_journal(path, None, f"{type(err).__name__}: {err}") from None
+        reason = f"{type(err).__name__}: {err}"
+        if isinstance(err, AssertionError):  # Optuna's replay has no case for the op_code
+            op_code = backend.record_read.get("op_code")
+            reason = f"op_code {op_code} is unknown to Optuna {optuna.__version__}"
+        raise _not_a_journal(path, backend.line_read or None, reason) from None
 
 
 def check_lines(path: Path) -> bool:

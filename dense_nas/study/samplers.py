@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import warnings
 from collections.abc import Mapping
@@ -53,12 +54,26 @@ class Named:
         owned: settings dense-nas always sets itself (the seed, the epochs), never the user.
         experimental: Optuna marks the class or the defaults experimental; the user chose
             them, so its ExperimentalWarning is kept out of their terminal.
+        extra: a package Optuna imports only once the first trial asks (after the study
+            is stored and a trial is RUNNING), and the dense-nas extra that installs it.
     """
 
     cls: type[BaseSampler] | type[BasePruner]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     owned: tuple[str, ...] = ()
     experimental: bool = False
+    extra: str = ""
+
+    def check_extra(self, name: str, kind: Kind) -> None:
+        """Refuse the name while a missing package is still one line, before anything runs."""
+        if self.extra:
+            try:
+                importlib.import_module(self.extra)
+            except ImportError:
+                raise UserInputError(
+                    f"{name} needs the {self.extra} package: pip install 'dense-nas[{self.extra}]'",
+                    param=kind,
+                ) from None
 
     def build(self, settings: Mapping[str, Any]) -> Any:
         """The object with dense-nas's defaults, then ``settings``."""
@@ -80,7 +95,12 @@ SAMPLERS: dict[str, Named] = {
         experimental=True,
     ),
     "random": Named(optuna.samplers.RandomSampler, {}, _SEEDED),
-    "cmaes": Named(optuna.samplers.CmaEsSampler, {"warn_independent_sampling": False}, _SEEDED),
+    "cmaes": Named(
+        optuna.samplers.CmaEsSampler,
+        {"warn_independent_sampling": False},
+        _SEEDED,
+        extra="cmaes",
+    ),
     "gp": Named(optuna.samplers.GPSampler, {}, _SEEDED, experimental=True),
     "nsga2": Named(optuna.samplers.NSGAIISampler, {}, _SEEDED),
     "qmc": Named(
@@ -242,6 +262,7 @@ def make_sampler(
     if isinstance(chosen, BaseSampler):
         return chosen
     named = _named("sampler", chosen)
+    named.check_extra(chosen, "sampler")
     if multi_objective and chosen in ("cmaes", "gp"):
         raise UserInputError(
             f"{chosen} handles one objective only; use tpe or nsga2 for a multi-objective study",

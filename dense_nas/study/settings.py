@@ -49,7 +49,6 @@ from optuna.samplers import BaseSampler
 from dense_nas._plugins import import_path, plain_arguments
 from dense_nas.errors import UserInputError, check_choice
 from dense_nas.study.hardware import ACCELERATORS, PRECISIONS
-from dense_nas.study.loggers import LOGGERS
 from dense_nas.study.samplers import PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
@@ -399,10 +398,13 @@ class SearchSettings:
     verbose: bool = _option(False, doc="show Lightning's own output", read=None)
     logger: str = _option(
         "csv",
-        doc="each trial's Lightning logger: csv (in <out>/logs/<study>/trial-<N>/), "
-        "tensorboard (the same place; pip install 'dense-nas[tensorboard]'), mlflow (one run "
-        "per trial; pip install 'dense-nas[mlflow]') or none",
-        choices=LOGGERS,
+        doc="each trial's Lightning loggers, a comma list (csv,wandb) of csv (in "
+        "<out>/logs/<study>/trial-<N>/), tensorboard (the same place; pip install "
+        "'dense-nas[tensorboard]'), mlflow (a nested run per trial under the study's run; "
+        "pip install 'dense-nas[mlflow]') and wandb (a run per trial in a project named "
+        "after the study; offline without an API key or with WANDB_MODE=offline; pip "
+        "install 'dense-nas[wandb]'), or none",
+        metavar="NAMES",
     )
     mlflow_uri: str | None = _option(
         None,
@@ -416,6 +418,25 @@ class SearchSettings:
         "(class_path/init_args) for every trial and retrain; recorded on the study (in "
         "Python also its content as a dict)",
         metavar="FILE",
+    )
+    warm_start: str | None = _option(
+        None,
+        doc="start a new study from another one: its best --warm-start-top trials that lie "
+        "inside this space are trained first, and on the same data its finished trials "
+        "that fit are added as history; recorded on the study",
+        metavar="STUDY",
+    )
+    warm_start_storage: str | None = _option(
+        None,
+        doc="storage of the --warm-start study (URL or journal path)",
+        default_text="this study's",
+        metavar="URL",
+    )
+    warm_start_top: int = _option(
+        5,
+        doc="how many of the --warm-start study's best trials to train first",
+        read=whole_number,
+        metavar="K",
     )
 
     def __post_init__(self) -> None:
@@ -431,10 +452,10 @@ class SearchSettings:
                     param=f"{kind}_args",
                 )
         check_objective(self.objective)
-        from dense_nas.study.loggers import check_logger
+        from dense_nas.study.loggers import check_loggers
 
-        check_logger(self.logger, self.mlflow_uri)
-        for name in ("n_trials", "devices", "workers"):
+        object.__setattr__(self, "logger", check_loggers(self.logger, self.mlflow_uri))
+        for name in ("n_trials", "devices", "workers", "warm_start_top"):
             _positive_int(name, getattr(self, name))
         for name in ("epochs", "max_params"):
             if getattr(self, name) is not None:
@@ -528,6 +549,9 @@ class SearchOptions(TypedDict, total=False):
     logger: str
     mlflow_uri: str | None
     trainer_config: str | Path | Mapping[str, Any] | None
+    warm_start: str | None
+    warm_start_storage: str | None
+    warm_start_top: int
 
 
 def options_table() -> str:

@@ -43,12 +43,26 @@ JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
 
 
 def storage_url(storage: str | None, out: Path) -> str:
-    """The storage URL or path to use: the given one, or SQLite in ``out``."""
+    """The storage URL or path to use: the given one, or SQLite in ``out`` (made here)."""
     if storage:
         return storage
     check_output_dir(out, "out")
     out.mkdir(parents=True, exist_ok=True)
+    return _default_url(out)
+
+
+def _default_url(out: Path) -> str:
     return f"sqlite:///{(out / 'dense-nas.db').resolve()}"
+
+
+def _journal_file(url: str) -> Path | None:
+    """The journal file a storage names (none for a URL)."""
+    return Path(url) if url.endswith(JOURNAL_SUFFIXES) and "://" not in url else None
+
+
+def _storage_file(url: str) -> Path | None:
+    """The file a journal path or a plain SQLite URL names (none for a database server)."""
+    return _journal_file(url) or _sqlite_file(url)
 
 
 def make_storage(storage: str | None, out: Path) -> BaseStorage:
@@ -62,8 +76,8 @@ def make_storage(storage: str | None, out: Path) -> BaseStorage:
         dense_nas.errors.UserInputError: storage: cannot open 'mongodb://x' (Can't load plugin: sqlalchemy.dialects:mongodb); use sqlite:///FILE, postgresql://..., or a journal file ending in .log
     """
     url = storage_url(storage, out)
-    if url.endswith(JOURNAL_SUFFIXES) and "://" not in url:
-        path = Path(url)
+    path = _journal_file(url)
+    if path is not None:
         if not path.parent.is_dir():
             raise UserInputError(
                 f"directory {path.parent} does not exist; create it first", param="storage"
@@ -161,11 +175,33 @@ def open_study(
 ) -> optuna.Study:
     """Load an existing study, or stop with one line naming the studies that do exist.
 
-    ``study_name=None`` opens the storage's only study.
+    ``study_name=None`` opens the storage's only study. Reading never makes a storage: a
+    SQLite or journal file that is not there is one line, and nothing is created.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> empty = pathlib.Path(tempfile.mkdtemp())
+        >>> open_study(None, None, empty / "runs")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: storage: no study storage at .../runs/dense-nas.db; check --out and --storage, or make one with dense-nas search
+        >>> list(empty.iterdir())
+        []
     """
-    backend = make_storage(storage, out)
+    if storage is None and out.exists() and not out.is_dir():
+        raise UserInputError(
+            f"{out} is a file, not the folder of a study; check --out", param="out"
+        )
+    where = storage or _default_url(out)
+    file = _storage_file(where)
+    if file is not None and not file.exists():
+        raise UserInputError(
+            f"no study storage at {file}; check --out and --storage, "
+            "or make one with dense-nas search",
+            param="storage",
+        )
+    backend = make_storage(where, out)
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(backend))
-    where = storage_url(storage, out)
     known = ", ".join(names) or "none"
     if study_name is None:
         if len(names) != 1:
@@ -174,13 +210,65 @@ def open_study(
                 f"{where} holds {len(names)} studies ({known}); {fix}", param="study_name"
             )
         study_name = names[0]
-    if study_name not in names:
+    return load_named_study(backend, where, study_name, names, param="study_name")
+
+
+def load_named_study(
+    backend: BaseStorage,
+    where: str,
+    name: str,
+    names: list[str] | None = None,
+    *,
+    param: str,
+    fix: str = "check --study and --storage",
+) -> optuna.Study:
+    """Load study ``name`` from ``backend`` (at ``where``), or stop with one line that
+    lists the studies it holds (``names``, read when not given) and says how to fix it.
+
+    Example:
+        >>> from optuna.storages import InMemoryStorage
+        >>> load_named_study(InMemoryStorage(), "memory", "x", param="study_name")
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: study_name: no study named 'x' in memory (studies there: none); check --study and --storage
+    """
+    if names is None:
+        names = sorted(optuna.get_all_study_names(backend))
+    if name not in names:
         raise UserInputError(
-            f"no study named {study_name!r} in {where} (studies there: {known}); "
-            "check --study and --storage",
-            param="study_name",
+            f"no study named {name!r} in {where} (studies there: {', '.join(names) or 'none'}); "
+            f"{fix}",
+            param=param,
         )
-    return optuna.load_study(study_name=study_name, storage=backend)
+    return remember_storage(optuna.load_study(study_name=name, storage=backend), backend)
+
+
+_STORAGES: weakref.WeakKeyDictionary[optuna.Study, BaseStorage] = weakref.WeakKeyDictionary()
+
+
+def remember_storage(study: optuna.Study, storage: BaseStorage) -> optuna.Study:
+    """Note the storage a study was opened from (:func:`storage_of`), and give the study back.
+
+    Optuna keeps a study's storage private; dense-nas notes it where it opens a study, so
+    that the other studies of the same storage (the versions of a study that grew,
+    :mod:`~dense_nas.study.lineage`) open through the same connection.
+    """
+    _STORAGES[study] = storage
+    return study
+
+
+def storage_of(study: optuna.Study) -> BaseStorage | None:
+    """The storage :func:`open_study` (or ``search``) opened the study from, if it did.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> storage = make_storage(None, out)
+        >>> study = remember_storage(optuna.create_study(storage=storage), storage)
+        >>> storage_of(study) is storage, storage_of(optuna.create_study())
+        (True, None)
+    """
+    return _STORAGES.get(study)
 
 
 class WholeFileArtifactStore(FileSystemArtifactStore):

@@ -1,20 +1,26 @@
-"""``--trainer-config``: a user's callbacks and Trainer options, in LightningCLI's format.
+"""``--trainer-config``: a user's callbacks, loggers and Trainer options, in LightningCLI's
+format.
 
 The file holds a ``trainer:`` mapping of ``lightning.Trainer`` options and callbacks as
 ``class_path``/``init_args`` entries, under ``trainer.callbacks`` or a top-level
-``callbacks:`` list (both are read, in that order)::
+``callbacks:`` list (both are read, in that order), and the user's own loggers in a
+top-level ``logger:`` section (one entry or a list), added to ``--logger``'s::
 
     trainer:
       gradient_clip_val: 1.0
     callbacks:
       - class_path: lightning.pytorch.callbacks.LearningRateMonitor
         init_args: {logging_interval: epoch}
+    logger:
+      - class_path: lightning.pytorch.loggers.CSVLogger
+        init_args: {save_dir: my-logs}
 
 jsonargparse (what ``LightningCLI`` parses with) checks the options against the Trainer's
-signature and imports the callbacks; options that dense-nas sets itself are refused
-with the flag that sets them. :func:`load_trainer_config` returns plain values, as the
-study records them; :func:`trainer_kwargs` turns them into keyword arguments of
-``lightning.Trainer`` (the callbacks instantiated) in every trial process and in retrain.
+signature and imports the callbacks and loggers; options that dense-nas sets itself are
+refused with the flag that sets them. :func:`load_trainer_config` returns plain values,
+as the study records them; :func:`trainer_kwargs` turns them into keyword arguments of
+``lightning.Trainer`` (the callbacks instantiated) and :func:`config_loggers` makes the
+loggers, in every trial process and in retrain.
 
 Example:
     >>> config = load_trainer_config({"trainer": {"gradient_clip_val": "0.5"}})
@@ -54,7 +60,7 @@ OWNED: dict[str, str] = {
     "strategy": "--devices: more than one trains with DDP",
     "plugins": "--devices and --precision",
     "precision": "--precision",
-    "logger": "--logger",
+    "logger": "--logger; add your own in a top-level logger: section",
     "enable_checkpointing": "dense-nas: it checkpoints every trial itself",
     "default_root_dir": "--out",
     "enable_progress_bar": "--verbose",
@@ -66,29 +72,31 @@ OWNED: dict[str, str] = {
     "barebones": "--logger none (a barebones Trainer takes no logger or callbacks)",
 }
 
-_SECTIONS = ("trainer", "callbacks")
+_SECTIONS = ("trainer", "callbacks", "logger")
 
 
 def load_trainer_config(source: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
     """Read and check a trainer config (a YAML file, or its content as a mapping).
 
     Returns ``{"trainer": options, "callbacks": [{"class_path": ..., "init_args": ...}]}``
-    with plain values only; ``None`` gives the empty config.
+    with plain values only, and ``"logger"`` (entries as the callbacks') when the file
+    has loggers; ``None`` gives the empty config.
 
     Raises:
         UserInputError: (``trainer_config``) a missing or unreadable file, another
             section, an option dense-nas owns, an unknown Trainer option, or a callback
-            that does not import or does not take its arguments.
+            or logger that does not import, is not a Callback or Logger, or does not take
+            its arguments.
     """
     if source is None:
         return {"trainer": {}, "callbacks": []}
     content = _read(source) if isinstance(source, (str, Path)) else source
     if not isinstance(content, Mapping):
-        _refuse("the file must hold a mapping with trainer: and callbacks:")
+        _refuse("the file must hold a mapping with trainer:, callbacks: or logger:")
     other = sorted(set(content) - set(_SECTIONS))
     if other:
         _refuse(
-            f"section {other[0]!r} is not read; only trainer: and callbacks: are "
+            f"section {other[0]!r} is not read; only trainer:, callbacks: and logger: are "
             "(the model and data come from the study)"
         )
     trainer = content.get("trainer") or {}
@@ -97,11 +105,14 @@ def load_trainer_config(source: str | Path | Mapping[str, Any] | None) -> dict[s
     options = dict(trainer)
     callbacks = _callback_list(options.pop("callbacks", None), "trainer.callbacks")
     callbacks += _callback_list(content.get("callbacks"), "callbacks")
+    loggers = _callback_list(content.get("logger"), "logger")
     for name in options:
         if name in OWNED:
             _refuse(f"trainer.{name} is set by dense-nas ({OWNED[name]}); remove it from the file")
-    parsed = _parse({**options, "callbacks": callbacks})
+    parsed = _parse({**options, "callbacks": callbacks}, loggers)
     found = {"trainer": {name: parsed[name] for name in options}, "callbacks": parsed["callbacks"]}
+    if loggers:  # absent otherwise: configs recorded before loggers compare equal
+        found["logger"] = parsed["logger"]
     try:  # it is stored on the study and sent to every trial process: plain values only
         config: dict[str, Any] = json.loads(json.dumps(found))
     except (TypeError, ValueError) as err:
@@ -145,6 +156,29 @@ def trainer_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**options, "callbacks": list(instances)}
 
 
+def config_loggers(config: Mapping[str, Any]) -> list[Any]:
+    """The loggers of a :func:`load_trainer_config` result's ``logger:`` section, made
+    anew (each trial and retrain gets its own).
+
+    Example:
+        >>> config = load_trainer_config({"logger": {
+        ...     "class_path": "lightning.pytorch.loggers.CSVLogger",
+        ...     "init_args": {"save_dir": "my-logs"}}})
+        >>> [type(logger).__name__ for logger in config_loggers(config)]
+        ['CSVLogger']
+    """
+    entries = list(config.get("logger") or [])
+    if not entries:
+        return []
+    parser = _parser()
+    try:  # e.g. a logger module importable where the study was made but not here
+        namespace = parser.parse_object({"trainer": {"logger": entries}}, defaults=False)
+        return list(parser.instantiate(namespace).trainer.logger)
+    except Exception as err:
+        cause = err.__cause__ or err
+        _refuse(f"the study's loggers: {_first_reason(str(cause))}")
+
+
 def _read(path: str | Path) -> Any:
     try:
         return yaml.safe_load(Path(path).read_text())
@@ -163,14 +197,22 @@ def _parser() -> Any:
     return parser
 
 
-def _parse(options: dict[str, Any]) -> dict[str, Any]:
-    """Options checked and converted against the Trainer's signature, by jsonargparse."""
+def _parse(options: dict[str, Any], loggers: list[Any]) -> dict[str, Any]:
+    """Options checked and converted against the Trainer's signature, by jsonargparse;
+    ``loggers`` as its ``logger`` argument (a list of Logger subclasses)."""
     try:
         namespace = _parser().parse_object({"trainer": options}, defaults=False)
     except Exception as err:  # jsonargparse's ArgumentError: its message says what failed
         _refuse(_first_reason(str(err)))
     parsed: dict[str, Any] = namespace.as_dict()["trainer"]
     parsed["callbacks"] = [_entry(callback) for callback in parsed.get("callbacks") or []]
+    parsed["logger"] = []
+    if loggers:  # parsed apart, so that an error says it is about a logger
+        try:
+            given = _parser().parse_object({"trainer": {"logger": loggers}}, defaults=False)
+        except Exception as err:
+            _refuse(f"logger: {_first_reason(str(err))}")
+        parsed["logger"] = [_entry(logger) for logger in given.as_dict()["trainer"]["logger"]]
     return parsed
 
 
@@ -181,7 +223,7 @@ def _entry(callback: Any) -> dict[str, Any]:
 
 
 def _check_instantiates(config: dict[str, Any]) -> None:
-    """Build the callbacks and a Trainer with them now: a callback that raises in its
+    """Build the callbacks and loggers and a Trainer with them now: one that raises in its
     ``__init__`` or that the Trainer rejects fails here, not in every trial."""
     from lightning.pytorch import Trainer
 
@@ -193,7 +235,7 @@ def _check_instantiates(config: dict[str, Any]) -> None:
                 **trainer_kwargs(config),
                 accelerator="cpu",
                 devices=1,
-                logger=False,
+                logger=config_loggers(config) or False,
                 enable_checkpointing=False,
                 enable_progress_bar=False,
                 enable_model_summary=False,

@@ -40,3 +40,19 @@ class NotADataModule:
 def returns_a_number() -> int:
     """A function that does not return a datamodule."""
     return 3
+
+
+class OneBasedLabels(L.LightningDataModule):
+    """Numbers its two classes 1 and 2 (a common slip): label 2 is outside num_classes."""
+
+    num_classes = 2
+
+    def _pairs(self) -> DataLoader[tuple[torch.Tensor, ...]]:
+        data = TensorDataset(torch.rand(8, 1, 4, 4), torch.tensor([1, 2] * 4))
+        return DataLoader(data, batch_size=4)
+
+    def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
+        return self._pairs()
+
+    def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
+        return self._pairs()

@@ -78,7 +78,7 @@ class ResultMessage(TypedDict):
     resumed_from: int | None
     """Epochs done by an earlier try when this one went on from its resume checkpoint
     (``None``: trained from epoch 0); ``history`` and ``epochs`` count the earlier ones."""
-    logs: NotRequired[TrialLogs]
+    logs: NotRequired[list[TrialLogs]]
     """Where the trial logged, with the MLflow run id (absent without a logger)."""
 
 

@@ -57,9 +57,9 @@ class TrialSpec:
 
     ``training`` is a :class:`~dense_nas.model.recipe.TrainingConfig` dict and must hold
     ``epochs``: the schedule's length is also the Trainer's ``max_epochs``. ``logs`` is
-    where the trial logs (a :class:`~dense_nas.records.TrialLogs`; ``None``: no logger)
-    and ``trainer_config`` the study's recorded ``--trainer-config``; ``metric`` the
-    validation metric the study optimises (:data:`~dense_nas.model.metrics.METRICS`),
+    where the trial logs (a :class:`~dense_nas.records.TrialLogs` per logger; none: no
+    logger) and ``trainer_config`` the study's recorded ``--trainer-config``; ``metric``
+    the validation metric the study optimises (:data:`~dense_nas.model.metrics.METRICS`),
     reported after every epoch. ``resume`` is the
     trial's resume checkpoint (``None``: not resumable), written every ``resume_every``
     epochs and gone on from when it exists (:mod:`dense_nas.study.process.resume`).
@@ -80,7 +80,7 @@ class TrialSpec:
     compile: str = "auto"
     checkpoint: str | None = None
     verbose: bool = False
-    logs: TrialLogs | None = None
+    logs: list[TrialLogs] = field(default_factory=list)
     trainer_config: dict[str, Any] = field(default_factory=dict)
     metric: str = "accuracy"
     resume: str | None = None
@@ -179,7 +179,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     if spec.resume is not None:
         callbacks.append(ResumeCheckpoint(spec.resume, spec.resume_every))
     resume_from = checkpoint_to_resume(spec.resume)
-    logger = make_logger(spec.logs)
+    logger = make_logger(spec.logs, spec.trainer_config)
     trainer = L.Trainer(callbacks=callbacks, logger=logger, **_trainer_options(spec, user))
     with quiet_lightning(spec.verbose):
         trainer.fit(
@@ -212,7 +212,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
         "resumed_from": resume_from.epoch if resume_from else None,
     }
     logs = finished_logs(spec.logs, logger)
-    if logs is not None:
+    if logs:
         result["logs"] = logs
     return result
 
