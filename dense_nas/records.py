@@ -132,6 +132,15 @@ class RetrainRecord(TypedDict):
     """Where the run logged, one entry per logger the study's trials logged with."""
 
 
+class LatencyTargetRecord(TypedDict):
+    """Where a study measures its candidates' latency (:class:`~dense_nas.model.latency.Target`)."""
+
+    device: str
+    batch: int
+    threads: int
+    runtime: str
+
+
 class StudyAttrs(TypedDict, total=False):
     """What ``search()`` records on a study, for every later command and machine."""
 
@@ -157,12 +166,14 @@ class StudyAttrs(TypedDict, total=False):
     only; a user datamodule holds out its own)."""
     objective: str
     """The validation metric (``accuracy``, ``f1``, ``nll``, ...; see
-    :data:`~dense_nas.model.metrics.METRICS`), alone or with ``,params`` / ``,macs``; the
-    study's directions say which way each goes."""
+    :data:`~dense_nas.model.metrics.METRICS`), alone or with ``,params``, ``,macs`` or
+    ``,latency``; the study's directions say which way each goes."""
     sampler: ChoiceRecord
     """The sampler every command on the study samples with."""
     pruner: ChoiceRecord
     """The pruner every command on the study prunes with."""
+    latency_target: LatencyTargetRecord
+    """Where the first search that measured latency measured it (``--latency-*``)."""
     seed: int
     """Sampler seed and base of every trial's training seed."""
     image_size: list[int]

@@ -61,3 +61,18 @@ def test_a_candidate_the_machine_cannot_hold_is_pruned_before_training(tmp_path:
         reason = trial.user_attrs["pruned_reason"]
         assert reason.startswith("out of CPU memory before training: needs about "), reason
         assert "epochs" not in trial.user_attrs  # nothing trained
+
+
+def test_a_user_datamodule_built_on_ours_keeps_its_own_split(tmp_path: Path) -> None:
+    study = search(
+        space=TINY_SPACE,
+        data="tests.user_data.own_split:QuarterValidation",
+        n_trials=1,
+        epochs=1,
+        accelerator="cpu",
+        threads=1,
+        out=str(tmp_path),
+    )
+    (trial,) = study.get_trials(deepcopy=False)
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("failure")
+    assert "val_size" not in study.user_attrs  # the datamodule's, not a recorded --val-size

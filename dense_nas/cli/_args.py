@@ -133,15 +133,27 @@ def choice_args(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
         "--pick",
         choices=PICK_CHOICES,
         default="accuracy",
-        help="which trial of the Pareto front of the study's metric (--objective) vs size: "
-        "the best metric, the most accurate in an accuracy study (default), the smallest, "
-        "or the knee of the front",
+        help="which trial of the Pareto front of the study's metric (--objective) vs size "
+        "(vs latency in a latency study): the best metric, the most accurate in an accuracy "
+        "study (default), the smallest, or the knee of the front",
     )
     parser.add_argument(
         "--max-params", type=positive_int, help="pick only among trials with at most N parameters"
+    )
+    parser.add_argument(
+        "--max-latency-ms",
+        type=positive_float,
+        metavar="X",
+        help="pick only among trials whose measured latency is at most X ms per batch",
     )
 
 
 def choice(args: argparse.Namespace) -> dict[str, Any]:
     """The trial-choosing flags as keyword arguments of ``find_trial``."""
-    return {"trial": args.trial, "pick": args.pick, "max_params": args.max_params, "out": args.out}
+    return {
+        "trial": args.trial,
+        "pick": args.pick,
+        "max_params": args.max_params,
+        "max_latency_ms": args.max_latency_ms,
+        "out": args.out,
+    }

@@ -32,7 +32,13 @@ def run(args: argparse.Namespace) -> int:
     check_pick(args.pick)  # bad input stops before the storage is opened
     study = open_study(args.storage, args.study_name, args.out)
     # No completed trial yet: one line and exit 2, as for export and retrain.
-    chosen = select_entry(study, trial=args.trial, pick=args.pick, max_params=args.max_params)
+    chosen = select_entry(
+        study,
+        trial=args.trial,
+        pick=args.pick,
+        max_params=args.max_params,
+        max_latency_ms=args.max_latency_ms,
+    )
     if args.config is not None:
         from dense_nas.results.lightning_config import write_lightning_config
 
@@ -41,7 +47,12 @@ def run(args: argparse.Namespace) -> int:
         print(best_json(study, chosen.name))
         return 0
     print(best_table(study))
-    if (args.trial, args.pick, args.max_params) != (None, "accuracy", None):
+    if (args.trial, args.pick, args.max_params, args.max_latency_ms) != (
+        None,
+        "accuracy",
+        None,
+        None,
+    ):
         print(f"chosen: trial {chosen.name} (by {_how_chosen(args)})")
     if args.config is not None:
         print(
@@ -55,4 +66,6 @@ def _how_chosen(args: argparse.Namespace) -> str:
     if args.trial is not None:
         return f"--trial {args.trial}"
     limit = f" --max-params {args.max_params}" if args.max_params is not None else ""
+    if args.max_latency_ms is not None:
+        limit += f" --max-latency-ms {args.max_latency_ms:g}"
     return f"--pick {args.pick}{limit}"

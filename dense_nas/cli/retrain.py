@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         pick=args.pick,
         max_params=args.max_params,
+        max_latency_ms=args.max_latency_ms,
         out=args.out,
         accelerator=args.accelerator,
         precision=args.precision,

@@ -9,6 +9,8 @@
 - :mod:`~dense_nas.model.recipe`: :class:`TrainingConfig`, the training recipe (the
   paper's by default; AdamW and a warm-up besides).
 - :mod:`~dense_nas.model.metrics`: the validation metrics by name, with their direction.
+- :mod:`~dense_nas.model.proxies`: zero-cost proxies, scores of an untrained network on
+  one batch (NASWOT, synflow, grad-norm, and the parameter count as their baseline).
 - :mod:`~dense_nas.model.module`: :class:`DenseNetModule`, the ``LightningModule``.
 
 Example:

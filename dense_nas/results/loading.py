@@ -242,6 +242,7 @@ def find_trial(
     *,
     pick: str = "accuracy",
     max_params: int | None = None,
+    max_latency_ms: float | None = None,
     out: Path = DEFAULT_OUT,
 ) -> tuple[optuna.Study, FrozenTrial]:
     """Open a study and choose a trial (:func:`select_trial`): what every command starts with.
@@ -257,7 +258,9 @@ def find_trial(
     """
     check_pick(pick)  # bad input stops before the storage is opened (or created)
     study = open_study(storage, study_name, out)
-    chosen = select_entry(study, trial=trial, pick=pick, max_params=max_params)
+    chosen = select_entry(
+        study, trial=trial, pick=pick, max_params=max_params, max_latency_ms=max_latency_ms
+    )
     return chosen.study, chosen.trial
 
 
@@ -268,6 +271,7 @@ def load_best(
     *,
     pick: str = "accuracy",
     max_params: int | None = None,
+    max_latency_ms: float | None = None,
     out: Path = DEFAULT_OUT,
 ) -> DenseNetModule:
     """The best trial's trained :class:`~dense_nas.model.module.DenseNetModule`, in eval mode.
@@ -283,6 +287,8 @@ def load_best(
             which trial of the Pareto front of the study's metric against size (see
             :mod:`~dense_nas.results.selection`).
         max_params: pick only among trials with at most this many parameters.
+        max_latency_ms: pick only among trials whose latency, measured on the study's
+            target before they trained, is at most this many milliseconds per batch.
         out: where the default storage lives when ``storage`` is ``None``.
 
     Returns:
@@ -300,6 +306,12 @@ def load_best(
         tensor([3, 8, 1, 1])
     """
     study, chosen = find_trial(
-        storage, study_name, trial, pick=pick, max_params=max_params, out=out
+        storage,
+        study_name,
+        trial,
+        pick=pick,
+        max_params=max_params,
+        max_latency_ms=max_latency_ms,
+        out=out,
     )
     return load_trial(study, chosen)

@@ -9,7 +9,10 @@
 - ``importances``: parameter importances for the metric (Optuna's default evaluator),
   skipped with a note when fewer than two completed trials or no varying parameter;
 - ``pareto``: the completed trials and their non-dominated set of the metric against
-  parameters (MACs for a ``METRIC,macs`` study), drawn for single-objective studies too;
+  parameters (MACs for a ``METRIC,macs`` study, the measured latency for a
+  ``METRIC,latency`` one), drawn for single-objective studies too;
+- ``pareto-latency``: the same against the measured latency, for a study of another
+  objective whose trials measured it (``--max-latency-ms``);
 - ``scatter``: every trial with a metric (pruned ones at their last epoch) against its
   parameter count, by state;
 - ``summary.md``: the study, the top trials, the Pareto front, importances, retraining.
@@ -87,7 +90,11 @@ STATE_COLORS = {
 BEST_COLOR = "#d62728"
 FRONT_COLOR = "#2ca02c"
 MUTED_COLOR = "#9e9e9e"
-SIZE_TITLES = {"params": "parameters", "macs": "MACs per image"}
+SIZE_TITLES = {
+    "params": "parameters",
+    "macs": "MACs per image",
+    "latency_ms": "latency (ms per batch)",
+}
 
 
 @dataclass(frozen=True)
@@ -262,11 +269,13 @@ def _importance_chart(found: dict[str, float], goal: Goal) -> Chart:
     return Chart("importances", title, "importance", "parameter", bars=bars)
 
 
-def _pareto_chart(trials: Sequence[FrozenTrial], metric: SizeMetric, goal: Goal) -> Chart:
+def _pareto_chart(
+    trials: Sequence[FrozenTrial], metric: SizeMetric, goal: Goal, stem: str = "pareto"
+) -> Chart:
     """Completed trials against size, with their non-dominated set joined."""
     front = pareto_front(trials, metric, goal)
     return Chart(
-        "pareto",
+        stem,
         f"Pareto front: {goal.metric} vs {SIZE_TITLES[metric]}",
         SIZE_TITLES[metric],
         _axis(goal),
@@ -490,6 +499,13 @@ def _retrained(study: optuna.Study) -> str:
     )
 
 
+def _measured_latency(study: optuna.Study, complete: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The completed trials with a latency, when the study's own front is on another size."""
+    if size_metric(study) == "latency_ms":
+        return []
+    return [t for t in complete if "latency_ms" in trial_attrs(t)]
+
+
 def _summary_markdown(
     study: optuna.Study,
     found: dict[str, float],
@@ -504,6 +520,7 @@ def _summary_markdown(
     metric, goal = size_metric(study), study_goal(study)
     best = ranked(complete, metric, goal)[:top]
     front = pareto_front(complete, metric, goal)
+    timed = _measured_latency(study, complete)
 
     def named(trials: Sequence[FrozenTrial]) -> str:
         return trial_table(trials, markdown=True, names=[names[id(t)] for t in trials], goal=goal)
@@ -512,6 +529,14 @@ def _summary_markdown(
         _overview(study, [entry.trial for entry in lineage_trials(study)]),
         f"## Top {len(best)} trials by {_axis(goal)}\n\n" + named(best),
         f"## Pareto front: {goal.metric} vs {SIZE_TITLES[metric]}\n\n" + named(front),
+        *(
+            [
+                f"## Pareto front: {goal.metric} vs {SIZE_TITLES['latency_ms']}\n\n"
+                + named(pareto_front(timed, "latency_ms", goal))
+            ]
+            if timed
+            else []
+        ),
         f"## Parameter importances for {goal.metric}\n\n"
         + (
             table(
@@ -574,6 +599,7 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
         latest, latest.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     )
     notes = [f"Parameter importances skipped: {why_not}."] if why_not else []
+    timed = _measured_latency(study, complete)
     curves = _intermediate_chart(trials, goal)
     if curves is None:
         notes.append(f"Learning curves skipped: no trial reported {goal.metric} per epoch.")
@@ -582,6 +608,7 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
         curves,
         _importance_chart(found, goal) if found else None,
         _pareto_chart(complete, size_metric(study), goal),
+        _pareto_chart(timed, "latency_ms", goal, "pareto-latency") if timed else None,
         _scatter_chart(trials, goal),
     ]
     files = [path for chart in charts if chart is not None for path in draw(chart, output)]

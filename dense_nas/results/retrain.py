@@ -326,6 +326,7 @@ def _chosen_trials(
     top: int | None,
     pick: str,
     max_params: int | None,
+    max_latency_ms: float | None = None,
 ) -> list[LineageTrial]:
     """The trials to retrain: the numbered ones, the ``top`` best architectures, or the
     one ``pick`` chooses."""
@@ -335,7 +336,9 @@ def _chosen_trials(
         )
     if top is None:
         if not trials:
-            return [select_entry(study, pick=pick, max_params=max_params)]
+            return [
+                select_entry(study, pick=pick, max_params=max_params, max_latency_ms=max_latency_ms)
+            ]
         twice = sorted({n for n in trials if list(trials).count(n) > 1})
         if twice:
             raise UserInputError(f"trial {twice[0]} is given twice; give it once", param="trial")
@@ -348,9 +351,11 @@ def _chosen_trials(
             param="pick",
         )
     completed_trials(study)  # none: the usual one line
-    best = best_architectures(study, max_params)
+    best = best_architectures(study, max_params, max_latency_ms)
     if top > len(best):
-        within = "" if max_params is None else f" within {max_params} parameters"
+        limits = [f"{max_params} parameters"] if max_params is not None else []
+        limits += [f"{max_latency_ms:g} ms"] if max_latency_ms is not None else []
+        within = f" within {' and '.join(limits)}" if limits else ""
         raise UserInputError(
             f"{top} trials asked for, but study {study.study_name!r} has {len(best)} to "
             f"retrain (completed, one per architecture{within}); use --top {len(best)} or less",
@@ -370,6 +375,7 @@ def plan(
     epochs: int | None = None,
     pick: str = "accuracy",
     max_params: int | None = None,
+    max_latency_ms: float | None = None,
     out: Path = DEFAULT_OUT,
     accelerator: str = "auto",
     precision: str = "auto",
@@ -388,7 +394,7 @@ def plan(
     check_compile_choice(compile)
     check_pick(pick)  # bad input stops before the storage is opened (or created)
     study = open_study(storage, study_name, out)
-    chosen = _chosen_trials(study, trials, top, pick, max_params)
+    chosen = _chosen_trials(study, trials, top, pick, max_params, max_latency_ms)
     base = study_attrs(study).get("seed", 0) if seed is None else seed
     if not 0 <= base <= MAX_SEED - (seeds - 1):
         raise UserInputError(
@@ -424,6 +430,7 @@ def retrain(
     epochs: int | None = None,
     pick: str = "accuracy",
     max_params: int | None = None,
+    max_latency_ms: float | None = None,
     out: Path = DEFAULT_OUT,
     accelerator: str = "auto",
     precision: str = "auto",
@@ -454,9 +461,9 @@ def retrain(
         epochs: length of the schedule; ``None``: each trial's recipe's epochs. Step
             milestones keep their place in the schedule
             (:meth:`~dense_nas.model.recipe.TrainingConfig.with_epochs`).
-        pick, max_params: without ``trials`` and ``top``, which one trial (see
-            :func:`~dense_nas.results.selection.select_trial`); ``max_params`` also
-            limits ``top``.
+        pick, max_params, max_latency_ms: without ``trials`` and ``top``, which one trial
+            (see :func:`~dense_nas.results.selection.select_trial`); ``max_params`` and
+            ``max_latency_ms`` also limit ``top``.
         out: base directory; checkpoints go to ``<out>/retrain/<study>/<run>/``.
         accelerator: ``cpu``, ``gpu`` or ``auto`` (the GPU when one is visible).
         precision: Lightning precision; ``auto`` is ``bf16-mixed`` on a GPU and
@@ -497,6 +504,7 @@ def retrain(
         epochs=epochs,
         pick=pick,
         max_params=max_params,
+        max_latency_ms=max_latency_ms,
         out=out,
         accelerator=accelerator,
         precision=precision,

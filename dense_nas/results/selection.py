@@ -2,18 +2,19 @@
 
 Every completed trial of a dense-nas study carries the study's validation metric (the
 first objective: accuracy unless ``--objective`` chose another, see :class:`Goal`) and its
-size (user attrs ``params`` and ``macs``). Trials are ranked by the metric (highest first,
-or lowest for a minimised one such as ``nll``), then size, then number (:func:`ranked`);
-the best trials of a study (:func:`best_trials`) are what ``dense-nas best`` shows, and
-the first of them is what :func:`select_trial` picks.
+size (user attrs ``params`` and ``macs``, and ``latency_ms`` where the study measured
+latency). Trials are ranked by the metric (highest first, or lowest for a minimised one
+such as ``nll``), then size, then number (:func:`ranked`); the best trials of a study
+(:func:`best_trials`) are what ``dense-nas best`` shows, and the first of them is what
+:func:`select_trial` picks.
 
 A study that grew (:mod:`dense_nas.study.lineage`) is ranked as one: every trained
 network of every version, each once, named as ``--trial`` takes it (``N`` for the
 user's study, ``vK:N`` for version K's).
 
 A pick rule chooses one trial of the front (the non-dominated set of best metric against
-fewest parameters, or fewest MACs for a ``METRIC,macs`` study; single-objective studies
-have a front too):
+fewest parameters, or fewest MACs for a ``METRIC,macs`` study, or lowest latency for a
+``METRIC,latency`` study; single-objective studies have a front too):
 
 - ``"accuracy"`` (default): the trial with the best metric (the most accurate in an
   accuracy study); among equals, the smallest.
@@ -22,7 +23,8 @@ have a front too):
   ends, with the metric and log10(size) each scaled to [0, 1]: where a little more size
   stops buying much metric.
 
-``max_params`` first drops every trial with more parameters, then the rule applies.
+``max_params`` first drops every trial with more parameters, ``max_latency_ms`` every
+trial measured slower, then the rule applies.
 
 Example:
     >>> import optuna
@@ -58,7 +60,10 @@ Pick = Literal["accuracy", "smallest", "knee"]
 PICKS: tuple[str, ...] = get_args(Pick)
 """The pick rules :func:`select_trial` accepts."""
 
-SizeMetric = Literal["params", "macs"]
+SizeMetric = Literal["params", "macs", "latency_ms"]
+
+#: The trial attribute each second objective of a study's ``objective`` minimises.
+_METRICS: dict[str, SizeMetric] = {"macs": "macs", "latency": "latency_ms"}
 
 
 def metric_value(trial: FrozenTrial) -> float:
@@ -135,7 +140,8 @@ def study_goal(study: optuna.Study) -> Goal:
 
 
 def size_metric(study: optuna.Study) -> SizeMetric:
-    """The size a study trades its metric against: MACs for ``METRIC,macs``, else parameters.
+    """The size a study trades its metric against: MACs for ``METRIC,macs``, the measured
+    latency for ``METRIC,latency``, else parameters.
 
     Example:
         >>> import optuna
@@ -145,13 +151,17 @@ def size_metric(study: optuna.Study) -> SizeMetric:
         >>> study.set_user_attr("objective", "accuracy,macs")
         >>> size_metric(study)
         'macs'
+        >>> study.set_user_attr("objective", "accuracy,latency")
+        >>> size_metric(study)
+        'latency_ms'
     """
-    objective = study_attrs(study).get("objective", "")
-    return "macs" if objective.replace(" ", "").endswith(",macs") else "params"
+    second = study_attrs(study).get("objective", "accuracy").split(",")[1:]
+    return _METRICS.get(second[0].strip(), "params") if second else "params"
 
 
-def trial_size(trial: FrozenTrial, metric: SizeMetric = "params") -> int:
-    """A trial's parameter or MAC count (user attr ``params`` / ``macs``).
+def trial_size(trial: FrozenTrial, metric: SizeMetric = "params") -> float:
+    """A trial's parameter or MAC count, or its latency in milliseconds (user attr
+    ``params`` / ``macs`` / ``latency_ms``).
 
     Example:
         >>> import optuna
@@ -164,7 +174,7 @@ def trial_size(trial: FrozenTrial, metric: SizeMetric = "params") -> int:
             f"trial {trial.number} records no {metric!r}; was it made by dense-nas?",
             param="study_name",
         )
-    return int(size)
+    return float(size) if metric == "latency_ms" else int(size)
 
 
 def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -220,7 +230,8 @@ def _knee(front: Sequence[FrozenTrial], metric: SizeMetric, goal: Goal) -> Froze
     """The point of the front farthest from the chord between its ends (scaled axes)."""
     if len(front) < 3:
         return front[-1]  # no bend to find: the best metric
-    xs = [math.log10(max(trial_size(t, metric), 1)) for t in front]
+    # sizes are positive: at least one parameter or MAC, a latency above zero
+    xs = [math.log10(max(trial_size(t, metric), 1e-9)) for t in front]
     ys = [goal.score(t) for t in front]
     x_span, y_span = (xs[-1] - xs[0]) or 1.0, (ys[-1] - ys[0]) or 1.0
     points = [((x - xs[0]) / x_span, (y - ys[0]) / y_span) for x, y in zip(xs, ys, strict=True)]
@@ -246,19 +257,23 @@ def select_trial(
     trial: int | str | None = None,
     pick: str = "accuracy",
     max_params: int | None = None,
+    max_latency_ms: float | None = None,
 ) -> FrozenTrial:
     """The completed trial to load: the one ``trial`` names, or the front's by ``pick``.
 
     Args:
         study: a dense-nas study.
         trial: a trial number, or ``vK:N`` for trial N of the study's version K; it
-            must be COMPLETE. ``pick`` and ``max_params`` then do not apply.
+            must be COMPLETE. ``pick``, ``max_params`` and ``max_latency_ms`` then do
+            not apply.
         pick: ``"accuracy"``, ``"smallest"`` or ``"knee"`` (see the module docstring).
         max_params: consider only trials with at most this many parameters.
+        max_latency_ms: consider only trials whose measured latency (``latency_ms``) is at
+            most this many milliseconds.
 
     Raises:
-        UserInputError: no completed trial, no such trial, an unknown pick, or no trial
-            within ``max_params``.
+        UserInputError: no completed trial, no such trial, an unknown pick, no trial
+            within ``max_params`` or ``max_latency_ms``, or no latency measured.
 
     Example:
         >>> import optuna
@@ -269,7 +284,9 @@ def select_trial(
         ...
         dense_nas.errors.UserInputError: pick: must be one of accuracy, smallest, knee, got 'largest'
     """
-    return select_entry(study, trial=trial, pick=pick, max_params=max_params).trial
+    return select_entry(
+        study, trial=trial, pick=pick, max_params=max_params, max_latency_ms=max_latency_ms
+    ).trial
 
 
 def select_entry(
@@ -278,6 +295,7 @@ def select_entry(
     trial: int | str | None = None,
     pick: str = "accuracy",
     max_params: int | None = None,
+    max_latency_ms: float | None = None,
 ) -> LineageTrial:
     """:func:`select_trial` with the version (and its Optuna study) that holds the trial."""
     check_pick(pick)
@@ -291,16 +309,7 @@ def select_entry(
         return named
     entries = completed_entries(study)
     by_trial = {id(entry.trial): entry for entry in entries}
-    candidates = [entry.trial for entry in entries]
-    if max_params is not None:
-        candidates = [t for t in candidates if trial_size(t) <= max_params]
-        if not candidates:
-            smallest = min(trial_size(entry.trial) for entry in entries)
-            raise UserInputError(
-                f"no completed trial has at most {max_params} parameters "
-                f"(the smallest has {smallest})",
-                param="max_params",
-            )
+    candidates = within(study, [entry.trial for entry in entries], max_params, max_latency_ms)
     metric, goal = size_metric(study), study_goal(study)
     front = pareto_front(candidates, metric, goal)
     if pick == "smallest":
@@ -308,6 +317,60 @@ def select_entry(
     if pick == "knee":
         return by_trial[id(_knee(front, metric, goal))]
     return by_trial[id(front[-1])]  # the best metric; of equals the smallest: ranked(...)[0]
+
+
+def within(
+    study: optuna.Study,
+    trials: Sequence[FrozenTrial],
+    max_params: int | None = None,
+    max_latency_ms: float | None = None,
+) -> list[FrozenTrial]:
+    """The trials with at most ``max_params`` parameters and ``max_latency_ms`` latency.
+
+    Raises:
+        UserInputError: none of ``trials`` is within the limits (one line naming the
+            nearest), or ``max_latency_ms`` is given but no trial measured its latency.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(study_name="demo")
+        >>> for ms in (0.4, 1.5):
+        ...     study.add_trial(optuna.trial.create_trial(
+        ...         value=0.9, user_attrs={"params": 10, "latency_ms": ms}))
+        >>> [t.number for t in within(study, study.trials, max_latency_ms=1.0)]
+        [0]
+        >>> within(study, study.trials, max_latency_ms=0.1)
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: max_latency_ms: no completed trial has a latency of at most 0.1 ms (the fastest takes 0.4 ms)
+    """
+    kept = list(trials)
+    if max_params is not None:
+        kept = [t for t in kept if trial_size(t) <= max_params]
+        if not kept:
+            smallest = min(trial_size(t) for t in trials)
+            raise UserInputError(
+                f"no completed trial has at most {max_params} parameters "
+                f"(the smallest has {smallest})",
+                param="max_params",
+            )
+    if max_latency_ms is not None:
+        measured = [t for t in kept if "latency_ms" in trial_attrs(t)]
+        if kept and not measured:
+            raise UserInputError(
+                f"study {study.study_name!r} measured no latency; search it with "
+                "--objective accuracy,latency or --max-latency-ms first",
+                param="max_latency_ms",
+            )
+        kept = [t for t in measured if trial_size(t, "latency_ms") <= max_latency_ms]
+        if measured and not kept:
+            fastest = min(trial_size(t, "latency_ms") for t in measured)
+            raise UserInputError(
+                f"no completed trial has a latency of at most {max_latency_ms:g} ms "
+                f"(the fastest takes {fastest:.4g} ms)",
+                param="max_latency_ms",
+            )
+    return kept
 
 
 def check_pick(pick: str) -> None:
@@ -376,13 +439,15 @@ def best_entries(study: optuna.Study, top: int = 5) -> list[LineageTrial]:
     return [by_trial[id(t)] for t in best]
 
 
-def best_architectures(study: optuna.Study, max_params: int | None = None) -> list[LineageTrial]:
+def best_architectures(
+    study: optuna.Study, max_params: int | None = None, max_latency_ms: float | None = None
+) -> list[LineageTrial]:
     """Completed trials of every version best first (:func:`ranked`), one per
     architecture and recipe.
 
     A trial with the ``arch_key`` of a better-ranked one (a duplicate, which trained
     nothing of its own) is left out: ``retrain --top K`` retrains K different networks.
-    ``max_params`` drops the trials with more parameters first.
+    ``max_params`` and ``max_latency_ms`` drop the trials beyond them first (:func:`within`).
 
     Example:
         >>> import optuna
@@ -396,8 +461,8 @@ def best_architectures(study: optuna.Study, max_params: int | None = None) -> li
     entries = lineage_trials(study, states=(TrialState.COMPLETE,))
     by_trial = {id(entry.trial): entry for entry in entries}
     trials = [entry.trial for entry in entries]
-    if max_params is not None:
-        trials = [t for t in trials if trial_size(t) <= max_params]
+    if trials:
+        trials = within(study, trials, max_params, max_latency_ms)
     seen: set[str] = set()
     distinct = []
     for trial in ranked(trials, size_metric(study), study_goal(study)):

@@ -25,12 +25,18 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dense_nas.records import SpaceVersionRecord, VersionRecord, study_attrs, trial_attrs
+from dense_nas.records import (
+    LATENCY_ATTR_PREFIX,
+    SpaceVersionRecord,
+    VersionRecord,
+    study_attrs,
+    trial_attrs,
+)
 from dense_nas.results.selection import best_entries, study_goal
 from dense_nas.results.summary import describe_arch, metric_text
 from dense_nas.study.lineage import lineage_finished, lineage_trials, version_studies
@@ -82,6 +88,10 @@ class StudyStatus:
     """Every version of the space the study's latest version searched, oldest first."""
     versions: tuple[VersionRecord, ...] = ()
     """Every version of a study that grew (:mod:`dense_nas.study.lineage`), oldest first."""
+    latency_measured: dict[str, int] = field(default_factory=dict)
+    """Architectures whose latency the study keeps, by device fingerprint key."""
+    best_latency_ms: float | None = None
+    """The best trial's measured latency, when it has one."""
     metric: str = "accuracy"
     """The study's metric (what ``best`` is by)."""
 
@@ -139,6 +149,13 @@ def study_status(study: optuna.Study, now: float | None = None) -> StudyStatus:
     n_trials = study_attrs(latest).get("n_trials")  # what the last search went for
     left = max(0, n_trials - finished) if n_trials is not None else 0
     best = best_entries(user, top=1)
+    kept = {  # each version keeps what it measured; a name is one architecture and device
+        name: record
+        for version in versions
+        for name, record in version.user_attrs.items()
+        if name.startswith(LATENCY_ATTR_PREFIX)
+    }
+    measured = Counter(str(record["device"]) for record in kept.values())
     return StudyStatus(
         study=user.study_name,
         counts=dict(Counter(t.state.name for t in trials)),
@@ -149,6 +166,8 @@ def study_status(study: optuna.Study, now: float | None = None) -> StudyStatus:
         eta_seconds=_eta(trials, running, left) if left else 0.0 if n_trials else None,
         space_versions=tuple(study_attrs(latest).get("space_versions", [])),
         versions=tuple(study_attrs(user).get("versions", [])),
+        latency_measured=dict(measured),
+        best_latency_ms=trial_attrs(best[0].trial).get("latency_ms") if best else None,
         metric=study_goal(user).metric,
     )
 
@@ -191,8 +210,9 @@ def study_line(status: StudyStatus) -> str:
         if status.counts.get(state):
             parts.append(f"{status.counts[state]} {word}")
     if status.best is not None:
+        latency = "" if status.best_latency_ms is None else f", {status.best_latency_ms:.3g} ms"
         best = "best" if status.metric == "accuracy" else f"best {status.metric}"
-        parts.append(f"{best} {status.best[1]:.4f} (#{status.best[0]})")
+        parts.append(f"{best} {status.best[1]:.4f} (#{status.best[0]}{latency})")
     if status.eta_seconds is not None and status.n_trials is not None:
         parts.append(f"ETA {_duration(status.eta_seconds)}")
     return ", ".join(parts)
@@ -237,10 +257,26 @@ def lineage_line(status: StudyStatus) -> str | None:
     return "versions: " + "; ".join(shown)
 
 
+def latency_line(status: StudyStatus) -> str | None:
+    """The architectures whose latency the study measured, by device, when it measured any.
+
+    Example:
+        >>> s = StudyStatus("s", {}, (), None, None, 0, None, latency_measured={"cpu=EPYC": 7})
+        >>> latency_line(s)
+        'latency measured for 7 architectures on cpu=EPYC'
+    """
+    if not status.latency_measured:
+        return None
+    return "latency measured for " + ", ".join(
+        f"{count} architectures on {device}" for device, count in status.latency_measured.items()
+    )
+
+
 def status_text(status: StudyStatus) -> str:
     """The snapshot as lines: the study line, its versions once it grew, the space's
-    versions when it changed, then one line per running trial."""
-    extra = [line for line in (lineage_line(status), versions_line(status)) if line]
+    versions when it changed, the latencies measured, then one line per running trial."""
+    lines = (lineage_line(status), versions_line(status), latency_line(status))
+    extra = [line for line in lines if line]
     return "\n".join([study_line(status), *extra, *map(running_line, status.running)])
 
 

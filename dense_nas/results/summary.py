@@ -129,7 +129,12 @@ def _same_version(name: int | str, number: int) -> int | str:
     return f"{name.partition(':')[0]}:{number}" if isinstance(name, str) else number
 
 
-def _trial_cells(trial: FrozenTrial, name: int | str, goal: Goal) -> tuple[Any, ...]:
+def _latency(trial: FrozenTrial) -> str | None:
+    found = trial_attrs(trial).get("latency_ms")
+    return None if found is None else f"{found:.3g}"
+
+
+def _trial_cells(trial: FrozenTrial, name: int | str, goal: Goal, latency: bool) -> tuple[Any, ...]:
     attrs = trial_attrs(trial)
     seconds = attrs.get("seconds")
     same = attrs.get("duplicate_of")
@@ -138,6 +143,7 @@ def _trial_cells(trial: FrozenTrial, name: int | str, goal: Goal) -> tuple[Any, 
         *_value_cells(trial, goal),
         _count(attrs.get("params")),
         _count(attrs.get("macs")),
+        *((_latency(trial),) if latency else ()),
         attrs.get("epochs"),
         None if seconds is None else f"{seconds:.1f}",
         describe_arch(attrs.get("arch") or {}),
@@ -153,7 +159,8 @@ def trial_table(
     goal: Goal = ACCURACY,
 ) -> str:
     """Completed trials, one row each in the given order, as text or Markdown (:func:`table`):
-    the study's metric (``goal``), and accuracy beside it when the metric is another.
+    the study's metric (``goal``), and accuracy beside it when the metric is another; with
+    a ``latency ms`` column after MACs when any of them measured its latency.
 
     ``names``: how ``--trial`` names each (``vK:N`` in a study's later versions); by
     default their numbers.
@@ -168,15 +175,23 @@ def trial_table(
         | trial | val accuracy | params | MACs | epochs | seconds | architecture | note |
         |---:|---:|---:|---:|---:|---:|---:|---|
         | 1 | 0.9500 | 12,000 | - | - | 0.0 | - | same as trial 0 |
+        >>> study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"latency_ms": 0.4213}))
+        >>> print(trial_table(study.trials[2:]))
+        trial  val accuracy  params  MACs  latency ms  epochs  seconds  architecture  note
+            2        0.9000       -     -       0.421       -        -             -
         >>> study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={
         ...     "params": 100, "accuracy": 0.8}))
-        >>> print(trial_table(study.trials[2:], goal=Goal("f1")))
+        >>> print(trial_table(study.trials[3:], goal=Goal("f1")))
         trial  val f1  val accuracy  params  MACs  epochs  seconds  architecture  note
-            2  0.5000        0.8000     100     -       -        -             -
+            3  0.5000        0.8000     100     -       -        -             -
     """
-    headers = ("trial", *_value_headers(goal), *_TRIAL_HEADERS)
+    headers: tuple[str, ...] = ("trial", *_value_headers(goal), *_TRIAL_HEADERS)
     shown = [t.number for t in trials] if names is None else names
-    rows = [_trial_cells(t, name, goal) for t, name in zip(trials, shown, strict=True)]
+    latency = any("latency_ms" in trial_attrs(t) for t in trials)
+    if latency:
+        at = headers.index("MACs") + 1
+        headers = (*headers[:at], "latency ms", *headers[at:])
+    rows = [_trial_cells(t, name, goal, latency) for t, name in zip(trials, shown, strict=True)]
     return table(headers, rows, markdown=markdown)
 
 
@@ -230,6 +245,9 @@ def _row(trial: FrozenTrial, name: int | str, goal: Goal) -> dict[str, Any]:
         "accuracy": goal.accuracy(trial),
         "params": attrs.get("params"),
         "macs": attrs.get("macs"),
+        "latency_ms": attrs.get("latency_ms"),
+        "latency_spread": attrs.get("latency_spread"),
+        "latency_device": attrs.get("latency_device"),
         "epochs": attrs.get("epochs"),
         "arch": attrs.get("arch"),
         "training": attrs.get("training"),
@@ -328,8 +346,10 @@ def trial_line(study: optuna.Study, number: int) -> str:
     best = best_entries(study, top=1)
     best_text = f"best {best[0].trial.values[0]:.4f} (#{best[0].name})" if best else "best -"
     epochs = attrs.get("epochs", 0)
+    latency = _latency(trial)
     return (
         f"trial {number:>3}  {trial.state.name:<8}  {shown}  "
         f"params {attrs.get('params', 0):>9,}  "
-        f"epochs {epochs:>3}  {best_text}{'  ' + why if why else ''}"
+        + (f"latency {latency:>6} ms  " if latency is not None else "")
+        + f"epochs {epochs:>3}  {best_text}{'  ' + why if why else ''}"
     )

@@ -148,6 +148,10 @@ class Constraints:
         max_macs: multiply-accumulates for one image at the task's image size.
         max_activation_memory: bytes autograd keeps for one training step at the
             candidate's batch size.
+        max_latency_ms: milliseconds per batch measured on the study's latency target
+            (``--latency-*``). It cannot be known from the architecture alone, so
+            :meth:`violation` leaves it out; the worker measures it after the other
+            limits pass (:mod:`dense_nas.study.latency_meter`).
 
     Example:
         >>> limits = Constraints(max_params=100_000)
@@ -159,6 +163,7 @@ class Constraints:
     max_params: int | None = None
     max_macs: int | None = None
     max_activation_memory: int | None = None
+    max_latency_ms: float | None = None
 
     def violation(self, candidate: Candidate, task: Task) -> str | None:
         """Why the candidate cannot be trained for the task, or ``None`` if it can.

@@ -117,12 +117,20 @@ def space_version(space: SearchSpace, task: Task) -> SpaceVersion:
         "name": space.name,
         "distributions": {name: json.loads(distribution_to_json(d)) for name, d in seen.items()},
         "corners": sorted(set(corners)),
-        "constraints": dataclasses.asdict(space.constraints),
+        "constraints": _constraints(space),
         "seeds": [dict(seed) for seed in space.seeds],
         "max_epochs": space.max_epochs,
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=repr)
     return SpaceVersion(space.name, hashlib.sha256(text.encode()).hexdigest(), seen)
+
+
+def _constraints(space: SearchSpace) -> dict[str, Any]:
+    limits = dataclasses.asdict(space.constraints)
+    if limits["max_latency_ms"] is None:
+        # a limit added later: unset, it leaves the fingerprints of older studies as they were
+        del limits["max_latency_ms"]
+    return limits
 
 
 def incompatibility(

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields as dataclass_fields
@@ -557,19 +558,41 @@ def _conditions(node: Node) -> str:
 
 # ---------------------------------------------------------------------- small parts
 def parse_constraints(raw: Any, where: Where) -> Constraints:
-    """The ``constraints`` section: limits as integers or with a unit (``2M``, ``4GiB``).
+    """The ``constraints`` section: limits as integers or with a unit (``2M``, ``4GiB``);
+    ``max_latency_ms`` is a positive number of milliseconds (``2.5``).
 
     Example:
         >>> parse_constraints({"max_params": "1.5M", "max_activation_memory": "2GiB"},
         ...                   Where("s.yaml", "constraints"))
-        Constraints(max_params=1500000, max_macs=None, max_activation_memory=2147483648)
+        Constraints(max_params=1500000, max_macs=None, max_activation_memory=2147483648, max_latency_ms=None)
+        >>> parse_constraints({"max_latency_ms": 2.5}, Where("s.yaml", "constraints")).max_latency_ms
+        2.5
     """
     if raw is None:
         return Constraints()
     body = _mapping(raw, where, "constraints must map limits to numbers, e.g. {max_params: 1M}")
     known = [f.name for f in dataclass_fields(Constraints)]
     _check_keys(body, known, where)
-    return Constraints(**{key: parse_amount(value, where.at(key)) for key, value in body.items()})
+    limits: dict[str, Any] = {
+        key: parse_amount(value, where.at(key))
+        for key, value in body.items()
+        if key != "max_latency_ms"
+    }
+    if "max_latency_ms" in body:  # milliseconds, not a count: 2.5 is a fine limit
+        limits["max_latency_ms"] = _milliseconds(body["max_latency_ms"], where.at("max_latency_ms"))
+    return Constraints(**limits)
+
+
+def _milliseconds(value: Any, where: Where) -> float:
+    """A positive, finite number of milliseconds."""
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value > 0
+        and math.isfinite(value)
+    ):
+        return float(value)
+    raise where.error(refused(value, "write a positive number of milliseconds like 2.5"))
 
 
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}

@@ -22,7 +22,9 @@ The extension points: :func:`search` (keyword arguments) and :func:`run_search` 
 - :mod:`~dense_nas.study.samplers`, :mod:`~dense_nas.study.objectives`: Optuna samplers
   and pruners by name; the accuracy and accuracy-vs-size objectives.
 - :mod:`~dense_nas.study.hardware`: accelerator, precision and GPU assignment;
-  :mod:`~dense_nas.study.memory_fit`: a trial's step fitted to its GPU memory share.
+  :mod:`~dense_nas.study.memory_fit`: a trial's step fitted to its GPU memory share;
+  :mod:`~dense_nas.study.latency_meter`: each candidate's latency, measured before it
+  trains while the command's other trials are held.
 - :mod:`~dense_nas.study.loggers`: each trial's Lightning logger (``--logger``);
   :mod:`~dense_nas.study.trainer_config`: the user's callbacks and Trainer options
   (``--trainer-config``).

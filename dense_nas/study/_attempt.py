@@ -1,8 +1,8 @@
 """One trial in its worker, from the asked trial to the told one.
 
 A :class:`TrialAttempt` takes a trial through its steps, each a plain method:
-:meth:`~TrialAttempt.candidate` samples what to train (a constraint or the GPU memory
-share may prune it first), :meth:`~TrialAttempt.answer_from_twin` answers it from a
+:meth:`~TrialAttempt.candidate` samples what to train (a constraint, the GPU memory
+share or the measured latency may prune it first), :meth:`~TrialAttempt.answer_from_twin` answers it from a
 trial that trained the same candidate (waiting while one trains it), and
 :meth:`~TrialAttempt.spec` readies the trial process's spec. The trial process then calls
 :meth:`~TrialAttempt.on_epoch` after each epoch (the pruning answer, the progress
@@ -45,6 +45,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
+from dense_nas.model.latency_cache import record_trial_latency
 from dense_nas.records import EpochProgress, WorkerInfo, record_trial, trial_attrs
 from dense_nas.results.summary import describe_arch, trial_line
 from dense_nas.space import Candidate, sample
@@ -58,6 +59,7 @@ from dense_nas.study.coordination.heartbeats import (
     retry_silent_trials,
 )
 from dense_nas.study.coordination.twins import find_duplicate, find_running_twin
+from dense_nas.study.latency_meter import MeasurementStopped
 from dense_nas.study.memory_fit import fit_to_memory
 from dense_nas.study.process.messages import EpochMessage, ErrorMessage, ResultMessage
 from dense_nas.study.process.runner import Answer, ResultOrError, TrialProcess
@@ -132,15 +134,18 @@ class TrialAttempt:
             if candidate is None or self.answer_from_twin(candidate):
                 return
             spec = self.spec(candidate)
-            self.settle(runner.run(spec, self.on_epoch, s.out_dir / "specs"))
+            meter = self.run.meter
+            with meter.training() if meter else contextlib.nullcontext():
+                result = runner.run(spec, self.on_epoch, s.out_dir / "specs")
+            self.settle(result)
 
     def candidate(self) -> Candidate | None:
         """Sample the trial's candidate, set to ``--epochs`` and fitted to the worker's GPU
-        memory share, and record it.
+        memory share, and record it, with its latency when the study measures latency.
 
         Returns:
             The candidate, or ``None`` when it was pruned before training (then the trial
-            is told PRUNED).
+            is told PRUNED), or its latency could not be measured (told FAILED).
 
         Raises:
             UserInputError: the space broke its contract; the trial is FAILED (not
@@ -172,7 +177,43 @@ class TrialAttempt:
                 return None
         arch, training = candidate.arch.to_dict(), candidate.training.to_dict()
         record_trial(trial, arch=arch, training=training, arch_key=candidate.key)
-        return candidate
+        return candidate if self._latency_allows(candidate) else None
+
+    def _latency_allows(self, candidate: Candidate) -> bool:
+        """Record the candidate's latency (read from the study, else measured now) and
+        check it against the limit; without a latency to know, nothing happens.
+
+        Returns:
+            Whether the candidate goes on; if not, the trial is told: PRUNED over the
+            limit, FAILED when the measurement failed or the command stopped during it
+            (then retried on resume, as it was not the trial's fault).
+        """
+        run, trial, meter = self.run, self.trial, self.run.meter
+        if meter is None:
+            return True
+        try:
+            found = meter.latency(candidate.arch)
+            if run.stop.is_set():  # measured, and kept; but the command is stopping
+                raise MeasurementStopped(run.stop_reason())
+        except MeasurementStopped as stopped:
+            record_trial(trial, failure=str(stopped))
+            retry(run.study, trial, str(stopped), new_attempt=False)
+            self._tell(TrialState.FAIL)
+            return False
+        except STORAGE_FAILURES:
+            raise
+        except Exception as err:  # this network did not run on the target: the trial fails
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            record_trial(trial, failure=f"latency measurement failed: {first_line}")
+            self._tell(TrialState.FAIL)
+            return False
+        record_trial_latency(trial, found)
+        reason = meter.violation(found)
+        if reason is not None:
+            record_trial(trial, pruned_reason=reason)
+            self._tell(TrialState.PRUNED)
+            return False
+        return True
 
     def answer_from_twin(self, candidate: Candidate) -> bool:
         """Answer the trial from a trial that trained the same candidate, waiting while
@@ -290,7 +331,8 @@ class TrialAttempt:
         """Everything that follows an epoch of training.
 
         First the pruning answer (stop now?), sent at once so that the trial process
-        trains its next epoch meanwhile; then the progress, recorded on the trial for any
+        trains its next epoch meanwhile (unless another worker of the command measures a
+        latency: then only once it is done); then the progress, recorded on the trial for any
         reader of the storage, and the observer. A trial another worker ended is told to
         stop, and nothing more is written to it. After the last epoch of its schedule the
         pruner still hears the value, but the answer is always "go on": a trial that
@@ -298,6 +340,8 @@ class TrialAttempt:
         """
         epoch = int(report["epoch"])
         stop = self._decide(epoch, float(report["value"]))
+        if self.run.meter is not None:  # another worker's latency measurement waits for it
+            self.run.meter.hold()
         answer(stop and (self.taken or epoch < self._epochs))
         if self.taken:
             return

@@ -2,10 +2,10 @@
 
 Everything the user gave is checked before anything is stored (:func:`prepare`): the
 output folder, the space and its constraints, the objective, the sampler's and pruner's
-settings, the data (its files, its split, its first batch) and the trainer config. Only
-then is the study created or loaded, checked to be the same search (objective, sampler
-and pruner, data, validation split, a space Optuna can mix with its trials, trainer
-config) and given this command's settings. A storage
+settings, the latency target, the data (its files, its split, its first batch) and the
+trainer config. Only then is the study created or loaded, checked to be the same search
+(objective, sampler and pruner, data, validation split, a space Optuna can mix with its
+trials, trainer config) and given this command's settings. A storage
 that cannot be written becomes one :class:`~dense_nas.errors.StorageError` line
 (:func:`storage_writes`).
 
@@ -27,15 +27,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dense_nas.errors import StorageError, UserInputError
+from dense_nas.model.latency import Target
 from dense_nas.paths import check_output_dir
-from dense_nas.records import ChoiceRecord, record_study, study_attrs
+from dense_nas.records import ChoiceRecord, LatencyTargetRecord, record_study, study_attrs
 from dense_nas.space import (
     SearchSpace,
     Task,
@@ -69,6 +70,8 @@ from dense_nas.study.storage import make_storage, remember_storage, set_artifact
 from dense_nas.study.trainer_config import load_trainer_config
 from dense_nas.study.warm_start import open_warm_start, start_from
 
+Limit = TypeVar("Limit", int, float)
+
 STORAGE_FAILURES = (OSError, StorageInternalError, SQLAlchemyError)
 """What a failed storage write raises: a journal append (OSError, e.g. ENOSPC) or an RDB
 commit ("database or disk is full", a lost server)."""
@@ -87,6 +90,7 @@ class Checked:
     data_dir: str | None  # resolved
     val_size: int | float | None  # the datamodule's own, as the study records it
     trainer_config: dict[str, Any] | None  # this command's --trainer-config, if any
+    latency: Target | None  # where candidates' latency is measured, when the study needs it
     warm_start: optuna.Study | None  # the --warm-start study, if any
 
 
@@ -97,15 +101,15 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
         The run its workers share, with the accelerator, precision and GPUs resolved.
     """
     from dense_nas.data import DenseNetDataModule, build_datamodule, data_facts
-    from dense_nas.data._user import default_study_label
+    from dense_nas.data._user import default_study_label, is_builtin
 
     s = settings
     check_output_dir(s.out_dir, "out")  # checkpoints and logs go there: refuse a bad one now
     given_config = None if s.trainer_config is None else load_trainer_config(s.trainer_config)
     data_path = None if s.data_dir is None else str(Path(s.data_dir).resolve())
     chosen = load_space(s.space) if isinstance(s.space, (str, Path)) else s.space
-    if s.max_params is not None:
-        chosen = _with_max_params(chosen, s.max_params)
+    if s.max_params is not None or s.max_latency_ms is not None:
+        chosen = _with_limits(chosen, s.max_params, s.max_latency_ms)
     parsed = parse_objective(s.objective)
     if isinstance(s.sampler, str):
         check_args("sampler", s.sampler, s.sampler_args)
@@ -114,7 +118,12 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     # checks the files and the split now: bad input exits 2 before anything is stored
     data, data_args = s.data_name, dict(s.data_args)
     datamodule = build_datamodule(data, s.data_dir, data_args, seed=s.seed, val_size=s.val_size)
-    val_size = datamodule.val_size if isinstance(datamodule, DenseNetDataModule) else None
+    # a user's datamodule holds out its own split, even one built on DenseNetDataModule
+    val_size = (
+        datamodule.val_size
+        if is_builtin(data) and isinstance(datamodule, DenseNetDataModule)
+        else None
+    )
     if isinstance(s.val_size, int):
         datamodule.setup("fit")  # a count must leave training images: check it here
     facts = data_facts(datamodule, data)  # a user datamodule's first batch is read here
@@ -122,6 +131,8 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     chosen.check(task)
     resolved = _accelerator(s.accelerator, chosen, task)
     chosen_precision = resolve_precision(resolved, s.precision)
+    target = _latency_target(s, resolved)
+    measures = parsed.needs_latency or chosen.constraints.max_latency_ms is not None
     gpus: list[str] = []
     if resolved == "gpu":
         gpus, budgets = _share_gpus(s.workers, s.devices)
@@ -131,11 +142,21 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     with storage_writes(s):
         warm = _open_warm_start(s)
         checked = Checked(
-            name, chosen, parsed, task, data, data_args, data_path, val_size, given_config, warm
+            name,
+            chosen,
+            parsed,
+            task,
+            data,
+            data_args,
+            data_path,
+            val_size,
+            given_config,
+            target if measures else None,
+            warm,
         )
         going, trainer_config = _open_study(s, checked)
     loggers = prepare_loggers(s.logger, s.out_dir, going.study.study_name, s.mlflow_uri)
-    return Run(
+    run = Run(
         settings=s,
         study=going.study,
         space=chosen,
@@ -156,6 +177,37 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
         notes=going.notes + loggers.notes,
         counted_elsewhere=going.counted_elsewhere,
     )
+    if checked.latency is not None:
+        from dense_nas.study.latency_meter import LatencyMeter
+
+        run.meter = LatencyMeter(
+            going.study,
+            checked.latency,
+            task.image_size,
+            chosen.constraints.max_latency_ms,
+            run.stop,
+            run.stop_reason,
+        )
+    return run
+
+
+def _latency_target(s: SearchSettings, accelerator: str) -> Target:
+    """The ``--latency-*`` target; refuses a GPU or onnxruntime this machine lacks, before
+    any file is written, naming the flag."""
+    try:
+        return Target(
+            device=s.latency_device or accelerator,
+            batch=s.latency_batch,
+            threads=s.latency_threads,
+            runtime=s.latency_runtime,
+        )
+    except UserInputError as err:
+        raise UserInputError(err.message, param=f"latency_{err.param}") from None
+
+
+def _tighter(given: Limit | None, limit: Limit | None) -> Limit | None:
+    """The lower of a flag's limit and the space's, either of which may be unset."""
+    return limit if given is None else given if limit is None else min(given, limit)
 
 
 def _open_study(s: SearchSettings, checked: Checked) -> tuple[GoingOn, dict[str, Any]]:
@@ -188,6 +240,8 @@ def _open_study(s: SearchSettings, checked: Checked) -> tuple[GoingOn, dict[str,
     _check_same_choice(study, "sampler", choice_record(s.sampler, s.sampler_args))
     _check_same_choice(study, "pruner", choice_record(s.pruner, s.pruner_args))
     _check_same_data(study, checked.data, checked.data_args)
+    if checked.latency is not None:
+        _check_same_latency_target(study, checked.latency, checked.objective)
     split = study_attrs(study).get("val_size", checked.val_size)
     if split != checked.val_size:  # trials on other validation images do not compare
         raise UserInputError(
@@ -270,13 +324,17 @@ def storage_error(settings: SearchSettings, err: BaseException) -> StorageError:
     )
 
 
-def _with_max_params(space: SearchSpace, max_params: int) -> SearchSpace:
-    """A copy of ``space`` whose size limit is also ``max_params`` (the caller's space
-    object, and so its fingerprint, stay as they were)."""
+def _with_limits(
+    space: SearchSpace, max_params: int | None, max_latency_ms: float | None
+) -> SearchSpace:
+    """A copy of ``space`` whose limits are also ``max_params`` and ``max_latency_ms`` (the
+    caller's space object, and so its fingerprint, stay as they were)."""
     limits = space.constraints
     tightened = copy.copy(space)
     tightened.constraints = dataclasses.replace(
-        limits, max_params=min(max_params, limits.max_params or max_params)
+        limits,
+        max_params=_tighter(max_params, limits.max_params),
+        max_latency_ms=_tighter(max_latency_ms, limits.max_latency_ms),
     )
     return tightened
 
@@ -359,6 +417,24 @@ def _check_same_data(study: optuna.Study, data: str, data_args: dict[str, Any]) 
             f"study {study.study_name!r} trains on {was[0]} {args}".rstrip()
             + "; pass the same data or a new --study",
             param="data",
+        )
+
+
+def _check_same_latency_target(study: optuna.Study, target: Target, objective: Objective) -> None:
+    """Record where the study measures latency; refuse another target when latency is an
+    objective (latencies measured elsewhere do not compare)."""
+    given = LatencyTargetRecord(
+        device=target.device, batch=target.batch, threads=target.threads, runtime=target.runtime
+    )
+    recorded = study_attrs(study).get("latency_target")
+    if recorded is None:
+        record_study(study, latency_target=given)
+    elif recorded != given and objective.needs_latency:
+        flags = " ".join(f"--latency-{name} {value}" for name, value in recorded.items())
+        raise UserInputError(
+            f"study {study.study_name!r} measures latency with {flags}; pass the same or "
+            "use a new --study",
+            param="latency_device",
         )
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from dense_nas.space import SearchSpace, Task
     from dense_nas.study.events import SearchObserver
+    from dense_nas.study.latency_meter import LatencyMeter
     from dense_nas.study.loggers import StudyLoggers
     from dense_nas.study.objectives import Objective
     from dense_nas.study.process.runner import TrialProcess
@@ -56,6 +57,8 @@ class Run:
     notes: list[str] = field(default_factory=list)
     #: set by Ctrl-C: the trials then in flight failed because of it
     interrupted: bool = False
+    #: measures each candidate's latency before it trains, when the study needs it
+    meter: LatencyMeter | None = None
     #: finished trials of the study's earlier versions that ``study`` holds no copy of:
     #: they count toward ``--trials`` too (:mod:`~dense_nas.study.lineage`)
     counted_elsewhere: int = 0

@@ -62,6 +62,8 @@ def run_workers(run: Run) -> None:
     finally:
         for thread in threads:
             thread.join()
+        if run.meter is not None:
+            run.meter.close()
     if run.error is not None:
         raise run.error
 

@@ -3,13 +3,15 @@
 The first objective is a validation metric of :data:`~dense_nas.model.metrics.METRICS`
 (``accuracy`` by default, or ``top5``, ``balanced_accuracy``, ``f1``, ``auroc``, ``nll``),
 maximised or, for ``nll``, minimised. Alone, Optuna's pruner decides after each epoch.
-``METRIC,params`` and ``METRIC,macs`` are multi-objective (the metric, and the smallest
-size); Optuna cannot prune those, so dense-nas applies its own rule, *dominated at equal
-budget*: after a warm-up, a trial stops when some completed trial that is no larger
-already had a clearly better metric (by ``margin``) at the same epoch. Such a trial is
-very unlikely to reach the Pareto front, and it costs nothing to know the size, which is
-fixed before training. Each trial keeps its per-epoch metric in the user attribute
-``intermediate`` so the rule (and plots) can read them.
+``METRIC,params``, ``METRIC,macs`` and ``METRIC,latency`` are multi-objective (the
+metric, and the smallest size: parameters, MACs, or the latency measured on the study's
+target before training, :mod:`dense_nas.study.latency_meter`); Optuna cannot prune
+those, so dense-nas applies its own rule, *dominated at equal budget*: after a warm-up,
+a trial stops when some completed trial that is no larger already had a clearly better
+metric (by ``margin``) at the same epoch. Such a trial is very unlikely to reach the
+Pareto front, and it costs nothing to know the size, which is fixed before training.
+Each trial keeps its per-epoch metric in the user attribute ``intermediate`` so the rule
+(and plots) can read them.
 
 Example:
     >>> parse_objective("accuracy,params").names
@@ -19,12 +21,15 @@ Example:
     >>> parse_objective("loss")
     Traceback (most recent call last):
     ...
-    dense_nas.errors.UserInputError: objective: must be METRIC, METRIC,params or METRIC,macs with METRIC one of accuracy, top5, balanced_accuracy, f1, auroc, nll; got 'loss'
+    dense_nas.errors.UserInputError: objective: must be METRIC or METRIC,SIZE with METRIC one of accuracy, top5, balanced_accuracy, f1, auroc, nll and SIZE one of params, macs, latency; got 'loss'
+    >>> parse_objective("accuracy,latency").size_attr, parse_objective("accuracy").needs_latency
+    ('latency_ms', False)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import optuna
 from optuna.study import StudyDirection
@@ -34,6 +39,10 @@ from dense_nas.model.arch import DenseNetConfig
 from dense_nas.records import TrialAttrs, trial_attrs
 from dense_nas.study.process.pruning import Decide
 from dense_nas.study.settings import check_objective
+
+SizeAttr = Literal["params", "macs", "latency_ms"]
+SIZE_ATTRS: dict[str, SizeAttr] = {"params": "params", "macs": "macs", "latency": "latency_ms"}
+"""The trial attribute (:class:`~dense_nas.records.TrialAttrs`) of each second objective."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +79,21 @@ class Objective:
         first = StudyDirection.MAXIMIZE if self.maximize else StudyDirection.MINIMIZE
         return [first] + [StudyDirection.MINIMIZE] * (len(self.names) - 1)
 
+    @property
+    def size_attr(self) -> SizeAttr | None:
+        """The trial attribute of the size it minimises (``None``: single objective)."""
+        return SIZE_ATTRS[self.names[1]] if self.multi else None
+
+    @property
+    def needs_latency(self) -> bool:
+        """Whether each candidate's latency must be measured before it trains."""
+        return "latency" in self.names[1:]
+
     def size(self, attrs: TrialAttrs) -> float | None:
         """The trial's size this objective minimises (``None``: single objective, or unknown)."""
-        if not self.multi:
+        if self.size_attr is None:
             return None
-        found = attrs.get("macs") if self.names[1] == "macs" else attrs.get("params")
+        found = attrs.get(self.size_attr)
         return None if found is None else float(found)
 
     def values(self, value: float, attrs: TrialAttrs) -> list[float]:
@@ -119,5 +138,5 @@ class Objective:
 
 
 def parse_objective(text: str) -> Objective:
-    """An :class:`Objective` from its command-line spelling (``f1``, ``nll,params``)."""
+    """An :class:`Objective` from its command-line spelling (``f1``, ``nll,latency``)."""
     return Objective(check_objective(text))

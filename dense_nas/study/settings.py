@@ -68,6 +68,11 @@ MAX_SEED = 2**32 - 1
 # dense_nas.model.graphs.COMPILE_CHOICES and dense_nas.model.metrics.METRICS.
 COMPILE_CHOICES = ("auto", "on", "off")
 METRIC_CHOICES = ("accuracy", "top5", "balanced_accuracy", "f1", "auroc", "nll")
+#: The second objectives, as dense_nas.study.objectives.SIZE_ATTRS names them.
+SIZE_CHOICES = ("params", "macs", "latency")
+# The same for dense_nas.model.latency.DEVICES and RUNTIMES (checked in tests/test_settings.py).
+LATENCY_DEVICES = ("cpu", "gpu")
+LATENCY_RUNTIMES = ("torch", "onnxruntime")
 
 
 def check_objective(text: str) -> tuple[str, ...]:
@@ -79,14 +84,14 @@ def check_objective(text: str) -> tuple[str, ...]:
         >>> check_objective("loss")
         Traceback (most recent call last):
         ...
-        dense_nas.errors.UserInputError: objective: must be METRIC, METRIC,params or METRIC,macs with METRIC one of accuracy, top5, balanced_accuracy, f1, auroc, nll; got 'loss'
+        dense_nas.errors.UserInputError: objective: must be METRIC or METRIC,SIZE with METRIC one of accuracy, top5, balanced_accuracy, f1, auroc, nll and SIZE one of params, macs, latency; got 'loss'
     """
     names = tuple(part.strip() for part in text.split(","))
     metric, sizes = names[0], names[1:]
-    if metric not in METRIC_CHOICES or len(sizes) > 1 or not set(sizes) <= {"params", "macs"}:
+    if metric not in METRIC_CHOICES or len(sizes) > 1 or not set(sizes) <= set(SIZE_CHOICES):
         raise UserInputError(
-            "must be METRIC, METRIC,params or METRIC,macs with METRIC one of "
-            f"{', '.join(METRIC_CHOICES)}; got {text!r}",
+            f"must be METRIC or METRIC,SIZE with METRIC one of {', '.join(METRIC_CHOICES)} "
+            f"and SIZE one of {', '.join(SIZE_CHOICES)}; got {text!r}",
             param="objective",
         )
     return names
@@ -329,16 +334,46 @@ class SearchSettings:
     )
     objective: str = _option(
         "accuracy",
-        doc="METRIC, or METRIC,params / METRIC,macs for a Pareto front of the metric against "
-        "parameters or MACs; METRIC (on the validation set): accuracy (top-1), top5, "
-        "balanced_accuracy, f1 (macro), auroc (macro, one-vs-rest) or nll (minimised)",
-        metavar="METRIC[,params|macs]",
+        doc="METRIC, or METRIC,SIZE for a Pareto front of the metric against SIZE: params, "
+        "macs or latency (measured on the --latency-* target); METRIC (on the validation "
+        "set): accuracy (top-1), top5, balanced_accuracy, f1 (macro), auroc (macro, "
+        "one-vs-rest) or nll (minimised)",
+        metavar="METRIC[,params|macs|latency]",
     )
     max_params: int | None = _option(
         None,
         doc="reject larger architectures (on top of the space's constraints)",
         read=whole_number,
         metavar="N",
+    )
+    max_latency_ms: float | None = _option(
+        None,
+        doc="prune, before training, architectures whose latency measured on the --latency-* "
+        "target is above X milliseconds per batch (on top of the space's max_latency_ms)",
+        read=number,
+        metavar="X",
+    )
+    latency_device: str | None = _option(
+        None,
+        doc="where latency is measured (with --objective accuracy,latency or a max latency): "
+        "the CPU or the first GPU",
+        choices=LATENCY_DEVICES,
+        default_text="the training accelerator",
+    )
+    latency_batch: int = _option(
+        1, doc="images per timed batch of a latency measurement", read=whole_number, metavar="N"
+    )
+    latency_threads: int = _option(
+        1,
+        doc="CPU threads of a latency measurement (1: the usual deployment case)",
+        read=whole_number,
+        metavar="N",
+    )
+    latency_runtime: str = _option(
+        "torch",
+        doc="what runs the network for a latency measurement: eager PyTorch, or onnxruntime "
+        "on the ONNX export (pip install 'dense-nas[onnx]')",
+        choices=LATENCY_RUNTIMES,
     )
     accelerator: str = _option(
         "auto",
@@ -455,7 +490,14 @@ class SearchSettings:
         from dense_nas.study.loggers import check_loggers
 
         object.__setattr__(self, "logger", check_loggers(self.logger, self.mlflow_uri))
-        for name in ("n_trials", "devices", "workers", "warm_start_top"):
+        for name in (
+            "n_trials",
+            "devices",
+            "workers",
+            "warm_start_top",
+            "latency_batch",
+            "latency_threads",
+        ):
             _positive_int(name, getattr(self, name))
         for name in ("epochs", "max_params"):
             if getattr(self, name) is not None:
@@ -466,7 +508,7 @@ class SearchSettings:
             raise UserInputError(
                 f"must be 0 (automatic) or more, got {self.threads}", param="threads"
             )
-        for name in ("timeout", "heartbeat"):
+        for name in ("timeout", "heartbeat", "max_latency_ms"):
             value = getattr(self, name)
             if value is not None and not (
                 isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
@@ -483,7 +525,8 @@ class SearchSettings:
             _check_study_name(self.study_name)
         for option in OPTIONS.values():  # before anything is stored, not when first used
             value = getattr(self, option.name)
-            if option.choices and isinstance(value, str):  # in Python also an object
+            # None: a default said in words; in Python a sampler or pruner may be an object
+            if option.choices and isinstance(value, str):
                 check_choice(value, option.choices, option.name)
 
     @property
@@ -535,6 +578,11 @@ class SearchOptions(TypedDict, total=False):
     pruner_args: Mapping[str, Any]
     objective: str
     max_params: int | None
+    max_latency_ms: float | None
+    latency_device: str | None
+    latency_batch: int
+    latency_threads: int
+    latency_runtime: str
     accelerator: str
     precision: str
     devices: int
