@@ -167,5 +167,5 @@ def test_an_unknown_metric_is_one_line_and_nothing_is_stored(
 ) -> None:
     ran = main_in_process(capsys, "search", "--objective", "recall", "--out", str(tmp_path / "o"))
     assert ran.returncode == 2
-    assert ran.stderr.startswith("dense-nas: error: --objective: must be METRIC, METRIC,params")
+    assert ran.stderr.startswith("dense-nas: error: --objective: must be METRIC or METRIC,SIZE")
     assert ran.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
