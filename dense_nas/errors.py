@@ -22,6 +22,8 @@ FLAGS = {
     "study_name": "--study",
     "trial": "--trial",
     "data_args": "--data-arg",
+    "sampler_args": "--sampler-arg",
+    "pruner_args": "--pruner-arg",
 }
 """Python parameter names whose command-line flag is not ``--`` + the name with dashes."""
 

@@ -37,6 +37,16 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
+class ChoiceRecord(TypedDict):
+    """The sampler or pruner a study was made with (:mod:`dense_nas.study.samplers`)."""
+
+    name: str
+    """Its command-line name, or the class name of an object given in Python."""
+    args: dict[str, Any] | None
+    """The ``--sampler-arg`` / ``--pruner-arg`` settings; ``None`` for an object, whose
+    settings cannot be recorded."""
+
+
 class SpaceVersionRecord(TypedDict):
     """One version of the space a study searched (see :mod:`dense_nas.space._version`)."""
 
@@ -155,7 +165,13 @@ class StudyAttrs(TypedDict, total=False):
     """Validation images held out of training: fixed for the study's life (built-in data
     only; a user datamodule holds out its own)."""
     objective: str
-    """``accuracy``, ``accuracy,params``, ``accuracy,macs`` or ``accuracy,latency``."""
+    """The validation metric (``accuracy``, ``f1``, ``nll``, ...; see
+    :data:`~dense_nas.model.metrics.METRICS`), alone or with ``,params``, ``,macs`` or
+    ``,latency``; the study's directions say which way each goes."""
+    sampler: ChoiceRecord
+    """The sampler every command on the study samples with."""
+    pruner: ChoiceRecord
+    """The pruner every command on the study prunes with."""
     latency_target: LatencyTargetRecord
     """Where the first search that measured latency measured it (``--latency-*``)."""
     seed: int
@@ -261,6 +277,11 @@ class EpochProgress(TypedDict):
     """Epochs the trial's schedule trains."""
     accuracy: float
     """Validation accuracy after ``epoch``."""
+    metric: NotRequired[str]
+    """The study's metric, by name (absent on records from before there were others: then
+    it is ``accuracy``)."""
+    value: NotRequired[float]
+    """The study's metric after ``epoch`` (absent with ``metric``)."""
     loss: float
     """Validation loss after ``epoch``."""
     images_per_second: float
@@ -362,8 +383,11 @@ class TrialAttrs(TypedDict, total=False):
     step_seconds: float
     """Seconds inside training and validation steps: the rest of ``seconds`` is overhead."""
     intermediate: dict[str, float]
-    """Validation accuracy per epoch (keyed by the epoch as text) for multi-objective
+    """The study's metric per epoch (keyed by the epoch as text) for multi-objective
     studies, where Optuna keeps no intermediate values."""
+    accuracy: float
+    """Validation accuracy after the last epoch, shown beside the study's metric (absent
+    on trials from before there were others: then the first value is the accuracy)."""
     logs: list[TrialLogs] | TrialLogs
     """Where the trial's training logs are, one entry per ``--logger`` (absent with
     ``--logger none``); a study made before ``--logger`` took a list recorded one entry
@@ -510,7 +534,7 @@ def failure_reason(
 
 
 def learning_curve(trial: FrozenTrial) -> dict[int, float]:
-    """Validation accuracy after each epoch, wherever the study kept it.
+    """The study's metric after each epoch, wherever the study kept it.
 
     Single-objective studies keep it as Optuna intermediate values; multi-objective ones
     (where Optuna has none) in the user attr ``intermediate``, keyed by the epoch as text.

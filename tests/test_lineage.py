@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from dense_nas.records import record_study, study_attrs, trial_attrs
 from dense_nas.results.loading import load_best
-from dense_nas.results.selection import accuracy, ranked, trial_size
+from dense_nas.results.selection import metric_value, ranked, trial_size
 from dense_nas.results.status import study_status
 from dense_nas.space import Task, load_space, sample, space_version
 from dense_nas.study.lineage import lineage_finished, version_studies
@@ -189,7 +189,7 @@ def test_a_grown_study_is_searched_ranked_and_loaded_as_one(
     first = user.get_trials(states=(TrialState.COMPLETE,))[0]
     loaded = load_best(None, "g", trial=first.number, out=tmp_path)
     assert loaded.config.growth_rate == trial_attrs(first)["arch"]["growth_rate"]
-    assert accuracy(first) <= accuracy(top) and trial_size(first) > 0
+    assert metric_value(first) <= metric_value(top) and trial_size(first) > 0
 
 
 def _source_study(tmp_path: Path, space: str, results: list[tuple[int, int, float]]) -> None:

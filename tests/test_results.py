@@ -23,7 +23,8 @@ from dense_nas.cli._args import PICK_CHOICES
 from dense_nas.errors import UserInputError
 from dense_nas.model.module import DenseNetModule
 from dense_nas.results.loading import load_best, read_checkpoint
-from dense_nas.results.selection import PICKS, accuracy, pareto_front, select_trial, trial_size
+from dense_nas.results.selection import PICKS, pareto_front, select_trial, trial_size
+from dense_nas.results.selection import metric_value as accuracy
 from dense_nas.study.storage import artifact_store
 from tests._study_fixtures import (
     BuiltStudy,

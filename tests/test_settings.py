@@ -17,12 +17,12 @@ from typing_extensions import Unpack
 from dense_nas.cli import build_parser
 from dense_nas.cli.search import settings
 from dense_nas.errors import UserInputError, flag
+from dense_nas.model.metrics import METRICS
 from dense_nas.space import SearchSpace
 from dense_nas.study import search
-from dense_nas.study.objectives import OBJECTIVES
 from dense_nas.study.settings import (
     MAX_SEED,
-    OBJECTIVE_CHOICES,
+    METRIC_CHOICES,
     OPTIONS,
     SearchOptions,
     SearchSettings,
@@ -88,8 +88,8 @@ def test_help_shows_each_flags_default_and_choices(
         assert f"default: {option.shown_default})" in option.help
 
 
-def test_the_objective_choices_are_the_objectives() -> None:
-    assert OBJECTIVE_CHOICES == OBJECTIVES
+def test_the_objectives_metrics_are_the_metrics() -> None:
+    assert tuple(METRICS) == METRIC_CHOICES
 
 
 @pytest.mark.parametrize("name", [o.name for o in OPTIONS.values() if o.choices])

@@ -265,10 +265,10 @@ def test_dominated_at_equal_budget_rule() -> None:
         study.enqueue_trial({}, user_attrs={"params": params, "intermediate": {"1": acc - 0.2}})
         trial = study.ask()
         study.tell(trial, [acc, params])
-    assert objective.dominated(study, size=250, epoch=1, accuracy=0.5)  # the 100/200 ones beat it
-    assert not objective.dominated(study, size=50, epoch=1, accuracy=0.5)  # smaller than all
-    assert not objective.dominated(study, size=500, epoch=1, accuracy=0.9)  # best so far
-    assert not objective.dominated(study, size=250, epoch=2, accuracy=0.1)  # no one at epoch 2
+    assert objective.dominated(study, size=250, epoch=1, value=0.5)  # the 100/200 ones beat it
+    assert not objective.dominated(study, size=50, epoch=1, value=0.5)  # smaller than all
+    assert not objective.dominated(study, size=500, epoch=1, value=0.9)  # best so far
+    assert not objective.dominated(study, size=250, epoch=2, value=0.1)  # no one at epoch 2
 
 
 def _search_until_training(args: list[str], cwd: Path, study_name: str) -> subprocess.Popen[str]:

@@ -83,6 +83,7 @@ def _epoch(epoch: int, accuracy: float) -> EpochMessage:
         "type": "epoch",
         "epoch": epoch,
         "value": accuracy,
+        "accuracy": accuracy,
         "loss": 1.5,
         "images_per_second": 812.34,
     }
@@ -94,6 +95,7 @@ def _result(pruned: bool, checkpoint: str | None = None) -> ResultMessage:
         "type": "result",
         "value": history[-1],
         "history": history,
+        "accuracy": history[-1],
         "pruned": pruned,
         "epochs": len(history),
         "precision": "32-true",
@@ -154,6 +156,20 @@ def test_on_epoch_answers_with_the_pruner_and_records_the_progress(
     assert (progress["epoch"], progress["epochs"], progress["accuracy"]) == (1, 3, accuracy)
     assert progress["images_per_second"] == 812.3
     assert isinstance(run.observer, Heard) and run.observer.epochs == [progress]
+
+
+def test_after_its_last_epoch_a_trial_goes_on_to_complete_whatever_the_pruner_says(
+    tmp_path: Path,
+) -> None:
+    """Hyperband may answer "prune" at the last epoch; a trial that trained them all has
+    cost all it will, and ends COMPLETE, where best and load_best see it."""
+    run = _run(tmp_path, optuna.pruners.ThresholdPruner(lower=0.9))  # prunes below 0.9
+    attempt = _training(run)  # 3 epochs
+    answers: list[bool] = []
+    for epoch in (1, 2, 3):
+        attempt.on_epoch(_epoch(epoch, 0.5), answers.append)
+    assert answers == [True, True, False]  # the trial process obeyed none of them here
+    assert run.study.trials[0].intermediate_values == {1: 0.5, 2: 0.5, 3: 0.5}  # all heard
 
 
 def test_a_trial_another_worker_ended_is_stopped_and_its_result_dropped(tmp_path: Path) -> None:

@@ -133,8 +133,9 @@ def choice_args(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
         "--pick",
         choices=PICK_CHOICES,
         default="accuracy",
-        help="which trial of the Pareto front of accuracy vs size (vs latency in a "
-        "latency study): the most accurate (default), the smallest, or the knee of the front",
+        help="which trial of the Pareto front of the study's metric (--objective) vs size "
+        "(vs latency in a latency study): the best metric, the most accurate in an accuracy "
+        "study (default), the smallest, or the knee of the front",
     )
     parser.add_argument(
         "--max-params", type=positive_int, help="pick only among trials with at most N parameters"

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dense_nas.records import EpochProgress
+from dense_nas.results.summary import metric_text
 from dense_nas.study.events import SearchObserver
 
 if TYPE_CHECKING:
@@ -47,9 +48,11 @@ class PlainLines(SearchObserver):
             self.write(text)
 
     def epoch(self, number: int, worker: int, progress: EpochProgress) -> None:
+        metric, accuracy = progress.get("metric", "accuracy"), progress["accuracy"]
         self.line(
             f"trial {number:>3}  epoch {progress['epoch']}/{progress['epochs']}  "
-            f"acc {progress['accuracy']:.4f}  loss {progress['loss']:.4f}  "
+            f"{metric_text(metric, progress.get('value', accuracy), accuracy)}  "
+            f"loss {progress['loss']:.4f}  "
             f"{progress['images_per_second']:.0f} img/s  (worker {worker})"
         )
 

@@ -283,8 +283,9 @@ def load_best(
         study_name: the study; ``None``: the storage's only study.
         trial: load this trial instead of picking one: its number, or ``vK:N`` for
             trial N of the study's version K (a study that grew).
-        pick: ``"accuracy"`` (default), ``"smallest"`` or ``"knee"``: which trial of the
-            Pareto front of accuracy against size (see the module docstring).
+        pick: ``"accuracy"`` (default: the best metric), ``"smallest"`` or ``"knee"``:
+            which trial of the Pareto front of the study's metric against size (see
+            :mod:`~dense_nas.results.selection`).
         max_params: pick only among trials with at most this many parameters.
         max_latency_ms: pick only among trials whose latency, measured on the study's
             target before they trained, is at most this many milliseconds per batch.

@@ -2,18 +2,18 @@
 
 :func:`write_report` writes into one directory:
 
-- ``history``: every completed trial's validation accuracy by trial number, and the best
-  so far;
-- ``intermediate``: validation accuracy after each epoch, one curve per trial, pruned
+- ``history``: every completed trial's validation metric (the study's: accuracy unless
+  ``--objective`` chose another) by trial number, and the best so far;
+- ``intermediate``: the metric after each epoch, one curve per trial, pruned
   trials in their own colour (their curves stop where they were pruned);
-- ``importances``: parameter importances for accuracy (Optuna's default evaluator),
+- ``importances``: parameter importances for the metric (Optuna's default evaluator),
   skipped with a note when fewer than two completed trials or no varying parameter;
-- ``pareto``: the completed trials and their non-dominated set of accuracy against
-  parameters (MACs for an ``accuracy,macs`` study, the measured latency for an
-  ``accuracy,latency`` one), drawn for single-objective studies too;
+- ``pareto``: the completed trials and their non-dominated set of the metric against
+  parameters (MACs for a ``METRIC,macs`` study, the measured latency for a
+  ``METRIC,latency`` one), drawn for single-objective studies too;
 - ``pareto-latency``: the same against the measured latency, for a study of another
   objective whose trials measured it (``--max-latency-ms``);
-- ``scatter``: every trial with an accuracy (pruned ones at their last epoch) against its
+- ``scatter``: every trial with a metric (pruned ones at their last epoch) against its
   parameter count, by state;
 - ``summary.md``: the study, the top trials, the Pareto front, importances, retraining.
 
@@ -51,21 +51,29 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError
 from dense_nas.paths import check_output_dir
-from dense_nas.records import learning_curve, retrain_records, study_attrs, trial_attrs
+from dense_nas.records import (
+    ChoiceRecord,
+    learning_curve,
+    retrain_records,
+    study_attrs,
+    trial_attrs,
+)
 from dense_nas.results.loading import DEFAULT_OUT
 from dense_nas.results.selection import (
+    Goal,
     SizeMetric,
-    accuracy,
     completed_entries,
     pareto_front,
     ranked,
     select_entry,
     size_metric,
+    study_goal,
     trial_size,
 )
 from dense_nas.results.summary import describe_arch, retrained_table, table, trial_table
 from dense_nas.study.lineage import lineage_trials, version_studies
 from dense_nas.study.loggers import recorded_logs
+from dense_nas.study.samplers import Kind, describe_choice
 from dense_nas.study.storage import open_study
 
 if TYPE_CHECKING:
@@ -141,14 +149,14 @@ class Chart:
 # ----------------------------------------------------------------------------- data
 
 
-def observed_accuracy(trial: FrozenTrial) -> float | None:
-    """A trial's accuracy: its result if it has one, else its last reported epoch.
+def observed_metric(trial: FrozenTrial) -> float | None:
+    """A trial's metric: its result if it has one, else its last reported epoch.
 
     Example:
         >>> import optuna
         >>> t = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
         ...                               intermediate_values={1: 0.3, 2: 0.4})
-        >>> observed_accuracy(t)
+        >>> observed_metric(t)
         0.4
     """
     if trial.values:
@@ -161,16 +169,21 @@ def _label(trial: FrozenTrial) -> str:
     return f"trial {trial.number}: {describe_arch(trial_attrs(trial).get('arch') or {})}"
 
 
-def _history_chart(trials: Sequence[FrozenTrial]) -> Chart:
-    """Accuracy of each completed trial by number, and the best so far."""
+def _axis(goal: Goal) -> str:
+    """The metric's axis title."""
+    return f"validation {goal.metric}"
+
+
+def _history_chart(trials: Sequence[FrozenTrial], goal: Goal) -> Chart:
+    """The metric of each completed trial by number, and the best so far."""
     numbers = tuple(float(t.number) for t in trials)
-    accs = tuple(accuracy(t) for t in trials)
-    best = tuple(itertools.accumulate(accs, max))
+    accs = tuple(float(t.values[0]) for t in trials)
+    best = tuple(itertools.accumulate(accs, max if goal.maximize else min))
     return Chart(
         "history",
         "Optimisation history",
         "trial",
-        "validation accuracy",
+        _axis(goal),
         (
             Series(
                 "trial",
@@ -185,7 +198,7 @@ def _history_chart(trials: Sequence[FrozenTrial]) -> Chart:
     )
 
 
-def _intermediate_chart(trials: Sequence[FrozenTrial]) -> Chart | None:
+def _intermediate_chart(trials: Sequence[FrozenTrial], goal: Goal) -> Chart | None:
     """One learning curve per trial, coloured by state; ``None`` when none was recorded."""
     series: list[Series] = []
     named: set[str] = set()
@@ -210,16 +223,16 @@ def _intermediate_chart(trials: Sequence[FrozenTrial]) -> Chart | None:
         return None
     return Chart(
         "intermediate",
-        "Validation accuracy per epoch",
+        f"Validation {goal.metric} per epoch",
         "epoch",
-        "validation accuracy",
+        _axis(goal),
         tuple(series),
         integer_x=True,
     )
 
 
 def importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> tuple[dict[str, float], str]:
-    """Parameter importances for accuracy, or an empty dict and why there are none.
+    """Parameter importances for the study's metric, or an empty dict and why there are none.
 
     Example:
         >>> import optuna
@@ -236,33 +249,36 @@ def importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> tuple[dic
         return {}, "no parameter takes more than one value across the completed trials"
     try:
         # Optuna's default evaluator (PED-ANOVA) ranks parameters by how they reach *low*
-        # target values: hand it the error rate, so it explains high accuracy.
+        # target values: hand it the metric signed so that lower is better (for accuracy
+        # the error rate, shifted), so it explains a good metric.
+        goal = study_goal(study)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")  # done
             found = optuna.importance.get_param_importances(
-                study, params=varying, target=lambda t: 1.0 - accuracy(t)
+                study, params=varying, target=lambda t: -goal.score(t)
             )
     except (ValueError, RuntimeError) as err:  # e.g. every trial scored the same
         return {}, f"Optuna could not compute them ({str(err).splitlines()[0]})"
     return dict(found), ""
 
 
-def _importance_chart(found: dict[str, float]) -> Chart:
+def _importance_chart(found: dict[str, float], goal: Goal) -> Chart:
     """Horizontal bars, most important first."""
     bars = tuple(sorted(found.items(), key=lambda item: -item[1]))
-    return Chart(
-        "importances", "Parameter importances for accuracy", "importance", "parameter", bars=bars
-    )
+    title = f"Parameter importances for {goal.metric}"
+    return Chart("importances", title, "importance", "parameter", bars=bars)
 
 
-def _pareto_chart(trials: Sequence[FrozenTrial], metric: SizeMetric, stem: str = "pareto") -> Chart:
+def _pareto_chart(
+    trials: Sequence[FrozenTrial], metric: SizeMetric, goal: Goal, stem: str = "pareto"
+) -> Chart:
     """Completed trials against size, with their non-dominated set joined."""
-    front = pareto_front(trials, metric)
+    front = pareto_front(trials, metric, goal)
     return Chart(
         stem,
-        f"Pareto front: accuracy vs {SIZE_TITLES[metric]}",
+        f"Pareto front: {goal.metric} vs {SIZE_TITLES[metric]}",
         SIZE_TITLES[metric],
-        "validation accuracy",
+        _axis(goal),
         (
             _points("completed trials", trials, metric, MUTED_COLOR),
             _points("Pareto front", front, metric, FRONT_COLOR, lines=True),
@@ -281,7 +297,7 @@ def _points(
 ) -> Series:
     kept: list[tuple[FrozenTrial, float]] = []
     for trial in trials:
-        acc = observed_accuracy(trial)
+        acc = observed_metric(trial)
         if acc is not None and trial_attrs(trial).get(metric) is not None:
             kept.append((trial, acc))
     return Series(
@@ -294,8 +310,8 @@ def _points(
     )
 
 
-def _scatter_chart(trials: Sequence[FrozenTrial]) -> Chart:
-    """Every trial with an accuracy against its parameter count, one series per state."""
+def _scatter_chart(trials: Sequence[FrozenTrial], goal: Goal) -> Chart:
+    """Every trial with a metric against its parameter count, one series per state."""
     series = []
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING):
         chosen = [t for t in trials if t.state == state]
@@ -304,9 +320,9 @@ def _scatter_chart(trials: Sequence[FrozenTrial]) -> Chart:
             series.append(points)
     return Chart(
         "scatter",
-        "Accuracy vs size of every trial",
+        f"{goal.metric.capitalize()} vs size of every trial",
         SIZE_TITLES["params"],
-        "validation accuracy (pruned: last epoch)",
+        f"{_axis(goal)} (pruned: last epoch)",
         tuple(series),
         log_x=True,
     )
@@ -439,11 +455,18 @@ def _overview(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
         ("data", attrs.get("data")),
         ("space", attrs.get("space")),
         ("objective", attrs.get("objective")),
+        ("sampler", _choice("sampler", attrs.get("sampler"))),
+        ("pruner", _choice("pruner", attrs.get("pruner"))),
         ("seed", attrs.get("seed")),
         ("trials", f"{len(trials)} ({counted})"),
         ("chosen", f"trial {select_entry(study).name} (what load_best, export and retrain take)"),
     ]
     return f"# dense-nas study `{study.study_name}`\n\n" + table(("", ""), rows, markdown=True)
+
+
+def _choice(kind: Kind, record: ChoiceRecord | None) -> str | None:
+    """A recorded sampler or pruner as the command line chooses it (``None``: not recorded)."""
+    return None if record is None else describe_choice(kind, record)
 
 
 def _retrained(study: optuna.Study) -> str:
@@ -494,27 +517,27 @@ def _summary_markdown(
     entries = completed_entries(study)
     names = {id(entry.trial): entry.name for entry in entries}
     complete = [entry.trial for entry in entries]
-    metric = size_metric(study)
-    best = ranked(complete, metric)[:top]
-    front = pareto_front(complete, metric)
+    metric, goal = size_metric(study), study_goal(study)
+    best = ranked(complete, metric, goal)[:top]
+    front = pareto_front(complete, metric, goal)
     timed = _measured_latency(study, complete)
 
     def named(trials: Sequence[FrozenTrial]) -> str:
-        return trial_table(trials, markdown=True, names=[names[id(t)] for t in trials])
+        return trial_table(trials, markdown=True, names=[names[id(t)] for t in trials], goal=goal)
 
     parts = [
         _overview(study, [entry.trial for entry in lineage_trials(study)]),
-        f"## Top {len(best)} trials by validation accuracy\n\n" + named(best),
-        f"## Pareto front: accuracy vs {SIZE_TITLES[metric]}\n\n" + named(front),
+        f"## Top {len(best)} trials by {_axis(goal)}\n\n" + named(best),
+        f"## Pareto front: {goal.metric} vs {SIZE_TITLES[metric]}\n\n" + named(front),
         *(
             [
-                f"## Pareto front: accuracy vs {SIZE_TITLES['latency_ms']}\n\n"
-                + named(pareto_front(timed, "latency_ms"))
+                f"## Pareto front: {goal.metric} vs {SIZE_TITLES['latency_ms']}\n\n"
+                + named(pareto_front(timed, "latency_ms", goal))
             ]
             if timed
             else []
         ),
-        "## Parameter importances for accuracy\n\n"
+        f"## Parameter importances for {goal.metric}\n\n"
         + (
             table(
                 ("parameter", "importance"),
@@ -568,6 +591,7 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
     trials = [entry.trial for entry in lineage_trials(study)]  # every version's, each once
     check_output_dir(output, "output")
     output.mkdir(parents=True, exist_ok=True)
+    goal = study_goal(study)
     # Importances need one study's distributions: the latest version holds the trials
     # of the earlier ones that fit its space.
     latest = version_studies(study)[-1]
@@ -576,16 +600,16 @@ def write_report(study: optuna.Study, output: Path, top: int = 10) -> list[Path]
     )
     notes = [f"Parameter importances skipped: {why_not}."] if why_not else []
     timed = _measured_latency(study, complete)
-    curves = _intermediate_chart(trials)
+    curves = _intermediate_chart(trials, goal)
     if curves is None:
-        notes.append("Learning curves skipped: no trial reported accuracy per epoch.")
+        notes.append(f"Learning curves skipped: no trial reported {goal.metric} per epoch.")
     charts = [
-        _history_chart(complete),
+        _history_chart(complete, goal),
         curves,
-        _importance_chart(found) if found else None,
-        _pareto_chart(complete, size_metric(study)),
-        _pareto_chart(timed, "latency_ms", "pareto-latency") if timed else None,
-        _scatter_chart(trials),
+        _importance_chart(found, goal) if found else None,
+        _pareto_chart(complete, size_metric(study), goal),
+        _pareto_chart(timed, "latency_ms", goal, "pareto-latency") if timed else None,
+        _scatter_chart(trials, goal),
     ]
     files = [path for chart in charts if chart is not None for path in draw(chart, output)]
     summary = output / "summary.md"

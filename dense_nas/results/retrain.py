@@ -347,7 +347,8 @@ def _chosen_trials(
         raise UserInputError(f"must be at least 1, got {top}", param="top")
     if pick != "accuracy":
         raise UserInputError(
-            "--top ranks by accuracy; --pick chooses one trial: give one of them", param="pick"
+            "--top ranks by the study's metric; --pick chooses one trial: give one of them",
+            param="pick",
         )
     completed_trials(study)  # none: the usual one line
     best = best_architectures(study, max_params, max_latency_ms)

@@ -1,24 +1,27 @@
 """Which trial is "the best": one rule for ``best``, ``load_best``, ``export``, ``retrain``, ``report``.
 
-Every completed trial of a dense-nas study carries its accuracy (the first objective)
-and its size (user attrs ``params`` and ``macs``, and ``latency_ms`` where the study
-measured latency). Trials are ranked by accuracy, then
-size, then number (:func:`ranked`); the best trials of a study (:func:`best_trials`) are
-what ``dense-nas best`` shows, and the first of them is what :func:`select_trial` picks.
+Every completed trial of a dense-nas study carries the study's validation metric (the
+first objective: accuracy unless ``--objective`` chose another, see :class:`Goal`) and its
+size (user attrs ``params`` and ``macs``, and ``latency_ms`` where the study measured
+latency). Trials are ranked by the metric (highest first, or lowest for a minimised one
+such as ``nll``), then size, then number (:func:`ranked`); the best trials of a study
+(:func:`best_trials`) are what ``dense-nas best`` shows, and the first of them is what
+:func:`select_trial` picks.
 
 A study that grew (:mod:`dense_nas.study.lineage`) is ranked as one: every trained
 network of every version, each once, named as ``--trial`` takes it (``N`` for the
 user's study, ``vK:N`` for version K's).
 
-A pick rule chooses one trial of the front (the non-dominated set of highest accuracy
-against fewest parameters, or fewest MACs for an ``accuracy,macs`` study, or lowest
-latency for an ``accuracy,latency`` study; single-objective studies have a front too):
+A pick rule chooses one trial of the front (the non-dominated set of best metric against
+fewest parameters, or fewest MACs for a ``METRIC,macs`` study, or lowest latency for a
+``METRIC,latency`` study; single-objective studies have a front too):
 
-- ``"accuracy"`` (default): the most accurate trial; among equals, the smallest.
+- ``"accuracy"`` (default): the trial with the best metric (the most accurate in an
+  accuracy study); among equals, the smallest.
 - ``"smallest"``: the smallest trial of the front.
 - ``"knee"``: the trial of the front farthest from the straight line joining its two
-  ends, with accuracy and log10(size) each scaled to [0, 1]: where a little more size
-  stops buying much accuracy.
+  ends, with the metric and log10(size) each scaled to [0, 1]: where a little more size
+  stops buying much metric.
 
 ``max_params`` first drops every trial with more parameters, ``max_latency_ms`` every
 trial measured slower, then the rule applies.
@@ -42,9 +45,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.errors import UserInputError, check_choice
@@ -61,12 +66,12 @@ SizeMetric = Literal["params", "macs", "latency_ms"]
 _METRICS: dict[str, SizeMetric] = {"macs": "macs", "latency": "latency_ms"}
 
 
-def accuracy(trial: FrozenTrial) -> float:
-    """Validation accuracy of a completed trial: the first objective of every dense-nas study.
+def metric_value(trial: FrozenTrial) -> float:
+    """The study's validation metric of a completed trial: its first objective.
 
     Example:
         >>> import optuna
-        >>> accuracy(optuna.trial.create_trial(values=[0.93, 1200]))
+        >>> metric_value(optuna.trial.create_trial(values=[0.93, 1200]))
         0.93
     """
     values = trial.values
@@ -77,9 +82,66 @@ def accuracy(trial: FrozenTrial) -> float:
     return float(values[0])
 
 
+@dataclass(frozen=True)
+class Goal:
+    """What "better" means in a study: its metric (the first objective) and its direction.
+
+    Example:
+        >>> import optuna
+        >>> nll = Goal("nll", maximize=False)
+        >>> [nll.score(optuna.trial.create_trial(value=v)) for v in (0.3, 0.1)]
+        [-0.3, -0.1]
+    """
+
+    metric: str = "accuracy"
+    maximize: bool = True
+
+    def score(self, trial: FrozenTrial) -> float:
+        """The trial's metric, signed so that higher is better."""
+        value = metric_value(trial)
+        return value if self.maximize else -value
+
+    def accuracy(self, trial: FrozenTrial) -> float | None:
+        """The trial's validation accuracy, shown beside the metric (``None``: not recorded).
+
+        Example:
+            >>> import optuna
+            >>> t = optuna.trial.create_trial(value=0.8, user_attrs={"accuracy": 0.9})
+            >>> Goal().accuracy(t), Goal("f1").accuracy(t)
+            (0.9, 0.9)
+            >>> Goal("f1").accuracy(optuna.trial.create_trial(value=0.8)) is None
+            True
+        """
+        recorded = trial_attrs(trial).get("accuracy")
+        if recorded is not None:
+            return float(recorded)
+        return metric_value(trial) if self.metric == "accuracy" and trial.values else None
+
+
+ACCURACY = Goal()
+"""The goal of a study from before there were other metrics: accuracy, maximised."""
+
+
+def study_goal(study: optuna.Study) -> Goal:
+    """The study's :class:`Goal`, from its recorded objective and its first direction.
+
+    Example:
+        >>> import optuna
+        >>> study_goal(optuna.create_study(direction="maximize"))
+        Goal(metric='accuracy', maximize=True)
+        >>> study = optuna.create_study(directions=["minimize", "minimize"])
+        >>> study.set_user_attr("objective", "nll,params")
+        >>> study_goal(study)
+        Goal(metric='nll', maximize=False)
+    """
+    objective = study_attrs(study).get("objective", "accuracy")
+    metric = objective.split(",")[0].strip()
+    return Goal(metric, study.directions[0] == StudyDirection.MAXIMIZE)
+
+
 def size_metric(study: optuna.Study) -> SizeMetric:
-    """The size a study trades accuracy against: MACs for ``accuracy,macs``, the measured
-    latency for ``accuracy,latency``, else parameters.
+    """The size a study trades its metric against: MACs for ``METRIC,macs``, the measured
+    latency for ``METRIC,latency``, else parameters.
 
     Example:
         >>> import optuna
@@ -94,7 +156,7 @@ def size_metric(study: optuna.Study) -> SizeMetric:
         'latency_ms'
     """
     second = study_attrs(study).get("objective", "accuracy").split(",")[1:]
-    return _METRICS.get(second[0], "params") if second else "params"
+    return _METRICS.get(second[0].strip(), "params") if second else "params"
 
 
 def trial_size(trial: FrozenTrial, metric: SizeMetric = "params") -> float:
@@ -140,11 +202,14 @@ def completed_entries(study: optuna.Study) -> list[LineageTrial]:
     return entries
 
 
-def pareto_front(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -> list[FrozenTrial]:
-    """Trials no other trial beats on both accuracy (higher) and size (lower), smallest first.
+def pareto_front(
+    trials: Sequence[FrozenTrial], metric: SizeMetric = "params", goal: Goal = ACCURACY
+) -> list[FrozenTrial]:
+    """Trials no other trial beats on both the metric (``goal``) and size (lower), smallest
+    first.
 
-    Of several trials with equal accuracy and size (a duplicate architecture) only the
-    first is kept. Along the returned list size and accuracy both strictly increase.
+    Of several trials with equal metric and size (a duplicate architecture) only the
+    first is kept. Along the returned list size and the metric both strictly improve.
 
     Example:
         >>> import optuna
@@ -153,21 +218,21 @@ def pareto_front(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -
         >>> [(t.value, trial_size(t)) for t in pareto_front(trials)]
         [(0.9, 100), (0.95, 300)]
     """
-    ordered = sorted(trials, key=lambda t: (trial_size(t, metric), -accuracy(t), t.number))
+    ordered = sorted(trials, key=lambda t: (trial_size(t, metric), -goal.score(t), t.number))
     front: list[FrozenTrial] = []
     for trial in ordered:
-        if not front or accuracy(trial) > accuracy(front[-1]):
+        if not front or goal.score(trial) > goal.score(front[-1]):
             front.append(trial)
     return front
 
 
-def _knee(front: Sequence[FrozenTrial], metric: SizeMetric) -> FrozenTrial:
+def _knee(front: Sequence[FrozenTrial], metric: SizeMetric, goal: Goal) -> FrozenTrial:
     """The point of the front farthest from the chord between its ends (scaled axes)."""
     if len(front) < 3:
-        return front[-1]  # no bend to find: the most accurate
+        return front[-1]  # no bend to find: the best metric
     # sizes are positive: at least one parameter or MAC, a latency above zero
     xs = [math.log10(max(trial_size(t, metric), 1e-9)) for t in front]
-    ys = [accuracy(t) for t in front]
+    ys = [goal.score(t) for t in front]
     x_span, y_span = (xs[-1] - xs[0]) or 1.0, (ys[-1] - ys[0]) or 1.0
     points = [((x - xs[0]) / x_span, (y - ys[0]) / y_span) for x, y in zip(xs, ys, strict=True)]
     # The chord runs from (0, 0) to (1, 1) after scaling; distance is |y - x| / sqrt(2).
@@ -245,13 +310,13 @@ def select_entry(
     entries = completed_entries(study)
     by_trial = {id(entry.trial): entry for entry in entries}
     candidates = within(study, [entry.trial for entry in entries], max_params, max_latency_ms)
-    metric = size_metric(study)
-    front = pareto_front(candidates, metric)
+    metric, goal = size_metric(study), study_goal(study)
+    front = pareto_front(candidates, metric, goal)
     if pick == "smallest":
         return by_trial[id(front[0])]
     if pick == "knee":
-        return by_trial[id(_knee(front, metric))]
-    return by_trial[id(front[-1])]  # the most accurate; of equals the smallest: ranked(...)[0]
+        return by_trial[id(_knee(front, metric, goal))]
+    return by_trial[id(front[-1])]  # the best metric; of equals the smallest: ranked(...)[0]
 
 
 def within(
@@ -321,8 +386,11 @@ def check_pick(pick: str) -> None:
     check_choice(pick, PICKS, "pick")
 
 
-def ranked(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -> list[FrozenTrial]:
-    """Completed trials best first: higher accuracy, then smaller size, then lower number.
+def ranked(
+    trials: Sequence[FrozenTrial], metric: SizeMetric = "params", goal: Goal = ACCURACY
+) -> list[FrozenTrial]:
+    """Completed trials best first: better metric (``goal``), then smaller size, then lower
+    number.
 
     This is the order every view of "the best" uses: its first trial is the one
     :func:`select_trial` picks by default among the same trials.
@@ -334,7 +402,7 @@ def ranked(trials: Sequence[FrozenTrial], metric: SizeMetric = "params") -> list
         >>> [(t.value, trial_size(t)) for t in ranked(trials)]
         [(0.95, 400), (0.95, 500), (0.9, 300)]
     """
-    return sorted(trials, key=lambda t: (-accuracy(t), trial_size(t, metric), t.number))
+    return sorted(trials, key=lambda t: (-goal.score(t), trial_size(t, metric), t.number))
 
 
 def best_trials(study: optuna.Study, top: int = 5) -> list[FrozenTrial]:
@@ -342,7 +410,7 @@ def best_trials(study: optuna.Study, top: int = 5) -> list[FrozenTrial]:
     when none completed.
 
     A single-objective study gives its ``top`` trials, a multi-objective study its whole
-    Pareto front of accuracy against size. The first trial is what :func:`select_trial`,
+    Pareto front of the metric against size. The first trial is what :func:`select_trial`,
     :func:`~dense_nas.results.loading.load_best`, ``export`` and ``retrain`` choose.
 
     Example:
@@ -363,11 +431,11 @@ def best_entries(study: optuna.Study, top: int = 5) -> list[LineageTrial]:
     trials = [entry.trial for entry in entries]
     if not trials:
         return []
-    metric = size_metric(study)
+    metric, goal = size_metric(study), study_goal(study)
     if len(study.directions) > 1:
-        best = ranked(pareto_front(trials, metric), metric)
+        best = ranked(pareto_front(trials, metric, goal), metric, goal)
     else:
-        best = ranked(trials, metric)[:top]
+        best = ranked(trials, metric, goal)[:top]
     return [by_trial[id(t)] for t in best]
 
 
@@ -397,7 +465,7 @@ def best_architectures(
         trials = within(study, trials, max_params, max_latency_ms)
     seen: set[str] = set()
     distinct = []
-    for trial in ranked(trials, size_metric(study)):
+    for trial in ranked(trials, size_metric(study), study_goal(study)):
         key = trial_attrs(trial).get("arch_key", f"trial {by_trial[id(trial)].name}")
         if key not in seen:
             seen.add(key)

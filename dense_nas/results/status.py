@@ -1,7 +1,8 @@
 """Where a study stands, read from its storage alone: for any machine, while it runs.
 
 :func:`study_status` takes a snapshot (RUNNING trials with their host, epoch, last
-accuracy and heartbeat age; counts by state; the best trial; the budget left; an ETA);
+metric, accuracy and heartbeat age; counts by state; the best trial by the study's
+metric; the budget left; an ETA);
 :func:`status_text` and :func:`status_json` show it. ``dense-nas status`` prints it, and
 the live view of ``dense-nas search`` redraws the same text.
 
@@ -36,8 +37,8 @@ from dense_nas.records import (
     study_attrs,
     trial_attrs,
 )
-from dense_nas.results.selection import best_entries
-from dense_nas.results.summary import describe_arch
+from dense_nas.results.selection import best_entries, study_goal
+from dense_nas.results.summary import describe_arch, metric_text
 from dense_nas.study.lineage import lineage_finished, lineage_trials, version_studies
 
 
@@ -62,6 +63,10 @@ class RunningTrial:
     """Seconds since its worker last said it is alive."""
     stale: bool
     """Silent for longer than its worker's grace: the worker is probably dead."""
+    metric: str = "accuracy"
+    """The study's metric."""
+    value: float | None = None
+    """The metric after the last epoch (the accuracy, in an accuracy study)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class StudyStatus:
     """Trials by state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."""
     running: tuple[RunningTrial, ...]
     best: tuple[int | str, float] | None
-    """Name (as ``--trial`` takes it) and accuracy of the trial ``load_best`` would take."""
+    """Name (as ``--trial`` takes it) and metric of the trial ``load_best`` would take."""
     n_trials: int | None
     """The budget the last search asked for."""
     finished: int
@@ -87,6 +92,8 @@ class StudyStatus:
     """Architectures whose latency the study keeps, by device fingerprint key."""
     best_latency_ms: float | None = None
     """The best trial's measured latency, when it has one."""
+    metric: str = "accuracy"
+    """The study's metric (what ``best`` is by)."""
 
 
 def _running(trial: FrozenTrial, now: float) -> RunningTrial:
@@ -107,6 +114,8 @@ def _running(trial: FrozenTrial, now: float) -> RunningTrial:
         elapsed=max(0.0, now - started),
         heartbeat_age=max(0.0, age),
         stale=worker is not None and age > worker["grace"],
+        metric=progress.get("metric", "accuracy") if progress else "accuracy",
+        value=progress.get("value", progress["accuracy"]) if progress else None,
     )
 
 
@@ -159,6 +168,7 @@ def study_status(study: optuna.Study, now: float | None = None) -> StudyStatus:
         versions=tuple(study_attrs(user).get("versions", [])),
         latency_measured=dict(measured),
         best_latency_ms=trial_attrs(best[0].trial).get("latency_ms") if best else None,
+        metric=study_goal(user).metric,
     )
 
 
@@ -175,17 +185,20 @@ def running_line(trial: RunningTrial) -> str:
 
     Example:
         >>> t = RunningTrial(3, "box", 7, 0, "k=4 blocks=1 basic theta=0.5", 2, 5, 0.91,
-        ...                  850.0, 12.0, 1.0, False)
+        ...                  850.0, 12.0, 1.0, False, value=0.91)
         >>> running_line(t)
         'worker 0@box  trial   3  epoch 2/5  acc 0.9100    850 img/s  0m12s  k=4 blocks=1 basic theta=0.5'
+        >>> from dataclasses import replace
+        >>> running_line(replace(t, metric="f1", value=0.5)).split("  ")[4]
+        'f1 0.5000'
     """
     where = f"worker {trial.worker}@{trial.host}" if trial.host else "worker ?"
-    acc = f"{trial.accuracy:.4f}" if trial.accuracy is not None else "-"
+    acc = metric_text(trial.metric, trial.value, trial.accuracy)
     speed = f"{trial.images_per_second:5.0f} img/s" if trial.images_per_second else "    - img/s"
     stale = f"  STALE (silent {trial.heartbeat_age:.0f} s)" if trial.stale else ""
     return (
         f"{where}  trial {trial.number:>3}  epoch {trial.epoch}/{trial.epochs or '?'}  "
-        f"acc {acc}  {speed}  {_duration(trial.elapsed)}  {trial.arch}{stale}"
+        f"{acc}  {speed}  {_duration(trial.elapsed)}  {trial.arch}{stale}"
     )
 
 
@@ -198,7 +211,8 @@ def study_line(status: StudyStatus) -> str:
             parts.append(f"{status.counts[state]} {word}")
     if status.best is not None:
         latency = "" if status.best_latency_ms is None else f", {status.best_latency_ms:.3g} ms"
-        parts.append(f"best {status.best[1]:.4f} (#{status.best[0]}{latency})")
+        best = "best" if status.metric == "accuracy" else f"best {status.metric}"
+        parts.append(f"{best} {status.best[1]:.4f} (#{status.best[0]}{latency})")
     if status.eta_seconds is not None and status.n_trials is not None:
         parts.append(f"ETA {_duration(status.eta_seconds)}")
     return ", ".join(parts)

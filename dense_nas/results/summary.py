@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dense_nas.records import failure_reason, retrain_records, trial_attrs
 from dense_nas.results.retrained import retrained_archs
-from dense_nas.results.selection import best_entries
+from dense_nas.results.selection import ACCURACY, Goal, best_entries, study_goal
 from dense_nas.study.lineage import user_study
 
 
@@ -103,20 +103,25 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, markdown: bo
     )
 
 
-_TRIAL_HEADERS = (
-    "trial",
-    "val accuracy",
-    "params",
-    "MACs",
-    "epochs",
-    "seconds",
-    "architecture",
-    "note",
-)
+_TRIAL_HEADERS = ("params", "MACs", "epochs", "seconds", "architecture", "note")
 
 
 def _count(value: int | None) -> str | None:
     return None if value is None else f"{value:,}"
+
+
+def _value_headers(goal: Goal) -> tuple[str, ...]:
+    """The metric's column, and accuracy's beside it when the metric is another."""
+    if goal.metric == "accuracy":
+        return ("val accuracy",)
+    return (f"val {goal.metric}", "val accuracy")
+
+
+def _value_cells(trial: FrozenTrial, goal: Goal) -> tuple[str | None, ...]:
+    if goal.metric == "accuracy":
+        return (f"{trial.values[0]:.4f}",)
+    accuracy = goal.accuracy(trial)
+    return (f"{trial.values[0]:.4f}", None if accuracy is None else f"{accuracy:.4f}")
 
 
 def _same_version(name: int | str, number: int) -> int | str:
@@ -129,13 +134,13 @@ def _latency(trial: FrozenTrial) -> str | None:
     return None if found is None else f"{found:.3g}"
 
 
-def _trial_cells(trial: FrozenTrial, name: int | str, latency: bool) -> tuple[Any, ...]:
+def _trial_cells(trial: FrozenTrial, name: int | str, goal: Goal, latency: bool) -> tuple[Any, ...]:
     attrs = trial_attrs(trial)
     seconds = attrs.get("seconds")
     same = attrs.get("duplicate_of")
     return (
         name,
-        f"{trial.values[0]:.4f}",
+        *_value_cells(trial, goal),
         _count(attrs.get("params")),
         _count(attrs.get("macs")),
         *((_latency(trial),) if latency else ()),
@@ -151,9 +156,11 @@ def trial_table(
     *,
     markdown: bool = False,
     names: Sequence[int | str] | None = None,
+    goal: Goal = ACCURACY,
 ) -> str:
-    """Completed trials, one row each in the given order, as text or Markdown (:func:`table`);
-    with a ``latency ms`` column after MACs when any of them measured its latency.
+    """Completed trials, one row each in the given order, as text or Markdown (:func:`table`):
+    the study's metric (``goal``), and accuracy beside it when the metric is another; with
+    a ``latency ms`` column after MACs when any of them measured its latency.
 
     ``names``: how ``--trial`` names each (``vK:N`` in a study's later versions); by
     default their numbers.
@@ -172,14 +179,19 @@ def trial_table(
         >>> print(trial_table(study.trials[2:]))
         trial  val accuracy  params  MACs  latency ms  epochs  seconds  architecture  note
             2        0.9000       -     -       0.421       -        -             -
+        >>> study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={
+        ...     "params": 100, "accuracy": 0.8}))
+        >>> print(trial_table(study.trials[3:], goal=Goal("f1")))
+        trial  val f1  val accuracy  params  MACs  epochs  seconds  architecture  note
+            3  0.5000        0.8000     100     -       -        -             -
     """
+    headers: tuple[str, ...] = ("trial", *_value_headers(goal), *_TRIAL_HEADERS)
     shown = [t.number for t in trials] if names is None else names
     latency = any("latency_ms" in trial_attrs(t) for t in trials)
-    headers: tuple[str, ...] = _TRIAL_HEADERS
     if latency:
         at = headers.index("MACs") + 1
         headers = (*headers[:at], "latency ms", *headers[at:])
-    rows = [_trial_cells(t, name, latency) for t, name in zip(trials, shown, strict=True)]
+    rows = [_trial_cells(t, name, goal, latency) for t, name in zip(trials, shown, strict=True)]
     return table(headers, rows, markdown=markdown)
 
 
@@ -224,11 +236,13 @@ def retrained_table(study: optuna.Study, *, markdown: bool = False) -> str | Non
     return table(_RETRAINED_HEADERS, rows, markdown=markdown)
 
 
-def _row(trial: FrozenTrial, name: int | str) -> dict[str, Any]:
+def _row(trial: FrozenTrial, name: int | str, goal: Goal) -> dict[str, Any]:
     attrs = trial_attrs(trial)
     return {
         "trial": name,
-        "accuracy": trial.values[0],
+        "metric": goal.metric,
+        "value": trial.values[0],
+        "accuracy": goal.accuracy(trial),
         "params": attrs.get("params"),
         "macs": attrs.get("macs"),
         "latency_ms": attrs.get("latency_ms"),
@@ -247,14 +261,16 @@ def best_json(study: optuna.Study, chosen: int | str | None = None) -> str:
     ``chosen`` is the trial a ``--pick``, ``--trial`` or ``--max-params`` chose, named as
     ``--trial`` takes it; by default the one ``load_best``, ``export`` and ``retrain`` use:
     the first of ``best``. Each ``trial`` is named the same way: its number, or ``"vK:N"``
-    for a trial of version K of a study that grew. ``retrained`` holds each retrained
-    architecture's test accuracy over its seeds
+    for a trial of version K of a study that grew; each row holds the study's ``metric``,
+    its ``value`` and the validation ``accuracy`` (the same as ``value`` in an accuracy
+    study). ``retrained`` holds each retrained architecture's test accuracy over its seeds
     (:meth:`~dense_nas.results.retrained.RetrainedArch.to_dict`), best mean first.
     """
     entries = best_entries(study)
     if chosen is None and entries:
         chosen = entries[0].name
-    rows = [_row(e.trial, e.name) for e in entries]
+    goal = study_goal(study)
+    rows = [_row(e.trial, e.name, goal) for e in entries]
     retrained = [arch.to_dict() for arch in retrained_archs(retrain_records(study))]
     name = user_study(study).study_name
     return json.dumps(
@@ -272,7 +288,9 @@ def best_table(study: optuna.Study) -> str:
     text = (
         f"{title} of study {user_study(study).study_name!r} "
         "(load_best, export and retrain take the first):\n"
-        + trial_table([e.trial for e in entries], names=[e.name for e in entries])
+        + trial_table(
+            [e.trial for e in entries], names=[e.name for e in entries], goal=study_goal(study)
+        )
     )
     retrained = retrained_table(study)
     if retrained is not None:
@@ -280,12 +298,43 @@ def best_table(study: optuna.Study) -> str:
     return text
 
 
+def metric_text(metric: str, value: float | None, accuracy: float | None) -> str:
+    """A metric in a line (``acc`` for accuracy, as lines always said), with accuracy
+    beside another metric; ``-`` for a value not known.
+
+    Example:
+        >>> metric_text("accuracy", 0.9, 0.9), metric_text("f1", 0.52, None)
+        ('acc 0.9000', 'f1 0.5200  acc -')
+    """
+
+    def shown(number: float | None) -> str:
+        return "-" if number is None else f"{number:.4f}"
+
+    if metric == "accuracy":
+        return f"acc {shown(value)}"
+    return f"{metric} {shown(value)}  acc {shown(accuracy)}"
+
+
 def trial_line(study: optuna.Study, number: int) -> str:
-    """One line for a just-finished trial: number, state, value, params, best so far."""
+    """One line for a just-finished trial: number, state, metric (accuracy beside another),
+    params, best so far.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="minimize")
+        >>> study.set_user_attr("objective", "nll")
+        >>> for nll in (0.5, 0.3):
+        ...     study.add_trial(optuna.trial.create_trial(value=nll, user_attrs={
+        ...         "params": 900, "epochs": 2, "accuracy": 0.9}))
+        >>> trial_line(study, 0)
+        'trial   0  COMPLETE  nll 0.5000  acc 0.9000  params       900  epochs   2  best 0.3000 (#1)'
+    """
     trials = study.get_trials(deepcopy=False)
     trial = next(t for t in trials if t.number == number)
     attrs = trial_attrs(trial)
-    value = f"{trial.values[0]:.4f}" if trial.values else "-"
+    goal = study_goal(study)
+    value = trial.values[0] if trial.values else None
+    shown = metric_text(goal.metric, value, goal.accuracy(trial) if trial.values else None)
     failed = trial.state == TrialState.FAIL  # only then the study's records are read
     why = (
         attrs.get("pruned_reason")
@@ -299,7 +348,7 @@ def trial_line(study: optuna.Study, number: int) -> str:
     epochs = attrs.get("epochs", 0)
     latency = _latency(trial)
     return (
-        f"trial {number:>3}  {trial.state.name:<8}  acc {value:>6}  "
+        f"trial {number:>3}  {trial.state.name:<8}  {shown}  "
         f"params {attrs.get('params', 0):>9,}  "
         + (f"latency {latency:>6} ms  " if latency is not None else "")
         + f"epochs {epochs:>3}  {best_text}{'  ' + why if why else ''}"

@@ -302,6 +302,8 @@ class TrialAttempt:
             record_trial(trial, images_per_second=found["images_per_second"])
         if "precision" in found:
             record_trial(trial, precision=found["precision"])
+        if "accuracy" in found:
+            record_trial(trial, accuracy=found["accuracy"])
         self._tell(duplicate.state, duplicate.values)
 
     def spec(self, candidate: Candidate) -> TrialSpec:
@@ -330,6 +332,7 @@ class TrialAttempt:
             trainer_config=run.trainer_config,
             resume=None if self.resume is None else str(self.resume),
             resume_every=max(s.resume_every, 1),
+            metric=run.objective.metric,
         )
         if spec.logs:
             record_trial(trial, logs=spec.logs)
@@ -345,21 +348,26 @@ class TrialAttempt:
         trains its next epoch meanwhile (unless another worker of the command measures a
         latency: then only once it is done); then the progress, recorded on the trial for any
         reader of the storage, and the observer. A trial another worker ended is told to
-        stop, and nothing more is written to it.
+        stop, and nothing more is written to it. After the last epoch of its schedule the
+        pruner still hears the value, but the answer is always "go on": a trial that
+        trained every epoch has cost all it will and ends COMPLETE, so ``best`` sees it.
         """
+        epoch = int(report["epoch"])
         if not self._reported:
             self._reported = True
-            self._take_over(int(report["epoch"]))
-        stop = self._decide(int(report["epoch"]), float(report["value"]))
+            self._take_over(epoch)
+        stop = self._decide(epoch, float(report["value"]))
         if self.run.meter is not None:  # another worker's latency measurement waits for it
             self.run.meter.hold()
-        answer(stop)
+        answer(stop and (self.taken or epoch < self._epochs))
         if self.taken:
             return
         progress = EpochProgress(
             epoch=report["epoch"],
             epochs=self._epochs,
-            accuracy=report["value"],
+            accuracy=report["accuracy"],
+            metric=self.run.objective.metric,
+            value=report["value"],
             loss=report["loss"],
             images_per_second=round(report["images_per_second"], 1),
             at=time.time(),
@@ -388,12 +396,12 @@ class TrialAttempt:
         except UpdateFinishedTrialError:
             self.taken = True
 
-    def _decide(self, epoch: int, accuracy: float) -> bool:
+    def _decide(self, epoch: int, value: float) -> bool:
         if self._rule is None:
             raise RuntimeError("on_epoch() before spec(): the trial has no pruning rule yet")
         if not self.taken:
             try:
-                return self._rule(epoch, accuracy)
+                return self._rule(epoch, value)
             except UpdateFinishedTrialError:
                 self.taken = True
         return True
@@ -459,6 +467,7 @@ class TrialAttempt:
             ranks=result["ranks"],
             images_per_second=round(result["images_per_second"], 1),
             step_seconds=round(result["step_seconds"], 3),
+            accuracy=result["accuracy"],
         )
         if run.objective.multi:
             record_trial(

@@ -1,10 +1,11 @@
 """Opening a study for ``search()``: check the input, then create or resume the study.
 
 Everything the user gave is checked before anything is stored (:func:`prepare`): the
-output folder, the space and its constraints, the objective, the latency target, the data
-(its files, its split, its first batch) and the trainer config. Only then is the study created or
-loaded, checked to be the same search (objective, data, validation split, a space Optuna
-can mix with its trials, trainer config) and given this command's settings. A storage
+output folder, the space and its constraints, the objective, the sampler's and pruner's
+settings, the latency target, the data (its files, its split, its first batch) and the
+trainer config. Only then is the study created or loaded, checked to be the same search
+(objective, sampler and pruner, data, validation split, a space Optuna can mix with its
+trials, trainer config) and given this command's settings. A storage
 that cannot be written becomes one :class:`~dense_nas.errors.StorageError` line
 (:func:`storage_writes`).
 
@@ -35,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dense_nas.errors import StorageError, UserInputError
 from dense_nas.model.latency import Target
 from dense_nas.paths import check_output_dir
-from dense_nas.records import LatencyTargetRecord, record_study, study_attrs
+from dense_nas.records import ChoiceRecord, LatencyTargetRecord, record_study, study_attrs
 from dense_nas.space import (
     SearchSpace,
     Task,
@@ -56,7 +57,14 @@ from dense_nas.study.lineage import GoingOn, go_on
 from dense_nas.study.loggers import prepare_loggers
 from dense_nas.study.memory_fit import available_memory, trial_budget
 from dense_nas.study.objectives import Objective, parse_objective
-from dense_nas.study.samplers import make_pruner, make_sampler
+from dense_nas.study.samplers import (
+    Kind,
+    check_args,
+    choice_record,
+    describe_choice,
+    make_pruner,
+    make_sampler,
+)
 from dense_nas.study.settings import SearchSettings
 from dense_nas.study.storage import make_storage, remember_storage, set_artifact_root, storage_url
 from dense_nas.study.trainer_config import load_trainer_config
@@ -103,6 +111,10 @@ def prepare(settings: SearchSettings, observer: SearchObserver) -> Run:
     if s.max_params is not None or s.max_latency_ms is not None:
         chosen = _with_limits(chosen, s.max_params, s.max_latency_ms)
     parsed = parse_objective(s.objective)
+    if isinstance(s.sampler, str):
+        check_args("sampler", s.sampler, s.sampler_args)
+    if isinstance(s.pruner, str):
+        check_args("pruner", s.pruner, s.pruner_args, s.epochs or chosen.max_epochs)
     # checks the files and the split now: bad input exits 2 before anything is stored
     data, data_args = s.data_name, dict(s.data_args)
     datamodule = build_datamodule(data, s.data_dir, data_args, seed=s.seed, val_size=s.val_size)
@@ -205,8 +217,9 @@ def _open_study(s: SearchSettings, checked: Checked) -> tuple[GoingOn, dict[str,
         Where the search goes on (the study's latest version, or a new one for a space
         it cannot hold, with the lines to print), and the trainer config its trials apply.
     """
-    sampler = make_sampler(s.sampler, s.seed, multi_objective=checked.objective.multi)
-    pruner = make_pruner(s.pruner, s.epochs or checked.space.max_epochs)  # both before any file
+    sampler = make_sampler(s.sampler, s.seed, checked.objective.multi, s.sampler_args)
+    max_epochs = s.epochs or checked.space.max_epochs
+    pruner = make_pruner(s.pruner, max_epochs, s.pruner_args)  # both before any file
     storage = make_storage(s.storage, s.out_dir)
     study = optuna.create_study(
         study_name=checked.name,
@@ -224,6 +237,8 @@ def _open_study(s: SearchSettings, checked: Checked) -> tuple[GoingOn, dict[str,
             f"({recorded}); use --objective {recorded} or a new --study",
             param="objective",
         )
+    _check_same_choice(study, "sampler", choice_record(s.sampler, s.sampler_args))
+    _check_same_choice(study, "pruner", choice_record(s.pruner, s.pruner_args))
     _check_same_data(study, checked.data, checked.data_args)
     if checked.latency is not None:
         _check_same_latency_target(study, checked.latency, checked.objective)
@@ -244,6 +259,8 @@ def _open_study(s: SearchSettings, checked: Checked) -> tuple[GoingOn, dict[str,
         data_args=checked.data_args,
         data_dir=checked.data_dir,
         objective=checked.objective.name,
+        sampler=choice_record(s.sampler, s.sampler_args),
+        pruner=choice_record(s.pruner, s.pruner_args),
         seed=s.seed,
         image_size=list(checked.task.image_size),
     )
@@ -360,6 +377,32 @@ def _share_gpus(workers: int, devices: int) -> tuple[list[str], list[int]]:
         for own in gpus
     ]
     return gpus, budgets
+
+
+def _check_same_choice(study: optuna.Study, kind: Kind, given: ChoiceRecord) -> None:
+    """Refuse to resume a study with another sampler or pruner, or other settings of it:
+    every command and machine on a study samples and prunes alike.
+
+    A study made with an object given in Python goes on with an object of the same class
+    (its settings cannot be compared); a name is refused there, as an object is on a study
+    made with a name.
+    """
+    recorded: ChoiceRecord | None = study_attrs(study).get(kind)
+    if recorded is None:  # a new study, or one from before they were recorded
+        return
+    objects = recorded["args"] is None and given["args"] is None
+    if recorded == given or (objects and recorded["name"] == given["name"]):
+        return
+    again = (
+        f"pass {kind}= a {recorded['name']} again in Python"
+        if recorded["args"] is None
+        else "pass the same"
+    )
+    raise UserInputError(
+        f"study {study.study_name!r} was made with {describe_choice(kind, recorded)}; "
+        f"{again} or use a new --study",
+        param=kind,
+    )
 
 
 def _check_same_data(study: optuna.Study, data: str, data_args: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 Data flows one way: a worker asks the study for a trial, the space samples a candidate,
 constraints are checked with the cost model (a violation is pruned before any training),
 a candidate already trained is answered from that trial, and otherwise a trial process
-trains it, reporting validation accuracy every epoch; the worker reports it to Optuna,
+trains it, reporting the study's validation metric every epoch; the worker reports it to Optuna,
 decides pruning, and tells the study the outcome.
 
 Example:
@@ -68,7 +68,9 @@ def run_search(settings: SearchSettings, observer: SearchObserver | None = None)
     run = prepare(settings, observer or SearchObserver())
     with SamplerSlot(run.study, settings.heartbeat) as slot:
         seed = sampler_seed(settings.seed, slot.number)
-        run.study.sampler = make_sampler(settings.sampler, seed, run.objective.multi)
+        run.study.sampler = make_sampler(
+            settings.sampler, seed, run.objective.multi, settings.sampler_args
+        )
         run.observer.begin(run.study)
         finished, running = finished_and_running(run.study.get_trials(deepcopy=False))
         finished += run.counted_elsewhere

@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import yaml
+from optuna.pruners import BasePruner
+from optuna.samplers import BaseSampler
 
 from dense_nas._plugins import import_path, plain_arguments
 from dense_nas.errors import UserInputError, check_choice
@@ -65,12 +67,36 @@ MAX_SEED = 2**32 - 1
 
 # Spelled out rather than imported so that building the command line need not import
 # torch; tests/test_graphs.py and tests/test_settings.py check they equal
-# dense_nas.model.graphs.COMPILE_CHOICES and dense_nas.study.objectives.OBJECTIVES.
+# dense_nas.model.graphs.COMPILE_CHOICES and dense_nas.model.metrics.METRICS.
 COMPILE_CHOICES = ("auto", "on", "off")
-OBJECTIVE_CHOICES = ("accuracy", "accuracy,params", "accuracy,macs", "accuracy,latency")
+METRIC_CHOICES = ("accuracy", "top5", "balanced_accuracy", "f1", "auroc", "nll")
+#: The second objectives, as dense_nas.study.objectives.SIZE_ATTRS names them.
+SIZE_CHOICES = ("params", "macs", "latency")
 # The same for dense_nas.model.latency.DEVICES and RUNTIMES (checked in tests/test_settings.py).
 LATENCY_DEVICES = ("cpu", "gpu")
 LATENCY_RUNTIMES = ("torch", "onnxruntime")
+
+
+def check_objective(text: str) -> tuple[str, ...]:
+    """The objective's names, metric first, or one line saying what it may be.
+
+    Example:
+        >>> check_objective("f1, params")
+        ('f1', 'params')
+        >>> check_objective("loss")
+        Traceback (most recent call last):
+        ...
+        dense_nas.errors.UserInputError: objective: must be METRIC or METRIC,SIZE with METRIC one of accuracy, top5, balanced_accuracy, f1, auroc, nll and SIZE one of params, macs, latency; got 'loss'
+    """
+    names = tuple(part.strip() for part in text.split(","))
+    metric, sizes = names[0], names[1:]
+    if metric not in METRIC_CHOICES or len(sizes) > 1 or not set(sizes) <= set(SIZE_CHOICES):
+        raise UserInputError(
+            f"must be METRIC or METRIC,SIZE with METRIC one of {', '.join(METRIC_CHOICES)} "
+            f"and SIZE one of {', '.join(SIZE_CHOICES)}; got {text!r}",
+            param="objective",
+        )
+    return names
 
 
 def whole_number(text: str) -> int:
@@ -274,17 +300,47 @@ class SearchSettings:
         default_text="<space>-<data>",
         metavar="NAME",
     )
-    sampler: str = _option("tpe", doc="Optuna sampler, seeded with --seed", choices=tuple(SAMPLERS))
-    pruner: str = _option(
+    sampler: str | BaseSampler = _option(
+        "tpe",
+        doc="Optuna sampler, seeded with --seed (in Python also a sampler object, used as "
+        "it is: its class is recorded, not its settings)",
+        choices=tuple(SAMPLERS),
+    )
+    sampler_args: Mapping[str, Any] = _option(
+        {},
+        doc="a keyword argument of the sampler's Optuna class over dense-nas's own "
+        "(repeatable, e.g. n_startup_trials=2); VALUE is a YAML scalar; checked against the "
+        "class and recorded on the study",
+        read=key_value,
+        repeated=True,
+        default_text="none",
+        flag="--sampler-arg",
+        metavar="KEY=VALUE",
+    )
+    pruner: str | BasePruner = _option(
         "hyperband",
-        doc="Optuna pruner; its resources are epochs (asha: successive halving)",
+        doc="Optuna pruner; its resources are epochs (asha: successive halving; in Python "
+        "also a pruner object, used as it is: its class is recorded, not its settings)",
         choices=tuple(PRUNERS),
+    )
+    pruner_args: Mapping[str, Any] = _option(
+        {},
+        doc="a keyword argument of the pruner's Optuna class over dense-nas's own "
+        "(repeatable, e.g. reduction_factor=2); VALUE is a YAML scalar; checked against the "
+        "class and recorded on the study",
+        read=key_value,
+        repeated=True,
+        default_text="none",
+        flag="--pruner-arg",
+        metavar="KEY=VALUE",
     )
     objective: str = _option(
         "accuracy",
-        doc="accuracy alone, or a Pareto front of accuracy against parameters, MACs or the "
-        "latency measured on the --latency-* target",
-        choices=OBJECTIVE_CHOICES,
+        doc="METRIC, or METRIC,SIZE for a Pareto front of the metric against SIZE: params, "
+        "macs or latency (measured on the --latency-* target); METRIC (on the validation "
+        "set): accuracy (top-1), top5, balanced_accuracy, f1 (macro), auroc (macro, "
+        "one-vs-rest) or nll (minimised)",
+        metavar="METRIC[,params|macs|latency]",
     )
     max_params: int | None = _option(
         None,
@@ -435,6 +491,15 @@ class SearchSettings:
         if not isinstance(self.data, str):  # other processes rebuild it from the path
             object.__setattr__(self, "data", import_path(self.data, "data", param="data"))
         object.__setattr__(self, "data_args", plain_arguments(self.data_args, "data_args"))
+        for kind, chosen in (("sampler", self.sampler), ("pruner", self.pruner)):
+            args = plain_arguments(getattr(self, f"{kind}_args"), f"{kind}_args")
+            object.__setattr__(self, f"{kind}_args", args)
+            if args and not isinstance(chosen, str):
+                raise UserInputError(
+                    f"settings apply to a {kind} by name; give the {kind} object its own",
+                    param=f"{kind}_args",
+                )
+        check_objective(self.objective)
         from dense_nas.study.loggers import check_loggers
 
         object.__setattr__(self, "logger", check_loggers(self.logger, self.mlflow_uri))
@@ -474,7 +539,8 @@ class SearchSettings:
             _check_study_name(self.study_name)
         for option in OPTIONS.values():  # before anything is stored, not when first used
             value = getattr(self, option.name)
-            if option.choices and value is not None:  # None: a default said in words
+            # None: a default said in words; in Python a sampler or pruner may be an object
+            if option.choices and isinstance(value, str):
                 check_choice(value, option.choices, option.name)
 
     @property
@@ -525,8 +591,10 @@ class SearchOptions(TypedDict, total=False):
     epochs: int | None
     storage: str | None
     study_name: str | None
-    sampler: str
-    pruner: str
+    sampler: str | BaseSampler
+    sampler_args: Mapping[str, Any]
+    pruner: str | BasePruner
+    pruner_args: Mapping[str, Any]
     objective: str
     max_params: int | None
     max_latency_ms: float | None

@@ -7,8 +7,8 @@ a :class:`ResultMessage` or an :class:`ErrorMessage`. ``type`` tells a trial pro
 messages apart (:data:`TrialMessage`).
 
 Example:
-    >>> report: EpochMessage = {"type": "epoch", "epoch": 1, "value": 0.5, "loss": 1.2,
-    ...                         "images_per_second": 900.0}
+    >>> report: EpochMessage = {"type": "epoch", "epoch": 1, "value": 0.5, "accuracy": 0.5,
+    ...                         "loss": 1.2, "images_per_second": 900.0}
     >>> reply: PruneReply = {"prune": report["value"] < 0.1}
     >>> reply
     {'prune': False}
@@ -42,7 +42,9 @@ class EpochMessage(TypedDict):
     type: Literal["epoch"]
     epoch: int
     value: float
-    """Validation accuracy (what the pruner sees)."""
+    """The study's validation metric (what the pruner sees)."""
+    accuracy: float
+    """Validation accuracy, shown beside it."""
     loss: float
     """Validation loss."""
     images_per_second: float
@@ -60,7 +62,11 @@ class ResultMessage(TypedDict):
 
     type: Literal["result"]
     value: float
+    """The study's metric after the last epoch."""
     history: list[float]
+    """The metric after each epoch."""
+    accuracy: float
+    """Validation accuracy after the last epoch."""
     pruned: bool
     epochs: int
     precision: str

@@ -2,7 +2,8 @@
 
 A :class:`TrialSpec` holds plain values only (architecture, recipe, data, devices). The
 worker hands it over; this module builds the DenseNetModule, the datamodule and a
-``lightning.Trainer``, reports validation accuracy after every epoch over the channel,
+``lightning.Trainer``, reports the study's validation metric (and accuracy) after every
+epoch over the channel,
 stops when told to, and answers with a result. Under DDP (``devices > 1``) Lightning
 re-runs ``python -m dense_nas.study.process.trial --spec FILE`` for every rank: each rank reads the same
 spec file, so all build the same model, and only rank 0 talks to the worker.
@@ -57,7 +58,9 @@ class TrialSpec:
     ``training`` is a :class:`~dense_nas.model.recipe.TrainingConfig` dict and must hold
     ``epochs``: the schedule's length is also the Trainer's ``max_epochs``. ``logs`` is
     where the trial logs (a :class:`~dense_nas.records.TrialLogs` per logger; none: no
-    logger) and ``trainer_config`` the study's recorded ``--trainer-config``. ``resume`` is the
+    logger) and ``trainer_config`` the study's recorded ``--trainer-config``; ``metric``
+    the validation metric the study optimises (:data:`~dense_nas.model.metrics.METRICS`),
+    reported after every epoch. ``resume`` is the
     trial's resume checkpoint (``None``: not resumable), written every ``resume_every``
     epochs and gone on from when it exists (:mod:`dense_nas.study.process.resume`).
     """
@@ -79,6 +82,7 @@ class TrialSpec:
     verbose: bool = False
     logs: list[TrialLogs] = field(default_factory=list)
     trainer_config: dict[str, Any] = field(default_factory=dict)
+    metric: str = "accuracy"
     resume: str | None = None
     resume_every: int = 1
 
@@ -167,9 +171,9 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     if spec.accelerator == "gpu" and spec.compile == "auto":
         steps = training_steps(datamodule, training.epochs)
     compiled = compile_mode(spec.compile, spec.accelerator, arch, steps)
-    module = DenseNetModule.from_candidate(arch, training, compile=compiled)
+    module = DenseNetModule.from_candidate(arch, training, compile=compiled, metric=spec.metric)
     timer = StepTimer()
-    reporter = EpochReporter(ask, timer)
+    reporter = EpochReporter(ask, timer, spec.metric)
     user = trainer_kwargs(spec.trainer_config)
     callbacks = [reporter, timer, *user.pop("callbacks")]
     if spec.resume is not None:
@@ -184,7 +188,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
             ckpt_path=resume_from.path if resume_from else None,
             weights_only=False,  # our own file, with the optimizer and random states
         )
-    if not reporter.history:
+    if not reporter.history or reporter.accuracy is None:
         raise RuntimeError("training ended before the first validation epoch")
     if spec.checkpoint and not reporter.pruned:
         _save_checkpoint(trainer, spec.checkpoint)
@@ -195,6 +199,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
         "type": "result",
         "value": reporter.history[-1],
         "history": reporter.history,
+        "accuracy": reporter.accuracy,
         "pruned": reporter.pruned,
         "epochs": len(reporter.history),
         "precision": str(trainer.precision),
