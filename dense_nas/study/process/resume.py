@@ -36,6 +36,7 @@ import io
 import logging
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -66,11 +67,16 @@ class ResumePoint:
     epoch: int
 
 
-def checkpoint_to_resume(path: str | os.PathLike[str] | None) -> ResumePoint | None:
+def checkpoint_to_resume(
+    path: str | os.PathLike[str] | None, expected: Mapping[str, Any] | None = None
+) -> ResumePoint | None:
     """The readable resume checkpoint to go on from: ``path``, else its previous copy.
 
     Args:
         path: the trial's resume checkpoint (``None``: the trial is not resumable).
+        expected: the module's hyperparameters (architecture and recipe); a checkpoint
+            made with others (say, a resumed command with another ``--epochs``) is not
+            gone on from, with one warning line.
 
     Returns:
         Where to go on from (pass its ``path`` to ``Trainer.fit(ckpt_path=...)``), or
@@ -83,7 +89,7 @@ def checkpoint_to_resume(path: str | os.PathLike[str] | None) -> ResumePoint | N
         if not candidate.exists():
             continue
         try:
-            return ResumePoint(str(candidate), _epochs_done(candidate))
+            return ResumePoint(str(candidate), _epochs_done(candidate, expected))
         except _Unreadable as err:
             logger.warning(
                 "resume checkpoint %s unreadable (%s); not resuming from it", candidate, err
@@ -95,7 +101,7 @@ class _Unreadable(Exception):
     """A file that is no whole resume checkpoint; the message says why."""
 
 
-def _epochs_done(path: Path) -> int:
+def _epochs_done(path: Path, expected: Mapping[str, Any] | None = None) -> int:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torn or garbage bytes raise anything from EOFError up
@@ -104,6 +110,11 @@ def _epochs_done(path: Path) -> int:
     callbacks = checkpoint.get("callbacks") if isinstance(checkpoint, dict) else None
     if not (isinstance(callbacks, dict) and ResumeCheckpoint.__qualname__ in callbacks):
         raise _Unreadable("not a resume checkpoint")
+    if expected is not None:
+        saved = checkpoint.get("hyper_parameters") or {}
+        differing = sorted(k for k in expected if k in saved and saved[k] != expected[k])
+        if differing:
+            raise _Unreadable(f"made for another network or recipe ({', '.join(differing)})")
     return int(checkpoint["epoch"])
 
 

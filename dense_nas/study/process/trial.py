@@ -178,7 +178,7 @@ def run(spec: TrialSpec, ask: Ask) -> ResultMessage:
     callbacks = [reporter, timer, *user.pop("callbacks")]
     if spec.resume is not None:
         callbacks.append(ResumeCheckpoint(spec.resume, spec.resume_every))
-    resume_from = checkpoint_to_resume(spec.resume)
+    resume_from = checkpoint_to_resume(spec.resume, dict(module.hparams))
     logger = make_logger(spec.logs, spec.trainer_config)
     trainer = L.Trainer(callbacks=callbacks, logger=logger, **_trainer_options(spec, user))
     with quiet_lightning(spec.verbose):
