@@ -247,4 +247,9 @@ def _locked(lock: JournalFileSymlinkLock) -> Iterator[None]:
     try:
         yield
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except RuntimeError:
+            # A process paused (SIGSTOP) while it held the lock finds, on waking, that
+            # another broke it as stale; its one write is whole lines or cut back to them.
+            _log.warning("the journal lock was broken while this process held it (paused)")
